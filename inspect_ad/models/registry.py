@@ -1,0 +1,53 @@
+"""Model registry: every model family registers a name, its config dataclass, a builder and a
+tiny variant for tests (the timm habit: one parametrised test checks each registered model)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import InspectError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build_config: Callable[..., Any]   # (**overrides) -> config dataclass
+    build: Callable[[Any], nn.Module]  # config -> module
+    tiny: dict                         # overrides for a fast test variant
+    example_input: Callable[[Any], Any]  # config -> a batch for smoke tests
+    family: str = "image"              # image | video | tabular
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> None:
+    _REGISTRY[spec.name] = spec
+
+
+def list_models(family: str | None = None) -> list[str]:
+    return sorted(n for n, s in _REGISTRY.items() if family is None or s.family == family)
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise InspectError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def make_config(name: str, **overrides):
+    spec = get_spec(name)
+    cfg_fields = {f.name for f in fields(spec.build_config())}
+    unknown = sorted(set(overrides) - cfg_fields)
+    if unknown:
+        raise InspectError(f"model {name!r} has no option {', '.join(unknown)}; "
+                           f"valid options: {', '.join(sorted(cfg_fields))}")
+    return spec.build_config(**overrides)
+
+
+def create_model(name: str, config=None, **overrides) -> nn.Module:
+    """Build a registered model from its config (or the defaults with ``overrides``)."""
+    spec = get_spec(name)
+    return spec.build(config if config is not None else make_config(name, **overrides))
