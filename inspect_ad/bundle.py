@@ -1,0 +1,128 @@
+"""Model bundles: a directory with ``model.safetensors`` (weights) and ``config.json`` (format
+version, model name and config, preprocessing, training metadata, thresholds).
+
+Loading reads JSON and safetensors only, so an untrusted bundle can never execute code.
+Every file is written to a temporary name and moved into place (atomic on POSIX), so an
+interrupted save never leaves a half-written bundle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .errors import InspectError
+from .models import create_model, make_config
+
+BUNDLE_FORMAT = "inspect-ad-bundle"
+BUNDLE_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the model (in eval mode) and the JSON sections saved beside it."""
+
+    model: nn.Module
+    name: str
+    config: Any
+    sections: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _state_to_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
+def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: Any, **sections: Any) -> Path:
+    """Save weights and config; ``sections`` (preprocessing, training, calibration, ...) must be
+    JSON-serialisable and are stored as top-level keys of config.json."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{WEIGHTS}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(_state_to_cpu(model), tmp)
+        os.replace(tmp, path / WEIGHTS)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    cfg = asdict(config) if is_dataclass(config) else dict(config)
+    atomic_write_json(path / CONFIG, {
+        "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "inspect_ad_version": __version__,
+        "model": {"name": name, "config": cfg}, **sections})
+    return path
+
+
+def read_bundle_config(path: str | os.PathLike) -> dict:
+    """The parsed config.json of a bundle, checked for format and version."""
+    path = Path(path)
+    cfg_file = path / CONFIG
+    if not path.is_dir() or not cfg_file.is_file() or not (path / WEIGHTS).is_file():
+        raise InspectError(f"{path} is not a model bundle (expected {CONFIG} and {WEIGHTS} inside); "
+                           f"pass the folder written by 'inspect-ad fit --out'")
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InspectError(f"{cfg_file} is not valid JSON ({e}); re-run 'inspect-ad fit' to rebuild the bundle")
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise InspectError(f"{cfg_file} is not an inspect-ad bundle config; pass a folder written by 'inspect-ad fit'")
+    if meta.get("bundle_version") != BUNDLE_VERSION:
+        raise InspectError(f"{path} was saved with bundle format version {meta.get('bundle_version')} "
+                           f"(inspect-ad {meta.get('inspect_ad_version')}); this inspect-ad reads version "
+                           f"{BUNDLE_VERSION}: retrain with this version or install the matching inspect-ad")
+    return meta
+
+
+def update_bundle_sections(path: str | os.PathLike, **sections: Any) -> dict:
+    """Rewrite config.json with ``sections`` replaced; the weights are untouched."""
+    meta = read_bundle_config(path)
+    meta.update(sections)
+    atomic_write_json(Path(path) / CONFIG, meta)
+    return meta
+
+
+def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> Bundle:
+    path = Path(path)
+    meta = read_bundle_config(path)
+    name, cfg = meta["model"]["name"], meta["model"]["config"]
+    config = make_config(name, **cfg)
+    model = create_model(name, config)
+    try:
+        state = load_file(str(path / WEIGHTS), device="cpu")
+    except (SafetensorError, OSError) as e:
+        raise InspectError(f"{path / WEIGHTS} cannot be read ({e}); the bundle is damaged: re-run 'inspect-ad fit'")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InspectError(f"{path / WEIGHTS} does not match model {name!r} (missing {len(missing)}, "
+                           f"unexpected {len(unexpected)} tensors); the bundle was made by another version")
+    sections = {k: v for k, v in meta.items() if k not in ("format", "bundle_version", "inspect_ad_version", "model")}
+    return Bundle(model.to(device).eval(), name, config, sections, path)
