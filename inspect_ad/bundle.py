@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_path, atomic_write_json
 from .errors import InspectError
 from .models import create_model, make_config
 
@@ -40,24 +40,6 @@ class Bundle:
     path: Path | None = None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def _state_to_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
@@ -67,14 +49,8 @@ def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: An
     JSON-serialisable and are stored as top-level keys of config.json."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{WEIGHTS}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(_state_to_cpu(model), tmp)
-        os.replace(tmp, path / WEIGHTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path / WEIGHTS) as tmp:
+        save_file(_state_to_cpu(model), str(tmp))
     cfg = asdict(config) if is_dataclass(config) else dict(config)
     atomic_write_json(path / CONFIG, {
         "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "inspect_ad_version": __version__,

@@ -5,8 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from typing import TYPE_CHECKING
+
 from .memory import addressing_entropy
-from .models.outputs import ReconstructionOutput
+
+if TYPE_CHECKING:  # models import losses; avoid the cycle at run time
+    from .models.outputs import ReconstructionOutput
 
 
 def memory_entropy(weights: list[Tensor]) -> Tensor:
@@ -16,7 +20,7 @@ def memory_entropy(weights: list[Tensor]) -> Tensor:
     return torch.stack([addressing_entropy(w) for w in weights]).mean()
 
 
-def memae_loss(out: ReconstructionOutput, x: Tensor, entropy_weight: float) -> tuple[Tensor, dict]:
+def memae_loss(out: "ReconstructionOutput", x: Tensor, entropy_weight: float) -> tuple[Tensor, dict]:
     """MemAE eq. 10 / MMAE §3.2: MSE reconstruction + α · entropy of the addressing weights."""
     mse = F.mse_loss(out.reconstruction, x)
     ent = memory_entropy(out.weights).to(mse.device)

@@ -6,3 +6,8 @@ __all__ = [
     "Memory", "MemoryOutput", "flatten_queries", "unflatten_queries",
     "MemAEMemory", "addressing_entropy", "hard_shrink",
 ]
+from .mnad import MNADMemory, compactness_loss, nearest_item_distance, separateness_loss
+from .prototype import PrototypeMemory, discriminative_loss
+
+__all__ += ["MNADMemory", "compactness_loss", "nearest_item_distance", "separateness_loss",
+            "PrototypeMemory", "discriminative_loss"]

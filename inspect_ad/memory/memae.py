@@ -37,7 +37,11 @@ def addressing_entropy(weights: Tensor, eps: float = 1e-12) -> Tensor:
 class MemAEMemory(Memory):
     """N learnable slots of dimension C addressed by softmax attention with hard shrinkage.
 
-    shrink_threshold: λ of eq. 7. ``None`` picks 1/N·2 (middle of the paper's [1/N, 3/N]);
+    shrink_threshold: λ of eq. 7. ``None`` picks 1/N, the lower end of the paper's [1/N, 3/N]:
+        the largest weight of a softmax is always >= 1/N, so every query keeps at least one slot.
+        With cosine logits in [-1, 1] the softmax starts almost uniform, and a larger λ zeroes
+        *every* weight of many queries at initialisation — the read-out is then 0 and the memory
+        gets no gradient (the "collapsed addressing" seen when λ = 2/N or 3/N from the start).
         0 disables shrinkage (MemAE-nonSpar).
     similarity: "cosine" (eq. 5, the paper) or "dot" (the authors' public code).
     """
@@ -48,7 +52,7 @@ class MemAEMemory(Memory):
         if similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {similarity!r}; choose one of: {', '.join(SIMILARITIES)}")
         self.similarity = similarity
-        self.shrink_threshold = 2.0 / num_slots if shrink_threshold is None else float(shrink_threshold)
+        self.shrink_threshold = 1.0 / num_slots if shrink_threshold is None else float(shrink_threshold)
         # Uniform init in ±1/sqrt(C), as the authors' code does, so dot-product logits start small.
         bound = 1.0 / math.sqrt(dim)
         self.slots = nn.Parameter(torch.empty(num_slots, dim).uniform_(-bound, bound))

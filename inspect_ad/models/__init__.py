@@ -21,3 +21,6 @@ for _name in IMAGE_MODELS:
 
 __all__ = ["MMAE", "MMAEConfig", "ReconstructionOutput", "ModelSpec", "create_model", "get_spec",
            "list_models", "make_config", "register_model", "IMAGE_MODELS"]
+from . import oneclass  # noqa: E402,F401  (registers one-class models)
+from . import video  # noqa: E402,F401  (registers the video models)
+from . import tabular  # noqa: E402,F401  (registers tabular models)

@@ -30,9 +30,9 @@ class MMAEConfig:
       log2(grid_stride·γ^(i-1)) stride-2 convs (4, 3, 2, 1, 0 at the defaults) and is bilinearly
       resized to the grid when γ is not a power of 1/2.
     * Latent size (``latent_channels``): the paper's "latent dim 1024" has no stated layout. We
-      read it per grid position would be 1024 channels × 256 positions per scale, far past a
-      laptop's budget, so the default is 64 channels per position (16·16·64 = 16384 values per
-      scale); raise it for large GPUs.
+      per grid position would mean 1024 channels × 256 positions per scale, far past a laptop's
+      budget, so the default is 64 channels per position (16·16·64 = 16384 values per scale);
+      raise it with ``latent_channels`` on a large GPU.
     * Fuser form: per-position softmax over scales of a 1×1 conv on the concatenated
       de-anomalised features, fused = Σ_k a_k F̂_k (a spatial "multi-scale attention").
     * Width: ``base_channels`` doubling per stride-2 conv, capped at ``max_channels``.
@@ -44,7 +44,7 @@ class MMAEConfig:
     scale_factor: float = 0.5          # §4.1: γ = 0.5 -> resolutions 256, 128, 64, 32, 16
     memory_slots: int = 60             # §4.1: memory size 60
     use_memory: bool = True            # False = AE baseline
-    shrink_threshold: float | None = None  # MemAE eq. 7; None = 2/N, inside [1/N, 3/N]
+    shrink_threshold: float | None = None  # MemAE eq. 7; None = 1/N (see MemAEMemory)
     similarity: str = "cosine"         # MMAE eq. 4 / MemAE eq. 5
     entropy_weight: float = 0.0002     # MemAE eq. 10: α
     latent_channels: int = 64          # see docstring

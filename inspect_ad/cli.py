@@ -1,0 +1,218 @@
+"""The ``inspect-ad`` command line: parses options, calls the library, prints results."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from .anomaly_map import MapConfig
+from .errors import InspectError
+from .models import IMAGE_MODELS
+from .training import TrainConfig
+
+
+class Group(click.Group):
+    """Turns InspectError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InspectError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=Group)
+@click.version_option(__version__, prog_name="inspect-ad")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+def main(verbose: bool) -> None:
+    """Industrial visual inspection: train on defect-free images, find defects pixel by pixel."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def data_source_options(f):
+    f = click.option("--train-dir", type=click.Path(), help="A plain folder of defect-free images.")(f)
+    f = click.option("--manifest", type=click.Path(), help="Dataset manifest JSON (train list, labelled test list).")(f)
+    f = click.option("--category", help="MVTec AD category (with --data-root).")(f)
+    f = click.option("--data-root", type=click.Path(), help="Folder holding MVTec AD-layout categories.")(f)
+    return f
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InspectError(f"model option {pair!r} must look like key=value, e.g. num_scales=3")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+# --- data ------------------------------------------------------------------------------------
+
+@main.group(cls=Group)
+def data() -> None:
+    """Datasets: write the built-in synthetic set."""
+
+
+@data.command("synth")
+@click.option("--out", required=True, type=click.Path(), help="Folder to write the MVTec-layout dataset into.")
+@click.option("--categories", default=None, help="Comma-separated categories (default: all).")
+@click.option("--size", default=128, show_default=True, help="Image size in pixels.")
+@click.option("--n-train", default=60, show_default=True)
+@click.option("--n-test-good", default=20, show_default=True)
+@click.option("--n-test-per-defect", default=4, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, seed):
+    """Write the built-in dataset (real scikit-image textures + synthetic defects with exact masks)."""
+    from .data.synthetic import CATEGORIES, write_mvtec
+    cats = categories.split(",") if categories else list(CATEGORIES)
+    written = write_mvtec(out, cats, n_train=n_train, n_test_good=n_test_good,
+                          n_test_per_defect=n_test_per_defect, size=size, seed=seed)
+    click.echo(f"wrote {len(written)} categories to {out}: {', '.join(p.name for p in written)}")
+
+
+# --- fit -------------------------------------------------------------------------------------
+
+@main.command()
+@data_source_options
+@click.option("--out", required=True, type=click.Path(), help="Folder for the model bundle.")
+@click.option("--model", "model_name", default="mmae", show_default=True, help=f"One of: {', '.join(IMAGE_MODELS)}.")
+@click.option("--epochs", default=100, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--image-size", default=256, show_default=True, help="Side of the square model input.")
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]))
+@click.option("--sigma", default=4.0, show_default=True, help="Gaussian smoothing of anomaly maps (pixels).")
+@click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]))
+@click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o num_scales=3).")
+@click.option("--checkpoint-every", default=10, show_default=True, help="Epochs between checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
+        seed, augment, sigma, pooling, options, checkpoint_every, resume, overwrite, quiet):
+    """Train a model on defect-free images and save it as a bundle."""
+    from .data.datasets import load_image_set
+    from .detector import Detector
+
+    out = Path(out)
+    if (out / "config.json").exists() and not (resume or overwrite):
+        raise InspectError(f"{out} already holds a model bundle; pass --overwrite to replace it, "
+                           f"--resume to continue it, or choose another --out")
+    images = load_image_set(data_root, category, manifest, train_dir)
+    det = Detector(model_name, image_size, train_config=TrainConfig(epochs, batch_size, lr, seed=seed, device=device,
+                                                                    checkpoint_every=checkpoint_every),
+                   map_config=MapConfig(sigma, pooling), augment=augment, model_options=parse_options(options))
+    det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name)
+    info = det.training_info_
+    click.echo(f"trained {model_name} on {info['n_train']} images of {images.name} for {epochs} epochs "
+               f"in {info['seconds']:.0f}s (final loss {info['final_loss']:.5f}); bundle: {out}")
+
+
+# --- segment ---------------------------------------------------------------------------------
+
+def unique_stem(path: Path, used: set[str]) -> str:
+    stem, k = path.stem, 1
+    while stem in used:
+        stem, k = f"{path.stem}_{k}", k + 1
+    used.add(stem)
+    return stem
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
+@click.option("--out", required=True, type=click.Path(), help="Folder for overlays and maps.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def segment(inputs, model_dir, out, batch_size, device):
+    """Write a heatmap overlay and the raw map for each image; print its score."""
+    from .atomic import atomic_path
+    from .data.datasets import expand_inputs
+    from .detector import Detector
+    from .visualize import save_overlay
+
+    det = Detector.load(model_dir, device)
+    paths = expand_inputs(inputs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    vmax, n_bad = det.display_max(), 0
+    for p in det.predict_iter(paths, batch_size, keep_image=True):
+        if p.error:
+            n_bad += 1
+            click.echo(f"{p.source}\terror: {p.error}")
+            continue
+        stem = unique_stem(Path(p.source), used)
+        with atomic_path(out / f"{stem}_map.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, p.map)
+        save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax, f"score {p.score:.5g}")
+        click.echo(f"{p.source}\tscore={p.score:.6g}")
+    click.echo(f"{len(paths) - n_bad} images segmented, {n_bad} unreadable; results in {out}")
+
+
+# --- evaluate --------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
+@data_source_options
+@click.option("--out", required=True, type=click.Path(), help="Folder for metrics.json and plots.")
+@click.option("--device", default="auto", show_default=True)
+def evaluate(model_dir, data_root, category, manifest, train_dir, out, device):
+    """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
+    from .data.datasets import load_image_set
+    from .detector import Detector
+    from .evaluation import evaluate as run_evaluation
+
+    det = Detector.load(model_dir, device)
+    result = run_evaluation(det, load_image_set(data_root, category, manifest, train_dir), out)
+    click.echo(format_metrics(result))
+    click.echo(f"report: {Path(out) / 'metrics.json'}")
+
+
+def format_metrics(m: dict) -> str:
+    keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
+    return f"{m['model']} on {m['dataset']} ({m['n_images']} images): " + ", ".join(
+        f"{k}={m[k]:.4f}" for k in keys if k in m)
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--out", default="demo", show_default=True, type=click.Path())
+@click.option("--categories", default="brick", show_default=True, help="Built-in categories, comma-separated.")
+@click.option("--models", default="mmae,ae", show_default=True, help="Models to train and compare.")
+@click.option("--epochs", default=None, type=int, help="Training epochs (default: the demo preset).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--quiet", is_flag=True)
+def demo(out, categories, models, epochs, seed, quiet):
+    """Built-in data -> train -> evaluate -> heatmaps, in a few minutes on a laptop CPU."""
+    from .demo import run_demo
+    result = run_demo(Path(out), categories.split(","), models.split(","), epochs=epochs, seed=seed,
+                      progress=not quiet, echo=click.echo)
+    click.echo(f"metrics: {Path(out) / 'metrics.json'} (wall time {result['seconds']:.0f}s)")
+
+
+def _register_optional_groups() -> None:
+    try:
+        from .cli_video import video
+    except ImportError:
+        return
+    main.add_command(video)
+
+
+_register_optional_groups()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Where images come from: MVTec AD category folders, JSON manifests and plain folders.
+
+An :class:`ImageSet` is only paths and labels; pixels are read lazily, so a set of thousands of
+images costs nothing until it is used.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InspectError
+from .io import is_image_file, list_images
+
+GOOD = "good"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test image: its path, its mask's path (None for good images) and its label."""
+
+    image: Path
+    mask: Path | None
+    label: str
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.label != GOOD
+
+
+@dataclass
+class ImageSet:
+    """Training images (defect-free) and labelled test samples of one inspection task."""
+
+    name: str
+    train: list[Path]
+    test: list[Sample] = field(default_factory=list)
+
+    def require_train(self) -> "ImageSet":
+        if not self.train:
+            raise InspectError(f"no training images found for {self.name}; add defect-free images "
+                               f"({', '.join(s.lstrip('.') for s in ('.png', '.jpg', '.bmp', '.tif'))})")
+        return self
+
+    def require_test(self) -> "ImageSet":
+        if not self.test:
+            raise InspectError(f"no test images found for {self.name}; evaluation needs labelled test images")
+        return self
+
+
+def mvtec_categories(root: Path) -> list[str]:
+    return sorted(p.name for p in Path(root).iterdir() if (p / "train").is_dir())
+
+
+def from_mvtec(root: str | Path, category: str) -> ImageSet:
+    """``root/category/{train/good, test/<defect>, ground_truth/<defect>/<name>_mask.png}``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InspectError(f"data root {root} does not exist; pass the folder that holds the category "
+                           f"folders (e.g. /data/mvtec_ad)")
+    cat = root / category
+    if not cat.is_dir():
+        found = mvtec_categories(root)
+        hint = f"choose one of: {', '.join(found)}" if found else "it holds no MVTec-layout category"
+        raise InspectError(f"category {category!r} not found in {root}; {hint}")
+    train_dir = cat / "train" / GOOD
+    if not train_dir.is_dir():
+        raise InspectError(f"{train_dir} is missing; an MVTec-layout category needs train/good/ with defect-free images")
+    test = []
+    test_dir = cat / "test"
+    if test_dir.is_dir():
+        for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+            for img in list_images(defect_dir):
+                mask = None if defect_dir.name == GOOD else \
+                    cat / "ground_truth" / defect_dir.name / f"{img.stem}_mask.png"
+                test.append(Sample(img, mask, defect_dir.name))
+    return ImageSet(f"{root.name}/{category}", list_images(train_dir), test).require_train()
+
+
+def from_manifest(path: str | Path) -> ImageSet:
+    """JSON ``{"train": [paths], "test": [{"image", "mask" (or null), "label"}]}``;
+    paths are relative to the manifest file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InspectError(f"manifest {path} does not exist; check the path")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InspectError(f"manifest {path} is not valid JSON ({e.__class__.__name__}: {e}); fix the file")
+    if not isinstance(doc, dict) or not isinstance(doc.get("train", []), list):
+        raise InspectError(f"manifest {path} must be an object with a 'train' list and a 'test' list")
+    base = path.parent
+    train = [base / p for p in doc.get("train", [])]
+    test = []
+    for i, entry in enumerate(doc.get("test", [])):
+        if not isinstance(entry, dict) or "image" not in entry:
+            raise InspectError(f"manifest {path}: test entry {i} needs an 'image' key (and 'mask', 'label')")
+        label = entry.get("label") or (GOOD if entry.get("mask") is None else "defect")
+        mask = base / entry["mask"] if entry.get("mask") else None
+        test.append(Sample(base / entry["image"], mask, label))
+    missing = [p for p in train[:1000] if not p.is_file()]
+    if missing:
+        raise InspectError(f"manifest {path} lists {len(missing)} missing training image(s), e.g. {missing[0]}; "
+                           f"paths must be relative to the manifest")
+    return ImageSet(path.stem if path.stem != "split" else path.parent.name, train, test).require_train()
+
+
+def from_folder(path: str | Path, recursive: bool = True) -> ImageSet:
+    """A plain folder of defect-free images (no test set)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InspectError(f"folder {path} does not exist; check the path")
+    return ImageSet(path.name, list_images(path, recursive)).require_train()
+
+
+def expand_inputs(inputs: list[str | Path], recursive: bool = True) -> list[Path]:
+    """Files and folders given on a command line -> image files, in the order given."""
+    out: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            out.extend(list_images(item, recursive))
+        elif item.exists() or item.suffix:
+            out.append(item)
+        else:
+            raise InspectError(f"{item} does not exist; pass image files or folders")
+    return out
+
+
+def load_image_set(data_root: str | Path | None = None, category: str | None = None,
+                   manifest: str | Path | None = None, train_dir: str | Path | None = None) -> ImageSet:
+    """Pick the source from whichever option the user gave (exactly one)."""
+    given = [x is not None for x in (data_root, manifest, train_dir)]
+    if sum(given) != 1:
+        raise InspectError("give exactly one data source: --data-root with --category, --manifest, or --train-dir")
+    if data_root is not None:
+        if not category:
+            raise InspectError("--data-root needs --category (an MVTec AD category name such as bottle)")
+        return from_mvtec(data_root, category)
+    if manifest is not None:
+        return from_manifest(manifest)
+    return from_folder(train_dir)
+
+
+__all__ = ["GOOD", "Sample", "ImageSet", "from_mvtec", "from_manifest", "from_folder", "expand_inputs",
+           "load_image_set", "mvtec_categories", "is_image_file"]

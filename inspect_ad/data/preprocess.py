@@ -1,0 +1,89 @@
+"""Turning images into model inputs (and remembering how, so a bundle can do it again)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .io import convert_channels, read_image
+
+AUGMENTATIONS = ("none", "flip", "light")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize to ``image_size`` square (area interpolation), ``channels`` 1 or 3, scale to [0, 1]."""
+
+    image_size: int
+    channels: int
+    normalization: str = "divide_by_255"
+
+    def resize(self, img: np.ndarray) -> np.ndarray:
+        s = self.image_size
+        if img.shape[:2] == (s, s):
+            return img
+        interp = cv2.INTER_AREA if min(img.shape[:2]) >= s else cv2.INTER_LINEAR
+        out = cv2.resize(img, (s, s), interpolation=interp)
+        return out[:, :, None] if out.ndim == 2 else out
+
+    def to_tensor(self, img: np.ndarray) -> torch.Tensor:
+        """(H, W, C) uint8 already resized -> (C, S, S) float in [0, 1]."""
+        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+    def prepare(self, img: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
+        return self.resize(convert_channels(img, self.channels, source))
+
+    def load(self, path: str | Path) -> tuple[torch.Tensor, tuple[int, int]]:
+        img = read_image(path, self.channels)
+        return self.to_tensor(self.resize(img)), img.shape[:2]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def detect_channels(paths: Sequence[Path], probe: int = 8) -> int:
+    """3 if any of the first images has real colour, else 1."""
+    for p in paths[:probe]:
+        img = read_image(p)
+        if img.shape[2] == 3 and not (np.array_equal(img[..., 0], img[..., 1])
+                                      and np.array_equal(img[..., 0], img[..., 2])):
+            return 3
+    return 1
+
+
+def augmentation(name: str, seed: int) -> A.Compose | None:
+    """Train-time augmentation that keeps a defect-free image defect-free."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+    if name == "none":
+        return None
+    ops = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    if name == "light":
+        ops.append(A.RandomBrightnessContrast(brightness_limit=0.05, contrast_limit=0.05, p=0.5))
+    return A.Compose(ops, seed=seed)
+
+
+class TrainImages(Dataset):
+    """Defect-free training images, decoded and resized once, then cached as uint8."""
+
+    def __init__(self, paths: Sequence[Path], prep: Preprocessing, augment: A.Compose | None = None):
+        self.paths, self.prep, self.augment = list(paths), prep, augment
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i not in self._cache:
+            self._cache[i] = self.prep.resize(read_image(self.paths[i], self.prep.channels))
+        img = self._cache[i]
+        if self.augment is not None:
+            img = self.augment(image=img)["image"]
+            img = img[:, :, None] if img.ndim == 2 else img
+        return self.prep.to_tensor(img)

@@ -1,0 +1,191 @@
+"""The high-level API: fit on defect-free images, then score, map and decide.
+
+Follows scikit-learn's split between score and decision: :meth:`Detector.score_samples` and
+:meth:`Detector.anomaly_maps` need only a fitted model; :meth:`Detector.predict` also needs a
+threshold (``threshold_``, set by calibration). Fitted state ends with ``_``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .anomaly_map import MapConfig, anomaly_maps, resize_map
+from .bundle import load_bundle, save_bundle
+from .data.preprocess import Preprocessing, TrainImages, augmentation, detect_channels
+from .errors import InspectError
+from .models import IMAGE_MODELS, create_model, make_config
+from .training import TrainConfig, memae_objective, resolve_device, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    """One image's result. ``error`` is set (and the rest empty) when the file could not be used."""
+
+    source: str
+    score: float = float("nan")
+    map: np.ndarray | None = None        # float32, the input's own (H, W)
+    image: np.ndarray | None = None      # the input as read (H, W, C) uint8, when asked for
+    error: str | None = None
+
+
+@dataclass
+class Detector:
+    model: str = "mmae"
+    image_size: int = 256
+    channels: int | None = None          # None: detected from the training images
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    map_config: MapConfig = field(default_factory=MapConfig)
+    augment: str = "none"
+    model_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.model not in IMAGE_MODELS:
+            raise InspectError(f"unknown model {self.model!r}; choose one of: {', '.join(IMAGE_MODELS)}")
+
+    # --- fitting -----------------------------------------------------------------------
+
+    def fit(self, images: Sequence[Path], out: str | Path | None = None, resume: bool = False,
+            progress: bool = True, dataset: str = "") -> "Detector":
+        if not images:
+            raise InspectError("the training set is empty; add defect-free images")
+        channels = self.channels or detect_channels(images)
+        self.preprocessing_ = Preprocessing(self.image_size, channels)
+        self.model_config_ = make_config(self.model, in_channels=channels, image_size=self.image_size,
+                                         **self.model_options)
+        torch.manual_seed(self.train_config.seed)
+        self.model_ = create_model(self.model, self.model_config_)
+        data = TrainImages(images, self.preprocessing_, augmentation(self.augment, self.train_config.seed))
+        t0 = time.perf_counter()
+        ckpt = Path(out) / "checkpoint" if out is not None else None
+        self.history_ = train(self.model_, data, self.train_config,
+                              memae_objective(self.model_config_.entropy_weight),
+                              checkpoint_dir=ckpt, resume=resume, progress=progress)
+        self.training_info_ = {**self.train_config.to_dict(), "augment": self.augment, "n_train": len(images),
+                               "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
+                               "final_loss": self.history_[-1]["loss"] if self.history_ else None}
+        self.calibration_: dict | None = None
+        self.reference_ = self._reference_stats(images)
+        if out is not None:
+            self.save(out)
+        return self
+
+    def _reference_stats(self, images: Sequence[Path], n: int = 32) -> dict:
+        """Map statistics on (up to n) training images: the scale for heatmap colour bars."""
+        preds = [p for p in self.predict_iter(images[:: max(1, len(images) // n)][:n]) if not p.error]
+        pixels = np.concatenate([p.map.ravel() for p in preds])
+        return {"n": len(preds), "pixel_p99": float(np.quantile(pixels, 0.99)),
+                "score_median": float(np.median([p.score for p in preds])),
+                "score_max": float(max(p.score for p in preds))}
+
+    def display_max(self) -> float:
+        """Upper end of heatmap colour bars: twice the calibrated pixel threshold when there is
+        one, else three times the 99th percentile of training-image map values."""
+        cal = getattr(self, "calibration_", None) or {}
+        if cal.get("pixel_threshold"):
+            return 2.0 * float(cal["pixel_threshold"])
+        return 3.0 * float(self.reference_["pixel_p99"])
+
+    # --- persistence -------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        sections = {"preprocessing": self.preprocessing_.to_dict(), "anomaly_map": self.map_config.to_dict(),
+                    "training": self.training_info_, "reference": self.reference_}
+        if getattr(self, "calibration_", None):
+            sections["calibration"] = self.calibration_
+        return save_bundle(path, self.model_, self.model, self.model_config_, **sections)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> "Detector":
+        b = load_bundle(path, resolve_device(device))
+        if b.name not in IMAGE_MODELS:
+            raise InspectError(f"{path} holds a {b.name!r} model, not an image model; "
+                               f"use the command made for it (e.g. 'inspect-ad video')")
+        prep = Preprocessing(**b.sections["preprocessing"])
+        training = b.sections.get("training", {})
+        det = cls(b.name, prep.image_size, prep.channels,
+                  TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}),
+                  MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"))
+        det.model_, det.model_config_, det.preprocessing_ = b.model, b.config, prep
+        det.training_info_, det.calibration_, det.history_ = training, b.sections.get("calibration"), []
+        det.reference_ = b.sections.get("reference", {"pixel_p99": 1.0})
+        det.bundle_path_ = b.path
+        return det
+
+    # --- scoring -----------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model_.parameters()).device
+
+    @torch.no_grad()
+    def _infer(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        x = batch.to(self.device)
+        maps, scores = anomaly_maps(x, self.model_(x).reconstruction, self.map_config)
+        return maps.float().cpu().numpy(), scores.float().cpu().numpy()
+
+    def predict_iter(self, inputs: Iterable[str | Path | np.ndarray], batch_size: int = 16,
+                     keep_image: bool = False) -> Iterator[Prediction]:
+        """Stream predictions in input order; a file that cannot be read yields an error
+        Prediction instead of stopping the run. Memory stays bounded by ``batch_size``."""
+        self.model_.eval()
+        pending: list[tuple[str, torch.Tensor, np.ndarray]] = []
+        for item in inputs:
+            source = str(item) if not isinstance(item, np.ndarray) else "<array>"
+            try:
+                img = self._read(item)
+            except InspectError as e:
+                yield from self._flush(pending, keep_image)
+                pending = []
+                yield Prediction(source, error=str(e))
+                continue
+            pending.append((source, self.preprocessing_.to_tensor(self.preprocessing_.resize(img)), img))
+            if len(pending) == batch_size:
+                yield from self._flush(pending, keep_image)
+                pending = []
+        yield from self._flush(pending, keep_image)
+
+    def _read(self, item) -> np.ndarray:
+        from .data.io import convert_channels, read_image
+        if isinstance(item, np.ndarray):
+            return convert_channels(item, self.preprocessing_.channels)
+        return read_image(item, self.preprocessing_.channels)
+
+    def _flush(self, pending, keep_image: bool) -> Iterator[Prediction]:
+        if not pending:
+            return
+        maps, scores = self._infer(torch.stack([t for _, t, _ in pending]))
+        for (source, _, img), m, s in zip(pending, maps, scores):
+            yield Prediction(source, float(s), resize_map(m, img.shape[:2]), img if keep_image else None)
+
+    def _checked(self, inputs) -> list[Prediction]:
+        preds = list(self.predict_iter(inputs))
+        bad = next((p for p in preds if p.error), None)
+        if bad is not None:
+            raise InspectError(bad.error)
+        return preds
+
+    def score_samples(self, inputs: Iterable[str | Path | np.ndarray]) -> np.ndarray:
+        """Image anomaly scores (higher = more anomalous)."""
+        return np.array([p.score for p in self._checked(inputs)], dtype=np.float64)
+
+    def anomaly_maps(self, inputs: Iterable[str | Path | np.ndarray]) -> list[np.ndarray]:
+        """Pixel anomaly maps at each input's own size."""
+        return [p.map for p in self._checked(inputs)]
+
+    @property
+    def threshold_(self) -> float:
+        if not getattr(self, "calibration_", None):
+            raise InspectError("the model has no threshold yet; run 'inspect-ad calibrate' on defect-free images")
+        return float(self.calibration_["image_threshold"])
+
+    def predict(self, inputs: Iterable[str | Path | np.ndarray]) -> np.ndarray:
+        """True where an image fails (score above the calibrated threshold)."""
+        return self.score_samples(inputs) > self.threshold_

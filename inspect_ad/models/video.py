@@ -1,0 +1,338 @@
+"""Video anomaly models built on the shared memory core.
+
+* ``memae3d``    — MemAE's video model (seed 000 §4.2): 3D-conv autoencoder on 16-frame grayscale
+  cuboids with a per-position MemAE memory (2000 slots) between encoder and decoder.
+* ``mnad-recon`` — MNAD (seed 001) reconstructing the input frame; U-Net without skips.
+* ``mnad-pred``  — MNAD predicting frame t+1 from frames t-3..t; U-Net with skips.
+* ``prototype``  — seed 003's two-branch autoencoder: shared encoder, prototype-guided memory,
+  a future-frame decoder with skips and an RGB-difference decoder without.
+
+Every model takes a clip (B, T, C, H, W) in [-1, 1] through :meth:`split_clip` into its input and
+targets, so training and scoring code is shared. ``use_memory=False`` gives each paper's
+no-memory ablation. Losses are the functions at the bottom of this module.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..memory import (MemAEMemory, MNADMemory, PrototypeMemory, addressing_entropy, compactness_loss,
+                      discriminative_loss, separateness_loss)
+from .registry import ModelSpec, register_model
+
+
+@dataclass
+class VideoOutput:
+    """prediction: the reconstructed / predicted frames (same layout as ``target`` of split_clip).
+    queries: flat (Q, C) memory queries (Q = B · positions), None without memory.
+    weights: (Q, N) addressing weights, None without memory.
+    diff: seed 003's generated RGB difference (B, t·C, H, W), None for other models.
+    """
+
+    prediction: Tensor
+    queries: Tensor | None = None
+    weights: Tensor | None = None
+    diff: Tensor | None = None
+
+
+class _ConfigMixin:
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class MemAE3DConfig(_ConfigMixin):
+    """MemAE video model; values from seed 000 §4.2 unless noted."""
+
+    in_channels: int = 1                       # §4.2: grayscale cuboids
+    clip_length: int = 16                      # §4.2: 16 neighbouring frames
+    image_size: int = 256                      # authors' code resizes to 256×256 (paper silent)
+    widths: tuple = (96, 128, 256, 256)        # §4.2: Conv3(3,2,96)-(3,2,128)-(3,2,256)-(3,2,256)
+    memory_slots: int = 2000                   # §4.2: N = 2000, one slot per feature position
+    use_memory: bool = True                    # False = the "AE" row of Table 2
+    shrink_threshold: float | None = None      # eq. 7: λ in [1/N, 3/N]; None = 2/N; 0 = nonSpar
+    entropy_weight: float = 0.0002             # eq. 10: α = 0.0002
+    learning_rate: float = 1e-4                # §4: Adam, lr 1e-4
+
+
+@dataclass
+class MNADConfig(_ConfigMixin):
+    """MNAD (seed 001); §4.1 values, the reconstruction ones where the tasks differ
+    (``build_mnad_config`` switches to the prediction values)."""
+
+    task: str = "recon"                        # "recon" (no skips) | "pred" (4 frames -> 5th, skips)
+    in_channels: int = 3                       # authors' code reads RGB; grey frames are repeated
+    clip_length: int = 1                       # §3: 1 frame (recon) or 4 + 1 (pred)
+    image_size: int = 256                      # §4.1: 256×256, scaled to [-1, 1]
+    widths: tuple = (64, 128, 256, 512)        # U-Net widths; C = 512 (§4.1), query map 32×32
+    memory_slots: int = 10                     # §4.1: M = 10
+    use_memory: bool = True                    # False = "w/o Mem." rows of Table 1
+    compactness_weight: float = 0.01           # eq. 9: λ_c (0.1 for pred)
+    separateness_weight: float = 0.01          # eq. 9: λ_s (0.1 for pred)
+    margin: float = 1.0                        # eq. 12: α = 1
+    score_weight: float = 0.7                  # eq. 16: λ (0.6 for pred)
+    update_threshold: float = 0.015            # §3.1 test-time update gate γ (0.01 for pred)
+    learning_rate: float = 2e-5                # §4.1: 2e-5 recon, 2e-4 pred, cosine annealing
+
+    def __post_init__(self):
+        if self.task not in ("recon", "pred"):
+            raise ValueError(f"unknown MNAD task {self.task!r}; choose one of: recon, pred")
+
+
+@dataclass
+class PrototypeConfig(_ConfigMixin):
+    """Seed 003's two-branch model; §III-E values."""
+
+    in_channels: int = 3                       # RGB frames (grey frames are repeated)
+    clip_length: int = 5                       # §III-E: t = 4 input frames, predict frame t+1
+    image_size: int = 256                      # §III-E: 256×256 in [-1, 1]
+    widths: tuple = (64, 128, 256, 512)        # query map 32×32×512 (§III-E)
+    memory_slots: int = 100                    # §III-E / Table IV: N = 100
+    use_memory: bool = True                    # False = "w/o" row of Table IV
+    learn_items: bool = True                   # see memory/prototype.py
+    pred_weight: float = 1.0                   # eq. 18: λ_pred = 1
+    diff_weight: float = 0.1                   # eq. 18: λ_diff = 0.1
+    dis_weight: float = 1.0                    # eq. 18: λ_dis = 1
+    score_weight: float = 0.6                  # eq. 25: γ = 0.6
+    learning_rate: float = 2e-4                # §III-E: Adam, lr 2e-4
+
+
+def build_mnad_config(task: str, **overrides) -> MNADConfig:
+    """Paper defaults for ``task`` ("recon" or "pred"), then ``overrides``."""
+    if task == "pred":
+        base = dict(clip_length=5, compactness_weight=0.1, separateness_weight=0.1, score_weight=0.6,
+                    update_threshold=0.01, learning_rate=2e-4)
+    else:
+        base = {}
+    return MNADConfig(**{**base, "task": task, **overrides})
+
+
+# ---- shared blocks -------------------------------------------------------------------------
+
+def double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, 1, 1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def up_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 3, 2, 1, output_padding=1),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class UNetEncoder(nn.Module):
+    """MNAD's encoder: three double-conv + max-pool levels, then a double conv whose last BN and
+    ReLU are dropped (seed 001 §3.1: ReLU would cut the queries' negative values)."""
+
+    def __init__(self, in_channels: int, widths: tuple):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.levels = nn.ModuleList([double_conv(in_channels, w0), double_conv(w0, w1), double_conv(w1, w2)])
+        self.bottom = nn.Sequential(nn.Conv2d(w2, w3, 3, 1, 1), nn.BatchNorm2d(w3), nn.ReLU(inplace=True),
+                                    nn.Conv2d(w3, w3, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        skips = []
+        for i, level in enumerate(self.levels):
+            x = level(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        return self.bottom(F.max_pool2d(x, 2)), skips
+
+
+class UNetDecoder(nn.Module):
+    """Mirror of :class:`UNetEncoder`; ``skips=False`` drops the skip connections (MNAD-recon,
+    seed 003's RGB-difference branch) so the decoder cannot copy its input."""
+
+    def __init__(self, in_channels: int, widths: tuple, out_channels: int, skips: bool):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        k = 2 if skips else 1
+        self.skips = skips
+        self.bottom = double_conv(in_channels, w3)
+        self.ups = nn.ModuleList([up_conv(w3, w2), up_conv(w2, w1), up_conv(w1, w0)])
+        self.levels = nn.ModuleList([double_conv(k * w2, w2), double_conv(k * w1, w1), double_conv(k * w0, w0)])
+        self.out = nn.Sequential(nn.Conv2d(w0, out_channels, 3, 1, 1), nn.Tanh())
+
+    def forward(self, z: Tensor, skips: list[Tensor]) -> Tensor:
+        x = self.bottom(z)
+        for i, (up, level) in enumerate(zip(self.ups, self.levels)):
+            x = up(x)
+            x = level(torch.cat([skips[-1 - i], x], dim=1) if self.skips else x)
+        return self.out(x)
+
+
+def _stack_frames(clip: Tensor) -> Tensor:
+    """(B, T, C, H, W) -> (B, T·C, H, W): frames stacked along channels (MNAD's input)."""
+    return clip.reshape(clip.shape[0], -1, *clip.shape[-2:])
+
+
+# ---- models --------------------------------------------------------------------------------
+
+class MemAE3D(nn.Module):
+    def __init__(self, config: MemAE3DConfig):
+        super().__init__()
+        self.config = c = config
+        widths = list(c.widths)
+        enc, c_in = [], c.in_channels
+        for w in widths:
+            enc += [nn.Conv3d(c_in, w, 3, 2, 1), nn.BatchNorm3d(w), nn.ReLU(inplace=True)]
+            c_in = w
+        self.encoder = nn.Sequential(*enc)
+        outs = widths[-2::-1] + [c.in_channels]
+        dec = []
+        for i, w in enumerate(outs):
+            dec.append(nn.ConvTranspose3d(c_in, w, 3, 2, 1, output_padding=1))
+            if i < len(outs) - 1:     # §4.2: BN + ReLU after every layer but the last
+                dec += [nn.BatchNorm3d(w), nn.ReLU(inplace=True)]
+            c_in = w
+        self.decoder = nn.Sequential(*dec)
+        self.memory = (MemAEMemory(c.memory_slots, widths[-1], c.shrink_threshold)
+                       if c.use_memory else None)
+
+    def split_clip(self, clip: Tensor) -> tuple[Tensor, dict]:
+        x = clip.transpose(1, 2)      # (B, C, T, H, W): the cuboid is its own target
+        return x, {"target": x}
+
+    def forward(self, x: Tensor) -> VideoOutput:
+        z = self.encoder(x)
+        if self.memory is None:
+            return VideoOutput(self.decoder(z))
+        read = self.memory(z)
+        return VideoOutput(self.decoder(read.features), read.queries, read.weights)
+
+
+class MNAD(nn.Module):
+    def __init__(self, config: MNADConfig):
+        super().__init__()
+        self.config = c = config
+        n_in = 1 if c.task == "recon" else c.clip_length - 1
+        self.encoder = UNetEncoder(n_in * c.in_channels, c.widths)
+        self.memory = MNADMemory(c.memory_slots, c.widths[-1]) if c.use_memory else None
+        dec_in = 2 * c.widths[-1] if c.use_memory else c.widths[-1]   # query ⊕ read items (§3.1)
+        self.decoder = UNetDecoder(dec_in, c.widths, c.in_channels, skips=c.task == "pred")
+
+    def split_clip(self, clip: Tensor) -> tuple[Tensor, dict]:
+        if self.config.task == "recon":
+            return clip[:, -1], {"target": clip[:, -1]}
+        return _stack_frames(clip[:, :-1]), {"target": clip[:, -1]}
+
+    def forward(self, x: Tensor) -> VideoOutput:
+        z, skips = self.encoder(x)
+        if self.memory is None:
+            return VideoOutput(self.decoder(z, skips))
+        read = self.memory(F.normalize(z, dim=1))     # §3.1: L2-normalised queries
+        return VideoOutput(self.decoder(read.features, skips), read.queries, read.weights)
+
+
+class PrototypeAE(nn.Module):
+    def __init__(self, config: PrototypeConfig):
+        super().__init__()
+        self.config = c = config
+        n_in = (c.clip_length - 1) * c.in_channels
+        self.encoder = UNetEncoder(n_in, c.widths)
+        self.memory = (PrototypeMemory(c.memory_slots, c.widths[-1], c.learn_items)
+                       if c.use_memory else None)
+        self.pred_decoder = UNetDecoder(c.widths[-1], c.widths, c.in_channels, skips=True)
+        self.diff_decoder = UNetDecoder(c.widths[-1], c.widths, n_in, skips=False)
+
+    def split_clip(self, clip: Tensor) -> tuple[Tensor, dict]:
+        past, future = clip[:, :-1], clip[:, -1]
+        # eq. 5: x_diff = x_clips − I_{t+1}; halved so it stays in the decoder's tanh range
+        return _stack_frames(past), {"target": future, "diff": _stack_frames(past - future[:, None]) / 2}
+
+    def forward(self, x: Tensor) -> VideoOutput:
+        z, skips = self.encoder(x)
+        queries = weights = None
+        if self.memory is not None:
+            z = F.normalize(z, dim=1)
+            read = self.memory(z)
+            z, queries, weights = read.features, read.queries, read.weights
+        return VideoOutput(self.pred_decoder(z, skips), queries, weights, self.diff_decoder(z, []))
+
+
+# ---- losses --------------------------------------------------------------------------------
+
+def memae3d_loss(model: MemAE3D, out: VideoOutput, targets: dict) -> tuple[Tensor, dict]:
+    """Seed 000 eq. 10: cuboid MSE + α · addressing entropy."""
+    mse = F.mse_loss(out.prediction, targets["target"])
+    ent = addressing_entropy(out.weights) if out.weights is not None else mse.new_zeros(())
+    return mse + model.config.entropy_weight * ent, {"mse": float(mse.detach()), "entropy": float(ent.detach())}
+
+
+def mnad_loss(model: MNAD, out: VideoOutput, targets: dict) -> tuple[Tensor, dict]:
+    """Seed 001 eq. 9: L_rec + λ_c L_compact + λ_s L_separate."""
+    c = model.config
+    rec = F.mse_loss(out.prediction, targets["target"])
+    if out.queries is None:
+        return rec, {"rec": float(rec.detach())}
+    items = model.memory.items
+    comp = compactness_loss(out.queries, items)
+    sep = separateness_loss(out.queries, items, c.margin)
+    loss = rec + c.compactness_weight * comp + c.separateness_weight * sep
+    return loss, {"rec": float(rec.detach()), "compact": float(comp.detach()), "separate": float(sep.detach())}
+
+
+def prototype_loss(model: PrototypeAE, out: VideoOutput, targets: dict) -> tuple[Tensor, dict]:
+    """Seed 003 eq. 18: λ_pred L_pred + λ_diff L_diff + λ_dis L_dis."""
+    c = model.config
+    pred = F.mse_loss(out.prediction, targets["target"])
+    diff = F.mse_loss(out.diff, targets["diff"])
+    loss = c.pred_weight * pred + c.diff_weight * diff
+    logs = {"pred": float(pred.detach()), "diff": float(diff.detach())}
+    if out.queries is not None:
+        dis = discriminative_loss(out.queries, model.memory.items)
+        loss = loss + c.dis_weight * dis
+        logs["dis"] = float(dis.detach())
+    return loss, logs
+
+
+LOSSES = {MemAE3D: memae3d_loss, MNAD: mnad_loss, PrototypeAE: prototype_loss}
+
+
+def video_loss(model: nn.Module, out: VideoOutput, targets: dict) -> tuple[Tensor, dict]:
+    return LOSSES[type(model)](model, out, targets)
+
+
+def update_memory(model: nn.Module, out: VideoOutput) -> None:
+    """After a training step: MNAD eq. 3 / seed 003 eq. 12 (MemAE's memory learns by backprop)."""
+    memory = getattr(model, "memory", None)
+    if out.queries is not None and hasattr(memory, "update"):
+        memory.update(out.queries)
+
+
+def per_sample_distance(model: nn.Module, out: VideoOutput, batch: int) -> Tensor | None:
+    """MNAD eq. 14 / seed 003 eq. 22: mean over positions of the distance to the nearest item."""
+    memory = getattr(model, "memory", None)
+    if out.queries is None or not hasattr(memory, "distance"):
+        return None
+    return memory.distance(out.queries.detach()).reshape(batch, -1).mean(dim=1)
+
+
+__all__ = ["VideoOutput", "MemAE3DConfig", "MNADConfig", "PrototypeConfig", "build_mnad_config",
+           "MemAE3D", "MNAD", "PrototypeAE", "UNetEncoder", "UNetDecoder", "memae3d_loss", "mnad_loss",
+           "prototype_loss", "video_loss", "update_memory", "per_sample_distance",
+           "VIDEO_MODELS"]
+
+
+# ---- registry ------------------------------------------------------------------------------
+
+def _example(config) -> Tensor:
+    """A forward input of two clips for smoke tests."""
+    model_in = {MemAE3DConfig: lambda c: (c.in_channels, c.clip_length),
+                MNADConfig: lambda c: ((1 if c.task == "recon" else c.clip_length - 1) * c.in_channels,),
+                PrototypeConfig: lambda c: ((c.clip_length - 1) * c.in_channels,)}[type(config)](config)
+    return torch.rand(2, *model_in, config.image_size, config.image_size) * 2 - 1
+
+
+_TINY_2D = dict(image_size=32, widths=(4, 8, 8, 16), memory_slots=4)
+VIDEO_MODELS = {
+    "memae3d": (MemAE3DConfig, MemAE3D, dict(image_size=32, widths=(4, 4, 8, 8), memory_slots=20)),
+    "mnad-recon": (partial(build_mnad_config, "recon"), MNAD, _TINY_2D),
+    "mnad-pred": (partial(build_mnad_config, "pred"), MNAD, _TINY_2D),
+    "prototype": (PrototypeConfig, PrototypeAE, _TINY_2D),
+}
+for _name, (_cfg, _cls, _tiny) in VIDEO_MODELS.items():
+    register_model(ModelSpec(_name, _cfg, _cls, _tiny, _example, family="video"))

@@ -1,0 +1,162 @@
+"""Training loop for the reconstruction models, with atomic checkpoints and resume.
+
+A checkpoint is a folder (``model.safetensors``, ``optimizer.safetensors``, ``state.json``);
+it is written beside the live one and swapped in by renames, so an interruption at any moment
+leaves either the previous or the new checkpoint intact — never pickle, never half a file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .atomic import atomic_write_json
+from .errors import InspectError
+from .losses import memae_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-4             # MMAE §4.1: Adam, initial learning rate 1e-4
+    weight_decay: float = 1e-5   # MMAE §4.1: weight decay 1e-5
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 10   # epochs between checkpoints (0 = only at the end)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InspectError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InspectError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- checkpoints -------------------------------------------------------------------------
+
+def _save_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    opt_sd = opt.state_dict()
+    tensors = {f"{pid}/{k}": v.detach().cpu().contiguous()
+               for pid, st in opt_sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    atomic_write_json(tmp / "state.json", {**state, "param_groups": opt_sd["param_groups"]})
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict:
+    if not (folder / "state.json").is_file() and folder.with_name(folder.name + ".old").is_dir():
+        folder = folder.with_name(folder.name + ".old")  # interrupted between the two renames
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        tensors = load_file(str(folder / "optimizer.safetensors"))
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InspectError(f"cannot resume from {folder} ({e.__class__.__name__}); delete it to start over")
+    opt_state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        pid, name = key.split("/", 1)
+        opt_state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    return state
+
+
+# --- loop --------------------------------------------------------------------------------
+
+LossFn = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, dict]]
+
+
+def memae_objective(entropy_weight: float) -> LossFn:
+    def loss(model: nn.Module, x: torch.Tensor):
+        return memae_loss(model(x), x, entropy_weight)
+    return loss
+
+
+def train(model: nn.Module, data: Dataset, cfg: TrainConfig, loss_fn: LossFn,
+          checkpoint_dir: Path | None = None, resume: bool = False, progress: bool = True,
+          on_epoch: Callable[[int], None] | None = None) -> list[dict]:
+    """Adam on ``loss_fn`` for ``cfg.epochs``; returns the per-epoch history (mean losses)."""
+    if len(data) == 0:
+        raise InspectError("the training set is empty; add defect-free images")
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: list[dict] = []
+    start = 0
+    if resume and checkpoint_dir is not None and (checkpoint_dir.exists() or checkpoint_dir.with_name(checkpoint_dir.name + ".old").exists()):
+        state = _load_checkpoint(checkpoint_dir, model, opt)
+        start, history = state["epoch"], state["history"]
+        log.info("resumed from %s at epoch %d", checkpoint_dir, start)
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc="train",
+               disable=not progress, unit="epoch")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        stats = _run_epoch(model, data, cfg, loss_fn, opt, device, epoch)
+        history.append({"epoch": epoch + 1, **stats, "seconds": round(time.perf_counter() - t0, 3)})
+        bar.set_postfix(loss=f"{stats['loss']:.5f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+        due = cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0
+        if checkpoint_dir is not None and (due or epoch + 1 == cfg.epochs):
+            _save_checkpoint(checkpoint_dir, model, opt, {"epoch": epoch + 1, "history": history})
+    model.eval()
+    return history
+
+
+def _run_epoch(model, data, cfg, loss_fn, opt, device, epoch) -> dict:
+    # A per-epoch generator makes the data order a function of (seed, epoch), so a resumed run
+    # sees the same batches as an uninterrupted one.
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    augment = getattr(data, "augment", None)
+    if augment is not None and hasattr(augment, "set_random_seed"):
+        augment.set_random_seed(cfg.seed * 100_003 + epoch)
+    loader = DataLoader(data, batch_size=min(cfg.batch_size, len(data)), shuffle=True, generator=gen,
+                        drop_last=len(data) > cfg.batch_size)
+    totals: dict[str, float] = {}
+    n = 0
+    for x in loader:
+        x = x.to(device, non_blocking=True)
+        loss, parts = loss_fn(model, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for k, v in {"loss": float(loss.detach()), **parts}.items():
+            totals[k] = totals.get(k, 0.0) + v * len(x)
+        n += len(x)
+    return {k: v / n for k, v in totals.items()}

@@ -1,0 +1,255 @@
+"""MemAE one-class image protocol (Gong et al., ICCV 2019, §4.1, Table 1; Fig. 3-4).
+
+For every class c: images of c are normal, split 2:1 into train/test, 10% of train held out for
+validation (used to keep the best epoch); anomalies from the other classes make up ~30% of the
+test set. AE, MemAE-nonSpar and MemAE are trained on normal images only and scored by their
+reconstruction error scaled to [0, 1]; AUROC per class and the mean.
+
+    python recipes/oneclass.py --dataset mnist --data ../shared/data/mnist --jobs 2
+    python recipes/oneclass.py --dataset cifar10 --data path/to/cifar-10-batches-py
+    python recipes/oneclass.py --dataset folder --data path/to/root --image-size 28 --channels 1
+    python recipes/oneclass.py --visualize --normal-class 5 --anomaly-class 9
+
+Data defaults to $INSPECT_AD_DATA/<dataset> (INSPECT_AD_DATA defaults to ../shared/data).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_folder, load_mnist,
+                                      one_class_split)
+from inspect_ad.errors import InspectError
+from inspect_ad.metrics import auroc
+from inspect_ad.models import create_model, get_spec, make_config
+from inspect_ad.models.oneclass import (TrainSettings, VARIANTS, decode_slots, fit_oneclass,
+                                        model_name, reconstruction_errors, scale_scores)
+
+# MemAE paper, Table 1 (mean AUROC over the 10 one-class tasks).
+PAPER = {"mnist": {"ae": 0.9619, "memae_nonspar": 0.9725, "memae": 0.9751},
+         "cifar10": {"ae": 0.5706, "memae_nonspar": 0.6058, "memae": 0.6088}}
+TITLES = {"ae": "AE", "memae_nonspar": "MemAE-nonSpar", "memae": "MemAE"}
+
+_DATA: LabelledImages | None = None  # set in each worker (inherited on fork)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=("mnist", "cifar10", "folder"), default="mnist")
+    p.add_argument("--data", type=Path, help="dataset folder (default $INSPECT_AD_DATA/<dataset>)")
+    p.add_argument("--arch", choices=("mnist", "cifar10"),
+                   help="network for --dataset folder (default: mnist for 1 channel, cifar10 for 3)")
+    p.add_argument("--image-size", type=int, default=28, help="--dataset folder: resize to this square")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=1, help="--dataset folder: 1 grey, 3 RGB")
+    p.add_argument("--classes", help="comma-separated class names/indices (default: all)")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated subset of: {', '.join(VARIANTS)}")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-per-class", type=int, default=0,
+                   help="keep at most this many images per class (smoke runs); 0 = all")
+    p.add_argument("--tiny", action="store_true", help="use the registered tiny networks (smoke runs)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes, one thread each")
+    p.add_argument("--out", type=Path, help="results .md (default recipes/results/<dataset>.md) "
+                                            "or, with --visualize, the PNG")
+    p.add_argument("--visualize", action="store_true", help="write the Fig. 3-4 style PNG instead")
+    p.add_argument("--normal-class", default="5", help="--visualize: the normal class")
+    p.add_argument("--anomaly-class", default="9", help="--visualize: the anomalous inputs' class")
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variant {', '.join(unknown)}; choose from: {', '.join(VARIANTS)}")
+    return args
+
+
+def load_data(args) -> LabelledImages:
+    root = args.data or Path(os.environ.get("INSPECT_AD_DATA", "../shared/data")) / args.dataset
+    if args.dataset == "mnist":
+        data = load_mnist(root)
+    elif args.dataset == "cifar10":
+        data = load_cifar10(root)
+    else:
+        data = load_image_folder(root, args.image_size, args.channels)
+    return subsample(data, args.max_per_class, args.seed) if args.max_per_class else data
+
+
+def subsample(data: LabelledImages, per_class: int, seed: int) -> LabelledImages:
+    rng = np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(data.labels == c))[:per_class]
+                                   for c in np.unique(data.labels)]))
+    return LabelledImages(data.images[keep], data.labels[keep], data.class_names)
+
+
+def arch_of(args, data: LabelledImages) -> str:
+    if args.dataset != "folder":
+        return args.dataset
+    return args.arch or ("mnist" if data.images.shape[1] == 1 else "cifar10")
+
+
+def build(args, data: LabelledImages, variant: str):
+    """A fresh seeded model whose input layout (size, channels) matches ``data``."""
+    torch.manual_seed(args.seed)
+    name = model_name(arch_of(args, data), variant)
+    _, c, h, w = data.images.shape
+    if h != w:
+        raise InspectError(f"images must be square, got {h}×{w}; pass --image-size")
+    base = make_config(name, **(get_spec(name).tiny if args.tiny else {}))
+    decoder = base.decoder[:-1] + ((*base.decoder[-1][:2], c),)
+    return create_model(name, config=replace(base, image_size=h, in_channels=c, decoder=decoder))
+
+
+def run_task(args, normal_class: int, variant: str) -> dict:
+    torch.set_num_threads(1)
+    data = _DATA
+    split = one_class_split(data.labels, normal_class, seed=args.seed)
+    model = build(args, data, variant)
+    t0 = time.time()
+    settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
+    history = fit_oneclass(model, data.images[split.train], data.images[split.val], settings)
+    scores = scale_scores(reconstruction_errors(model, data.images[split.test]))
+    return dict(cls=normal_class, variant=variant, auroc=float(auroc(split.test_labels, scores)),
+                seconds=time.time() - t0, best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1,
+                n_train=len(split.train), n_test=len(split.test), anomaly_fraction=split.anomaly_fraction)
+
+
+def _init_worker(data: LabelledImages) -> None:
+    global _DATA
+    _DATA = data
+    torch.set_num_threads(1)
+
+
+def run_all(args, data: LabelledImages, classes: list[int], variants: list[str], on_result) -> None:
+    tasks = [(c, v) for c in classes for v in variants]
+    if args.jobs <= 1:
+        _init_worker(data)
+        for c, v in tasks:
+            on_result(run_task(args, c, v))
+        return
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("fork"), initializer=_init_worker,
+                             initargs=(data,)) as pool:
+        futures = [pool.submit(run_task, args, c, v) for c, v in tasks]
+        for f in as_completed(futures):
+            on_result(f.result())
+
+
+def write_report(path: Path, args, data, classes, variants, results, wall: float, done: bool) -> None:
+    by = {(r["cls"], r["variant"]): r for r in results}
+    head = "| class | " + " | ".join(TITLES[v] for v in variants) + " |"
+    lines = [head, "|" + "---|" * (len(variants) + 1)]
+    for c in classes:
+        cells = [f"{by[(c, v)]['auroc']:.4f}" if (c, v) in by else "—" for v in variants]
+        lines.append(f"| {data.class_names[c]} | " + " | ".join(cells) + " |")
+    means = [np.mean([by[(c, v)]["auroc"] for c in classes if (c, v) in by]) if any((c, v) in by for c in classes)
+             else float("nan") for v in variants]
+    lines.append("| **mean (this run)** | " + " | ".join(f"**{m:.4f}**" for m in means) + " |")
+    if args.dataset in PAPER:
+        lines.append("| mean, paper Table 1 | " + " | ".join(f"{PAPER[args.dataset][v]:.4f}" for v in variants) + " |")
+    status = "complete" if done else f"PARTIAL: {len(results)} of {len(classes) * len(variants)} runs finished"
+    r0 = results[0]
+    text = f"""# One-class {args.dataset}: AE vs MemAE-nonSpar vs MemAE (MemAE paper §4.1, Table 1)
+
+Status: {status}.
+
+{chr(10).join(lines)}
+
+AUROC of the reconstruction error scaled to [0, 1] (anomaly = positive class), one task per
+normal class; the paper reports only the mean over the 10 tasks.
+
+- Command: `python {' '.join(sys.argv)}`
+- Settings: epochs {args.epochs}, batch size {args.batch_size}, Adam lr {args.lr}, seed {args.seed},
+  {args.jobs} process(es) × 1 thread; weights of the epoch with the lowest validation error kept.
+- Split: normal images 2:1 train/test, 10% of train for validation, anomalies ≈ 30% of test
+  (class {data.class_names[r0['cls']]}: {r0['n_train']} train, {r0['n_test']} test,
+  anomaly fraction {r0['anomaly_fraction']:.3f}).
+- Device: CPU ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}), shared
+  with other jobs, so wall times are upper bounds.
+- Wall time: {wall / 60:.1f} min; {np.mean([r['seconds'] for r in results]):.0f} s per run on average.
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def protocol(args) -> None:
+    data = load_data(args)
+    classes = ([data.class_index(c) for c in args.classes.split(",")] if args.classes
+               else list(range(len(data.class_names))))
+    variants = [v for v in VARIANTS if v in args.variants.split(",")]
+    out = args.out or Path(__file__).parent / "results" / f"{args.dataset}.md"
+    results, t0 = [], time.time()
+
+    def on_result(r):
+        results.append(r)
+        print(f"class {data.class_names[r['cls']]:>10} {TITLES[r['variant']]:>14}: AUROC {r['auroc']:.4f} "
+              f"({r['seconds']:.0f} s, best epoch {r['best_epoch']})", flush=True)
+        write_report(out, args, data, classes, variants, results, time.time() - t0, False)
+
+    run_all(args, data, classes, variants, on_result)
+    write_report(out, args, data, classes, variants, results, time.time() - t0, True)
+    print(f"wrote {out}")
+
+
+def visualize(args) -> None:
+    """Fig. 3: decoded single memory slots; Fig. 4: input / AE / MemAE on anomalous inputs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    global _DATA
+    _DATA = data = load_data(args)
+    torch.set_num_threads(max(1, args.jobs))
+    normal, anomalous = data.class_index(args.normal_class), data.class_index(args.anomaly_class)
+    split = one_class_split(data.labels, normal, seed=args.seed)
+    settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
+    models = {}
+    for variant in ("ae", "memae"):
+        models[variant] = build(args, data, variant)
+        fit_oneclass(models[variant], data.images[split.train], data.images[split.val], settings)
+    test = split.test[split.test_labels == 1]
+    inputs = torch.as_tensor(data.images[test[data.labels[test] == anomalous][:6]])
+    with torch.no_grad():
+        recon = {v: m(inputs).reconstruction.clamp(0, 1) for v, m in models.items()}
+    rng = np.random.default_rng(args.seed)
+    slots = decode_slots(models["memae"], rng.choice(models["memae"].memory.num_slots, 12, replace=False).tolist())
+    fig, axes = plt.subplots(4, 12, figsize=(12, 4.4))
+    rows = [("decoded slot", slots.clamp(0, 1))] + [
+        (name, t) for name, t in (("input", inputs), ("AE", recon["ae"]), ("MemAE", recon["memae"]))]
+    for r, (name, imgs) in enumerate(rows):
+        for col in range(12):
+            ax = axes[r, col]
+            ax.axis("off")
+            if col < len(imgs):
+                img = imgs[col].permute(1, 2, 0).numpy()
+                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_title(name, fontsize=8, loc="left")
+    fig.suptitle(f"MemAE trained on '{data.class_names[normal]}': single memory slots decoded (top); "
+                 f"anomalous '{data.class_names[anomalous]}' inputs and AE / MemAE reconstructions", fontsize=9)
+    out = args.out or Path(__file__).parent / "results" / f"{args.dataset}_memory.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    print(f"wrote {out}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        visualize(args) if args.visualize else protocol(args)
+    except InspectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

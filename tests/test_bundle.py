@@ -1,0 +1,53 @@
+import json
+
+import numpy as np
+import pytest
+
+from inspect_ad.bundle import BUNDLE_VERSION, load_bundle, read_bundle_config
+from inspect_ad.detector import Detector
+from inspect_ad.errors import InspectError
+from inspect_ad.training import TrainConfig
+
+TINY = dict(grid_stride=8, latent_channels=8, base_channels=4, max_channels=8, num_scales=3, memory_slots=10)
+
+
+@pytest.fixture
+def fitted(tiny_mvtec, tmp_path):
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    det = Detector("mmae", 32, train_config=TrainConfig(epochs=2, batch_size=4), model_options=TINY)
+    det.fit(paths, out=tmp_path / "b", progress=False)
+    return det, paths, tmp_path / "b"
+
+
+def test_save_load_gives_identical_maps(fitted):
+    det, paths, path = fitted
+    loaded = Detector.load(path, device="cpu")
+    for a, b in zip(det.anomaly_maps(paths), loaded.anomaly_maps(paths)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(det.score_samples(paths), loaded.score_samples(paths))
+
+
+def test_bundle_is_safetensors_and_json(fitted):
+    _, _, path = fitted
+    assert sorted(p.name for p in path.iterdir() if p.is_file()) == ["config.json", "model.safetensors"]
+    cfg = read_bundle_config(path)
+    assert cfg["bundle_version"] == BUNDLE_VERSION
+    assert cfg["preprocessing"] == {"image_size": 32, "channels": 1, "normalization": "divide_by_255"}
+    assert cfg["training"]["n_train"] == 6 and cfg["training"]["lr"] == 1e-4
+
+
+def test_bundle_from_another_version_is_refused(fitted):
+    _, _, path = fitted
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["bundle_version"] = 99
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InspectError, match="format version 99"):
+        load_bundle(path)
+
+
+def test_pickle_file_is_never_loaded(fitted, tmp_path):
+    _, _, path = fitted
+    # A pickle payload under the weights' name must be rejected as unreadable, never executed.
+    (path / "model.safetensors").write_bytes(b"\x80\x04\x95cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
+    with pytest.raises(InspectError, match="cannot be read"):
+        load_bundle(path)

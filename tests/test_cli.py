@@ -1,0 +1,120 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from inspect_ad.cli import main
+from conftest import TINY_OPTIONS, write_png
+
+FAST = ["--epochs", "2", "--batch-size", "4", "--image-size", "32", "--quiet", *TINY_OPTIONS]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def fit_tiny(root, out):
+    return run("fit", "--data-root", root, "--category", "widget", "--out", out, *FAST)
+
+
+def test_fit_then_segment_writes_overlays_and_maps(tiny_mvtec, tmp_path):
+    r = fit_tiny(tiny_mvtec, tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["model"]["name"] == "mmae" and cfg["preprocessing"]["channels"] == 1
+    test_dir = tiny_mvtec / "widget" / "test" / "scratch"
+    single = tiny_mvtec / "widget" / "test" / "good" / "000.png"
+    r = run("segment", single, test_dir, "--model", tmp_path / "m", "--out", tmp_path / "seg")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("score=") == 3
+    m = np.load(tmp_path / "seg" / "000_map.npy")
+    assert m.shape == (40, 48)  # the input's own size
+    assert (tmp_path / "seg" / "000_overlay.png").is_file() and (tmp_path / "seg" / "000_1_overlay.png").is_file()
+
+
+def test_fit_on_manifest(tiny_mvtec, tmp_path):
+    cat = tiny_mvtec / "widget"
+    manifest = {"train": [f"widget/train/good/{i:03d}.png" for i in range(6)],
+                "test": [{"image": "widget/test/good/000.png", "mask": None, "label": "good"}]}
+    (tiny_mvtec / "m.json").write_text(json.dumps(manifest))
+    r = run("fit", "--manifest", tiny_mvtec / "m.json", "--out", tmp_path / "m", "--model", "ae", *FAST)
+    assert r.exit_code == 0, r.output
+    assert "on 6 images" in r.output
+
+
+def test_fit_refuses_to_overwrite_a_bundle(tiny_mvtec, tmp_path):
+    assert fit_tiny(tiny_mvtec, tmp_path / "m").exit_code == 0
+    r = fit_tiny(tiny_mvtec, tmp_path / "m")
+    assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+def one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = [l for l in result.output.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, result.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_error_data_root_missing(tmp_path):
+    one_line_error(run("fit", "--data-root", tmp_path / "nope", "--category", "x", "--out", tmp_path / "m"),
+                   "data root", "nope", "does not exist")
+
+
+def test_error_category_missing_lists_choices(tiny_mvtec, tmp_path):
+    one_line_error(run("fit", "--data-root", tiny_mvtec, "--category", "bottle", "--out", tmp_path / "m"),
+                   "'bottle' not found", "choose one of: widget")
+
+
+def test_error_empty_train_folder(tmp_path):
+    (tmp_path / "root" / "empty" / "train" / "good").mkdir(parents=True)
+    one_line_error(run("fit", "--data-root", tmp_path / "root", "--category", "empty", "--out", tmp_path / "m"),
+                   "no training images")
+
+
+def test_error_corrupt_image_in_training_set(tiny_mvtec, tmp_path):
+    (tiny_mvtec / "widget" / "train" / "good" / "bad.png").write_bytes(b"not a png at all")
+    one_line_error(fit_tiny(tiny_mvtec, tmp_path / "m"), "bad.png", "corrupt")
+
+
+def test_error_mask_size_mismatch(tiny_mvtec, tmp_path):
+    assert fit_tiny(tiny_mvtec, tmp_path / "m").exit_code == 0
+    write_png(tiny_mvtec / "widget" / "ground_truth" / "scratch" / "000_mask.png", np.zeros((10, 10), np.uint8))
+    r = run("evaluate", "--model", tmp_path / "m", "--data-root", tiny_mvtec, "--category", "widget",
+            "--out", tmp_path / "ev")
+    one_line_error(r, "000_mask.png", "10×10", "48×40")
+
+
+def test_error_model_is_not_a_bundle(tmp_path):
+    img = write_png(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
+    one_line_error(run("segment", img, "--model", tmp_path, "--out", tmp_path / "o"), "not a model bundle")
+
+
+def test_segment_reports_a_corrupt_file_and_goes_on(tiny_mvtec, tmp_path):
+    assert fit_tiny(tiny_mvtec, tmp_path / "m").exit_code == 0
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    good = tiny_mvtec / "widget" / "test" / "good" / "001.png"
+    r = run("segment", bad, good, "--model", tmp_path / "m", "--out", tmp_path / "seg")
+    assert r.exit_code == 0
+    assert "broken.png\terror:" in r.output and r.output.count("score=") == 1
+
+
+def test_unknown_model_option_lists_valid_ones(tiny_mvtec, tmp_path):
+    one_line_error(run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m",
+                       "-o", "num_scale=2"), "no option num_scale", "valid options")
+
+
+def test_evaluate_writes_report(tiny_mvtec, tmp_path):
+    assert fit_tiny(tiny_mvtec, tmp_path / "m").exit_code == 0
+    r = run("evaluate", "--model", tmp_path / "m", "--data-root", tiny_mvtec, "--category", "widget",
+            "--out", tmp_path / "ev")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    for key in ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max", "per_label", "n_images", "seconds"):
+        assert key in m
+    assert m["n_images"] == 4 and set(m["per_label"]) == {"scratch"}
+    for png in ("roc.png", "pro_curve.png", "gallery.png"):
+        assert (tmp_path / "ev" / png).stat().st_size > 1000
