@@ -1,6 +1,7 @@
 """From reconstructions to pixel anomaly maps and image scores.
 
-map  = per-pixel squared error, mean over channels, optionally Gaussian-smoothed (σ in pixels of
+map  = per-pixel squared error (``metric="l2"``, the papers') or 1 − SSIM (``"ssim"``), mean
+       over channels, optionally Gaussian-smoothed (σ in pixels of
        the model's input) — smoothing suppresses single-pixel reconstruction noise, which
        otherwise dominates both the map and a max-pooled score;
 score = a pooling of the smoothed map at model resolution: ``max`` (default: one defect, however
@@ -18,17 +19,23 @@ import torch
 from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
+from .ssim import ssim_map
+
 POOLINGS = ("max", "mean")
+METRICS = ("l2", "ssim")
 
 
 @dataclass(frozen=True)
 class MapConfig:
     sigma: float = 4.0
     pooling: str = "max"
+    metric: str = "l2"
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown map metric {self.metric!r}; choose one of: {', '.join(METRICS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +61,8 @@ def pool(maps: Tensor, pooling: str) -> Tensor:
 
 def anomaly_maps(x: Tensor, recon: Tensor, cfg: MapConfig) -> tuple[Tensor, Tensor]:
     """(maps at model resolution, image scores)."""
-    maps = smooth(squared_error(x, recon), cfg.sigma)
+    raw = squared_error(x, recon) if cfg.metric == "l2" else 1 - ssim_map(recon, x)
+    maps = smooth(raw, cfg.sigma)
     return maps, pool(maps, cfg.pooling)
 
 

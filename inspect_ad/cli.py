@@ -95,13 +95,21 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]))
 @click.option("--sigma", default=4.0, show_default=True, help="Gaussian smoothing of anomaly maps (pixels).")
 @click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]))
+@click.option("--map-metric", default="l2", show_default=True, type=click.Choice(["l2", "ssim"]),
+              help="Anomaly map: squared error (the papers') or 1 - SSIM.")
+@click.option("--ssim-weight", default=0.0, show_default=True, help="Weight of an SSIM term added to the loss.")
 @click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o num_scales=3).")
 @click.option("--checkpoint-every", default=10, show_default=True, help="Epochs between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
+@click.option("--calibration-split", default=0.0, show_default=True,
+              help="Hold out this fraction of the training images (chosen by --seed) and calibrate on them.")
+@click.option("--target-frr", default=0.01, show_default=True, help="With --calibration-split: target false-reject rate.")
+@click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
-        seed, augment, sigma, pooling, options, checkpoint_every, resume, overwrite, quiet):
+        seed, augment, sigma, pooling, options, checkpoint_every, resume, overwrite, calibration_split, target_frr,
+        min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
     from .data.datasets import load_image_set
     from .detector import Detector
@@ -113,11 +121,45 @@ def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch
     images = load_image_set(data_root, category, manifest, train_dir)
     det = Detector(model_name, image_size, train_config=TrainConfig(epochs, batch_size, lr, seed=seed, device=device,
                                                                     checkpoint_every=checkpoint_every),
-                   map_config=MapConfig(sigma, pooling), augment=augment, model_options=parse_options(options))
-    det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name)
+                   map_config=MapConfig(sigma, pooling, map_metric), augment=augment,
+                   model_options=parse_options(options), ssim_weight=ssim_weight)
+    det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
+            calibration_split=calibration_split, target_frr=target_frr, min_area=min_area)
     info = det.training_info_
     click.echo(f"trained {model_name} on {info['n_train']} images of {images.name} for {epochs} epochs "
                f"in {info['seconds']:.0f}s (final loss {info['final_loss']:.5f}); bundle: {out}")
+    if det.calibration_:
+        click.echo(format_calibration(det.calibration_))
+
+
+# --- calibrate -------------------------------------------------------------------------------
+
+def format_calibration(cal: dict) -> str:
+    return (f"calibrated on {cal['n']} good images at target false-reject rate {cal['target_frr']:g}: "
+            f"image threshold {cal['image_threshold']:.6g} (normalised score 0.5), pixel threshold "
+            f"{cal['pixel_threshold']:.6g}, min defect area {cal['min_area']} px\nguarantee: {cal['guarantee']}")
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
+@click.option("--good", required=True, multiple=True, type=click.Path(),
+              help="Defect-free images (folders or files) NOT used for training; repeatable.")
+@click.option("--target-frr", default=0.01, show_default=True, help="Target false-reject rate on good parts.")
+@click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def calibrate(model_dir, good, target_frr, min_area, batch_size, device, quiet):
+    """Set PASS/FAIL thresholds from good images with a stated false-reject guarantee."""
+    from .data.datasets import expand_inputs
+    from .detector import Detector
+
+    det = Detector.load(model_dir, device)
+    cal = det.calibrate(expand_inputs(good), target_frr, min_area, source=", ".join(good),
+                        batch_size=batch_size, progress=not quiet)
+    det.save_calibration(model_dir)
+    click.echo(format_calibration(cal))
+    click.echo(f"saved in {Path(model_dir) / 'config.json'} (weights untouched)")
 
 
 # --- segment ---------------------------------------------------------------------------------
@@ -137,8 +179,10 @@ def unique_stem(path: Path, used: set[str]) -> str:
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def segment(inputs, model_dir, out, batch_size, device):
-    """Write a heatmap overlay and the raw map for each image; print its score."""
+    """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
+    model also write the defect mask and a contour overlay, and print PASS/FAIL."""
     from .atomic import atomic_path
+    from .batch import contour_overlay, write_mask, write_rgb
     from .data.datasets import expand_inputs
     from .detector import Detector
     from .visualize import save_overlay
@@ -157,9 +201,49 @@ def segment(inputs, model_dir, out, batch_size, device):
         stem = unique_stem(Path(p.source), used)
         with atomic_path(out / f"{stem}_map.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, p.map)
-        save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax, f"score {p.score:.5g}")
-        click.echo(f"{p.source}\tscore={p.score:.6g}")
+        if not det.calibration_:
+            save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax, f"score {p.score:.5g}")
+            click.echo(f"{p.source}\tscore={p.score:.6g}")
+            continue
+        j = det.judge(p)
+        save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax,
+                     f"{j.decision} {j.normalized:.3f} (score {p.score:.5g})", mask=j.mask)
+        write_mask(out / f"{stem}_mask.png", j.mask)
+        write_rgb(out / f"{stem}_contour.png", contour_overlay(p.image, j.mask))
+        click.echo(f"{p.source}\tscore={p.score:.6g}\tnormalised={j.normalized:.4f}\t{j.decision}")
     click.echo(f"{len(paths) - n_bad} images segmented, {n_bad} unreadable; results in {out}")
+    if not det.calibration_:
+        click.echo("no PASS/FAIL: the model is not calibrated; run 'inspect-ad calibrate' to get decisions and masks")
+
+
+# --- inspect (batch QA) ----------------------------------------------------------------------
+
+@main.command("inspect")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Calibrated model bundle folder.")
+@click.option("--out", required=True, type=click.Path(), help="Report folder (results.csv/.jsonl, index.html).")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--sort-into", type=click.Path(), help="Link each image into DIR/pass, DIR/fail or DIR/error.")
+@click.option("--copy", is_flag=True, help="With --sort-into: copy the images instead of symlinking them.")
+@click.option("--resume", is_flag=True, help="Continue a report: skip images already in it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report in --out.")
+@click.option("--fail-exit-code", is_flag=True,
+              help="Exit 1 if any image FAILs, else 3 if a file could not be read, else 0 (errors: 2).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy, resume, overwrite,
+                fail_exit_code, quiet):
+    """Batch QA: PASS/FAIL every image under INPUTS (recursive) into a CSV/JSONL/HTML report."""
+    from .batch import inspect_images
+    from .detector import Detector
+
+    det = Detector.load(model_dir, device)
+    s = inspect_images(det, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet)
+    click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.errors} unreadable "
+               f"in {s.seconds:.1f}s; report: {Path(out) / 'index.html'}")
+    if fail_exit_code:
+        ctx.exit(s.exit_code())
 
 
 # --- evaluate --------------------------------------------------------------------------------

@@ -14,9 +14,11 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .anomaly_map import MapConfig, anomaly_maps, resize_map
-from .bundle import load_bundle, save_bundle
+from .bundle import load_bundle, save_bundle, update_bundle_sections
+from .calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
 from .data.preprocess import Preprocessing, TrainImages, augmentation, detect_channels
 from .errors import InspectError
 from .models import IMAGE_MODELS, create_model, make_config
@@ -45,6 +47,7 @@ class Detector:
     map_config: MapConfig = field(default_factory=MapConfig)
     augment: str = "none"
     model_options: dict = field(default_factory=dict)
+    ssim_weight: float = 0.0             # > 0 adds an SSIM term to the loss (see losses.memae_loss)
 
     def __post_init__(self):
         if self.model not in IMAGE_MODELS:
@@ -53,9 +56,16 @@ class Detector:
     # --- fitting -----------------------------------------------------------------------
 
     def fit(self, images: Sequence[Path], out: str | Path | None = None, resume: bool = False,
-            progress: bool = True, dataset: str = "") -> "Detector":
+            progress: bool = True, dataset: str = "", calibration_split: float = 0.0,
+            target_frr: float = 0.01, min_area: int | None = None) -> "Detector":
+        """``calibration_split`` > 0 holds out that fraction (or count, if ≥ 1) of ``images``,
+        chosen by the seed, and calibrates on them at the end (see :meth:`calibrate`)."""
         if not images:
             raise InspectError("the training set is empty; add defect-free images")
+        held: list[Path] = []
+        if calibration_split:
+            images, held = holdout_split(images, calibration_split, self.train_config.seed)
+            require_calibration_size(len(held), target_frr, f"the calibration split ({calibration_split})")
         channels = self.channels or detect_channels(images)
         self.preprocessing_ = Preprocessing(self.image_size, channels)
         self.model_config_ = make_config(self.model, in_channels=channels, image_size=self.image_size,
@@ -66,13 +76,17 @@ class Detector:
         t0 = time.perf_counter()
         ckpt = Path(out) / "checkpoint" if out is not None else None
         self.history_ = train(self.model_, data, self.train_config,
-                              memae_objective(self.model_config_.entropy_weight),
+                              memae_objective(self.model_config_.entropy_weight, self.ssim_weight),
                               checkpoint_dir=ckpt, resume=resume, progress=progress)
-        self.training_info_ = {**self.train_config.to_dict(), "augment": self.augment, "n_train": len(images),
+        self.training_info_ = {**self.train_config.to_dict(), "augment": self.augment, "ssim_weight": self.ssim_weight,
+                               "n_train": len(images),
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None}
         self.calibration_: dict | None = None
         self.reference_ = self._reference_stats(images)
+        if held:
+            self.calibrate(held, target_frr, min_area, progress=progress,
+                           source=f"{len(held)} images held out from fit (seed {self.train_config.seed})")
         if out is not None:
             self.save(out)
         return self
@@ -93,6 +107,36 @@ class Detector:
             return 2.0 * float(cal["pixel_threshold"])
         return 3.0 * float(self.reference_["pixel_p99"])
 
+    # --- calibration -------------------------------------------------------------------
+
+    def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: int | None = None,
+                  source: str = "", batch_size: int = 16, progress: bool = True) -> dict:
+        """Set thresholds from defect-free images not used for training (see
+        :mod:`inspect_ad.calibration` for the guarantee); returns the calibration section."""
+        images = list(images)
+        require_calibration_size(len(images), target_frr, source or "the calibration set")
+        scores, maps = [], []
+        preds = self.predict_iter(images, batch_size)
+        for p in tqdm(preds, total=len(images), desc="calibrate", disable=not progress):
+            if p.error:
+                raise InspectError(f"{p.error} (calibration needs every good image)")
+            scores.append(p.score)
+            maps.append(p.map)
+        self.calibration_ = calibrate(scores, maps, target_frr, min_area, source)
+        return self.calibration_
+
+    def save_calibration(self, path: str | Path | None = None) -> Path:
+        """Rewrite only the bundle's calibration section (atomic; the weights are untouched)."""
+        path = path or getattr(self, "bundle_path_", None)
+        if path is None:
+            raise InspectError("no bundle to write the calibration into; pass the bundle folder")
+        update_bundle_sections(path, calibration=check_calibration(self.calibration_))
+        return Path(path)
+
+    def judge(self, prediction: Prediction) -> Judgement:
+        """PASS/FAIL, normalised score, defect mask and boxes for one successful prediction."""
+        return judge(prediction.score, prediction.map, check_calibration(self.calibration_))
+
     # --- persistence -------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
@@ -112,7 +156,8 @@ class Detector:
         training = b.sections.get("training", {})
         det = cls(b.name, prep.image_size, prep.channels,
                   TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}),
-                  MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"))
+                  MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"),
+                  ssim_weight=training.get("ssim_weight", 0.0))
         det.model_, det.model_config_, det.preprocessing_ = b.model, b.config, prep
         det.training_info_, det.calibration_, det.history_ = training, b.sections.get("calibration"), []
         det.reference_ = b.sections.get("reference", {"pixel_p99": 1.0})

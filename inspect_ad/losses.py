@@ -1,13 +1,14 @@
 """Training objectives, kept apart from the models' forward passes."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from typing import TYPE_CHECKING
-
 from .memory import addressing_entropy
+from .ssim import ssim_map
 
 if TYPE_CHECKING:  # models import losses; avoid the cycle at run time
     from .models.outputs import ReconstructionOutput
@@ -20,8 +21,17 @@ def memory_entropy(weights: list[Tensor]) -> Tensor:
     return torch.stack([addressing_entropy(w) for w in weights]).mean()
 
 
-def memae_loss(out: "ReconstructionOutput", x: Tensor, entropy_weight: float) -> tuple[Tensor, dict]:
-    """MemAE eq. 10 / MMAE §3.2: MSE reconstruction + α · entropy of the addressing weights."""
+def memae_loss(out: "ReconstructionOutput", x: Tensor, entropy_weight: float,
+               ssim_weight: float = 0.0) -> tuple[Tensor, dict]:
+    """MemAE eq. 10 / MMAE §3.2: MSE reconstruction + α · entropy of the addressing weights.
+
+    ``ssim_weight`` > 0 adds w · (1 − mean SSIM), our extension for textures (not in the papers).
+    """
     mse = F.mse_loss(out.reconstruction, x)
     ent = memory_entropy(out.weights).to(mse.device)
-    return mse + entropy_weight * ent, {"mse": float(mse.detach()), "entropy": float(ent.detach())}
+    total, parts = mse + entropy_weight * ent, {"mse": float(mse.detach()), "entropy": float(ent.detach())}
+    if ssim_weight > 0:
+        dssim = 1 - ssim_map(out.reconstruction, x).mean()
+        total = total + ssim_weight * dssim
+        parts["dssim"] = float(dssim.detach())
+    return total, parts

@@ -101,9 +101,9 @@ def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer)
 LossFn = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, dict]]
 
 
-def memae_objective(entropy_weight: float) -> LossFn:
+def memae_objective(entropy_weight: float, ssim_weight: float = 0.0) -> LossFn:
     def loss(model: nn.Module, x: torch.Tensor):
-        return memae_loss(model(x), x, entropy_weight)
+        return memae_loss(model(x), x, entropy_weight, ssim_weight)
     return loss
 
 

@@ -47,30 +47,28 @@ PSNR_CAP = 100.0   # dB for a perfect prediction, so min–max stays finite
 
 # Training settings per recipe. "paper": the papers' settings (GPU-sized, not run here);
 # "cpu": a 2-core CPU budget (64×64 grey, narrow nets); "tiny": tests and the synthetic set.
-_CPU_2D = dict(image_size=64, in_channels=1, widths=(16, 32, 64, 128))
+_CPU_2D = dict(image_size=64, in_channels=1, widths=(8, 16, 32, 64))
+_TINY_2D = dict(image_size=32, in_channels=1, widths=(8, 16, 16, 32), learning_rate=1e-3)
 RECIPE_SETTINGS: dict[str, dict[str, dict]] = {
     "memae3d": {
         "paper": dict(model={}, epochs=60, batch_size=4),   # epochs: not given in §4.2
-        "cpu": dict(model=dict(image_size=64, widths=(16, 32, 64, 64), memory_slots=500), epochs=8, batch_size=4),
+        "cpu": dict(model=dict(image_size=64, widths=(8, 16, 32, 32)), epochs=3, batch_size=4),
         "tiny": dict(model=dict(image_size=32, widths=(8, 16, 16, 16), memory_slots=50), epochs=4, batch_size=4),
     },
     "mnad-recon": {
         "paper": dict(model={}, epochs=60, batch_size=4),   # §4.1: 60 epochs on Ped2, batch 4
-        "cpu": dict(model=dict(_CPU_2D, learning_rate=2e-4), epochs=6, batch_size=4),
-        "tiny": dict(model=dict(image_size=32, in_channels=1, widths=(8, 16, 16, 32), learning_rate=1e-3),
-                     epochs=6, batch_size=8),
+        "cpu": dict(model=dict(_CPU_2D, learning_rate=2e-4), epochs=3, batch_size=4),
+        "tiny": dict(model=_TINY_2D, epochs=6, batch_size=8),
     },
     "mnad-pred": {
         "paper": dict(model={}, epochs=60, batch_size=4),
-        "cpu": dict(model=dict(_CPU_2D), epochs=6, batch_size=4),
-        "tiny": dict(model=dict(image_size=32, in_channels=1, widths=(8, 16, 16, 32), learning_rate=1e-3),
-                     epochs=6, batch_size=8),
+        "cpu": dict(model=_CPU_2D, epochs=3, batch_size=4),
+        "tiny": dict(model=_TINY_2D, epochs=6, batch_size=8),
     },
     "prototype": {
         "paper": dict(model={}, epochs=60, batch_size=4),   # epochs: not given in §III-E
-        "cpu": dict(model=dict(_CPU_2D, memory_slots=50), epochs=6, batch_size=4),
-        "tiny": dict(model=dict(image_size=32, in_channels=1, widths=(8, 16, 16, 32), memory_slots=20,
-                                learning_rate=1e-3), epochs=6, batch_size=8),
+        "cpu": dict(model=_CPU_2D, epochs=3, batch_size=4),
+        "tiny": dict(model=dict(_TINY_2D, memory_slots=20), epochs=6, batch_size=8),
     },
 }
 
@@ -143,7 +141,7 @@ def fit_video_model(name: str, videos: list[Video], epochs: int, batch_size: int
             opt.step()
             sched.step()
             update_memory(model, out)
-            for k, v in {"loss": float(loss), **logs}.items():
+            for k, v in {"loss": float(loss.detach()), **logs}.items():
                 sums[k] = sums.get(k, 0.0) + v
         result.history.append({k: v / steps for k, v in sums.items()})
         log.info("%s epoch %d: %s", name, epoch + 1, result.history[-1])

@@ -102,6 +102,17 @@ def table(results: dict[str, list]) -> list[str]:
     return lines
 
 
+def verdict(results: dict[str, list]) -> list[str]:
+    """One line per variant: is the paper's F1 reached (mean over runs)?"""
+    lines = []
+    for text, runs in results.items():
+        label, *_, paper_f1 = PAPER[text.partition(":")[0]]
+        f1 = float(np.mean([r.f1 for r in runs]))
+        status = "reached" if f1 >= paper_f1 else f"NOT reached ({f1 - paper_f1:+.4f})"
+        lines.append(f"- {label} `{text}`: paper F1 {paper_f1:.4f}, ours {f1:.4f}: {status}")
+    return lines
+
+
 def environment(args, wall: float) -> list[str]:
     cmd = " ".join(shlex.quote(a) for a in [f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
                                              "python", *sys.argv])
@@ -156,7 +167,7 @@ def main(argv=None) -> None:
     if args.tried:
         append_tried(args.out, results, env)
         return
-    body = ["# KDDCUP99: MemAE Table 3", "", *table(results), "", *env]
+    body = ["# KDDCUP99: MemAE Table 3", "", *table(results), "", *verdict(results), "", *env]
     print("\n".join(body))
     write_main(args.out, body)
 

@@ -188,9 +188,10 @@ def scale_scores(errors: np.ndarray) -> np.ndarray:
 
 
 def fit_oneclass(model: OneClassAE, train: np.ndarray, val: np.ndarray,
-                 settings: TrainSettings = TrainSettings(), progress: bool = False) -> list[dict]:
+                 settings: TrainSettings | None = None, progress: bool = False) -> list[dict]:
     """Adam on eq. 10 over normal images; keeps the weights of the epoch with the lowest
     validation reconstruction error (the 10% held out in §4.1). Returns per-epoch history."""
+    settings = settings or TrainSettings()
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)

@@ -94,6 +94,7 @@ class PrototypeConfig(_ConfigMixin):
     memory_slots: int = 100                    # §III-E / Table IV: N = 100
     use_memory: bool = True                    # False = "w/o" row of Table IV
     learn_items: bool = True                   # see memory/prototype.py
+    update_items: bool = True                  # eq. 12 after every training step (see notes)
     pred_weight: float = 1.0                   # eq. 18: λ_pred = 1
     diff_weight: float = 0.1                   # eq. 18: λ_diff = 0.1
     dis_weight: float = 1.0                    # eq. 18: λ_dis = 1
@@ -101,14 +102,16 @@ class PrototypeConfig(_ConfigMixin):
     learning_rate: float = 2e-4                # §III-E: Adam, lr 2e-4
 
 
-def build_mnad_config(task: str, **overrides) -> MNADConfig:
-    """Paper defaults for ``task`` ("recon" or "pred"), then ``overrides``."""
-    if task == "pred":
+def build_mnad_config(variant: str, /, **overrides) -> MNADConfig:
+    """Paper defaults for ``variant`` ("recon" or "pred"), then ``overrides`` (a saved config
+    repeats its ``task``, which must agree)."""
+    if overrides.setdefault("task", variant) != variant:
+        raise ValueError(f"config task {overrides['task']!r} does not match model mnad-{variant}")
+    base = {}
+    if variant == "pred":
         base = dict(clip_length=5, compactness_weight=0.1, separateness_weight=0.1, score_weight=0.6,
                     update_threshold=0.01, learning_rate=2e-4)
-    else:
-        base = {}
-    return MNADConfig(**{**base, "task": task, **overrides})
+    return MNADConfig(**{**base, **overrides})
 
 
 # ---- shared blocks -------------------------------------------------------------------------
@@ -299,7 +302,7 @@ def video_loss(model: nn.Module, out: VideoOutput, targets: dict) -> tuple[Tenso
 def update_memory(model: nn.Module, out: VideoOutput) -> None:
     """After a training step: MNAD eq. 3 / seed 003 eq. 12 (MemAE's memory learns by backprop)."""
     memory = getattr(model, "memory", None)
-    if out.queries is not None and hasattr(memory, "update"):
+    if out.queries is not None and hasattr(memory, "update") and getattr(model.config, "update_items", True):
         memory.update(out.queries)
 
 

@@ -1,0 +1,280 @@
+"""Batch QA: inspect a folder tree of images with a calibrated model and write a report.
+
+``REPORT/`` holds
+
+- ``results.jsonl`` — one JSON object per input (the source of truth), appended and flushed row
+  by row, so an interrupted run loses at most the row being written;
+- ``results.csv`` — the same rows (``boxes`` as JSON), appended alongside;
+- ``thumbs/`` — image and heatmap thumbnails (JPEG) of the failures;
+- ``summary.json`` and ``index.html`` (counts, failure gallery, sortable table), rewritten
+  atomically at the end, also after an interruption.
+
+Rows: ``path, score, normalized_score, decision (PASS/FAIL/ERROR), defect_area (pixels),
+n_regions, boxes ([[x0, y0, x1, y1], ...], x1/y1 exclusive, largest region first), error``.
+A file that cannot be read is a row with decision ERROR and the reason; the run goes on.
+``resume`` skips every path already in the report (after dropping a half-written last line).
+"""
+from __future__ import annotations
+
+import csv
+import filecmp
+import html
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from .atomic import atomic_path, atomic_write_json, atomic_write_text
+from .calibration import ERROR, FAIL, PASS, Judgement, check_calibration
+from .data.io import list_images
+from .detector import Detector, Prediction
+from .errors import InspectError
+from .visualize import color_overlay
+
+log = logging.getLogger(__name__)
+COLUMNS = ("path", "score", "normalized_score", "decision", "defect_area", "n_regions", "boxes", "error")
+JSONL, CSV, HTML, SUMMARY, THUMBS = "results.jsonl", "results.csv", "index.html", "summary.json", "thumbs"
+THUMB_SIDE = 160
+
+
+@dataclass
+class Summary:
+    total: int
+    passed: int
+    failed: int
+    errors: int
+    new: int
+    seconds: float
+    report: str
+
+    def exit_code(self) -> int:
+        """For ``--fail-exit-code``: 1 if any part failed, else 3 if a file could not be read, else 0."""
+        return 1 if self.failed else 3 if self.errors else 0
+
+
+# --- inputs and outputs ----------------------------------------------------------------------
+
+def gather(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """(file, name relative to the folder it was found in), folders searched recursively."""
+    out: list[tuple[Path, Path]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            out.extend((p, p.relative_to(item)) for p in list_images(item, recursive=True))
+        elif item.exists():
+            out.append((item, Path(item.name)))
+        else:
+            raise InspectError(f"{item} does not exist; pass image files or folders")
+    return out
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a results.jsonl; a half-written last line (interrupted run) is dropped."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("dropping a half-written line of %s", path)
+    return rows
+
+
+def _csv_line(row: dict) -> str:
+    from io import StringIO
+    buf = StringIO()
+    csv.DictWriter(buf, COLUMNS, extrasaction="ignore").writerow({**row, "boxes": json.dumps(row["boxes"])})
+    return buf.getvalue()
+
+
+class ReportFiles:
+    """results.jsonl + results.csv, opened for appending; each row is flushed as it is written."""
+
+    def __init__(self, out: Path, rows: list[dict]):
+        # rewrite both from the surviving rows so a resumed report never holds half a row
+        atomic_write_text(out / JSONL, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(out / CSV, ",".join(COLUMNS) + "\n" + "".join(_csv_line(r) for r in rows))
+        self.jsonl, self.csv = open(out / JSONL, "a"), open(out / CSV, "a", newline="")
+
+    def write(self, row: dict) -> None:
+        self.jsonl.write(json.dumps(row) + "\n")
+        self.csv.write(_csv_line(row))
+        self.jsonl.flush()
+        self.csv.flush()
+
+    def close(self) -> None:
+        self.jsonl.close()
+        self.csv.close()
+
+
+def place(src: Path, folder: Path, rel: Path, copy: bool = False) -> Path:
+    """Link (or copy) ``src`` to ``folder/rel`` without ever replacing an existing file: a name
+    already taken by another file gets a ``_1``, ``_2``... suffix; the same file is left as is."""
+    folder.joinpath(rel).parent.mkdir(parents=True, exist_ok=True)
+    dest, k = folder / rel, 1
+    while True:
+        if dest.exists() or dest.is_symlink():
+            if dest.exists() and (os.path.samefile(dest, src) or copy and filecmp.cmp(dest, src, shallow=False)):
+                return dest  # placed by an earlier, interrupted run
+        else:
+            try:
+                if copy:
+                    with open(src, "rb") as f, open(dest, "xb") as g:
+                        shutil.copyfileobj(f, g)
+                else:
+                    os.symlink(src.resolve(), dest)
+                return dest
+            except FileExistsError:
+                pass
+        dest, k = folder / rel.with_name(f"{rel.stem}_{k}{rel.suffix}"), k + 1
+
+
+# --- pictures --------------------------------------------------------------------------------
+
+def contour_overlay(image: np.ndarray, mask: np.ndarray, color=(255, 0, 0)) -> np.ndarray:
+    """RGB image with the outlines of the defect regions drawn on it."""
+    rgb = np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return cv2.drawContours(rgb, contours, -1, color, max(1, round(max(image.shape[:2]) / 200)))
+
+
+def write_mask(path: Path, mask: np.ndarray) -> None:
+    """A binary mask as an 8-bit PNG: 255 = defect, 0 = good."""
+    ok, buf = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def _thumb(rgb: np.ndarray) -> np.ndarray:
+    f = THUMB_SIDE / max(rgb.shape[:2])
+    if f < 1:
+        rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f))),
+                         interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise InspectError(f"cannot encode {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def write_thumbs(folder: Path, name: str, p: Prediction, j: Judgement, vmax: float) -> None:
+    image = np.repeat(p.image, 3, axis=2) if p.image.shape[2] == 1 else p.image
+    write_rgb(folder / f"{name}_image.jpg", _thumb(image))
+    write_rgb(folder / f"{name}_heat.jpg", _thumb(contour_overlay(color_overlay(image, p.map, vmax), j.mask,
+                                                                  (255, 255, 255))))
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def make_row(det: Detector, p: Prediction) -> tuple[dict, Judgement | None]:
+    if p.error:
+        return {"path": p.source, "score": None, "normalized_score": None, "decision": ERROR, "defect_area": None,
+                "n_regions": None, "boxes": [], "error": p.error}, None
+    j = det.judge(p)
+    return {"path": p.source, "score": p.score, "normalized_score": round(j.normalized, 6), "decision": j.decision,
+            "defect_area": j.defect_area, "n_regions": len(j.boxes), "boxes": j.boxes, "error": None}, j
+
+
+def _rows(det: Detector, todo: list[tuple[Path, Path]], batch_size: int) -> Iterator[tuple[Path, Prediction]]:
+    preds = det.predict_iter((p for p, _ in todo), batch_size, keep_image=True)
+    yield from zip((rel for _, rel in todo), preds)
+
+
+def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path, batch_size: int = 16,
+                   resume: bool = False, overwrite: bool = False, sort_into: str | Path | None = None,
+                   copy: bool = False, progress: bool = True) -> Summary:
+    """Judge every image under ``inputs``, streaming (memory bounded by ``batch_size``)."""
+    cal = check_calibration(getattr(det, "calibration_", None), str(getattr(det, "bundle_path_", "the model")))
+    out = Path(out)
+    if (out / JSONL).exists() and not (resume or overwrite):
+        raise InspectError(f"{out} already holds a report; pass --resume to continue it, --overwrite to "
+                           f"replace it, or choose another --out")
+    (out / THUMBS).mkdir(parents=True, exist_ok=True)
+    rows = read_rows(out / JSONL) if resume else []
+    done = {r["path"] for r in rows}
+    todo = [(p, rel) for p, rel in gather(inputs) if str(p) not in done]
+    files, vmax, t0, n_new = ReportFiles(out, rows), det.display_max(), time.perf_counter(), 0
+    try:
+        for rel, p in tqdm(_rows(det, todo, batch_size), total=len(todo), desc="inspect", disable=not progress):
+            row, j = make_row(det, p)
+            if j is not None and j.decision == FAIL:
+                row["thumb"] = f"{THUMBS}/{len(rows):06d}"
+                write_thumbs(out, row["thumb"], p, j, vmax)
+            if sort_into is not None:
+                place(Path(p.source), Path(sort_into) / row["decision"].lower(), rel, copy)
+            files.write(row)
+            rows.append(row)
+            n_new += 1
+    finally:
+        files.close()
+        summary = _summary(rows, n_new, time.perf_counter() - t0, out)
+        write_summary(out, summary, cal, rows)
+    return summary
+
+
+def _summary(rows: list[dict], n_new: int, seconds: float, out: Path) -> Summary:
+    count = {d: sum(r["decision"] == d for r in rows) for d in (PASS, FAIL, ERROR)}
+    return Summary(len(rows), count[PASS], count[FAIL], count[ERROR], n_new, round(seconds, 2), str(out))
+
+
+# --- summary.json and index.html -------------------------------------------------------------
+
+def write_summary(out: Path, summary: Summary, cal: dict, rows: list[dict], gallery: int = 200) -> None:
+    keys = ("target_frr", "n", "image_threshold", "pixel_threshold", "min_area", "guarantee", "date")
+    atomic_write_json(out / SUMMARY, {**asdict(summary), "calibration": {k: cal.get(k) for k in keys}})
+    atomic_write_text(out / HTML, render_html(summary, cal, rows, gallery))
+
+
+_SORT_JS = """<script>
+document.querySelectorAll('th').forEach((th, col) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0], asc = th.dataset.asc !== '1';
+  const key = r => { const t = r.cells[col].textContent, n = parseFloat(t); return isNaN(n) ? t : n; };
+  [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
+    return (x > y ? 1 : x < y ? -1 : 0) * (asc ? 1 : -1); }).forEach(r => body.appendChild(r));
+  th.dataset.asc = asc ? '1' : '0';
+}));
+</script>"""
+
+_STYLE = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+          "padding:2px 6px;font-size:13px}th{cursor:pointer;background:#eee}.FAIL{color:#b00;font-weight:bold}"
+          ".ERROR{color:#a60}.card{display:inline-block;margin:4px;font-size:11px;vertical-align:top;"
+          "max-width:330px;word-break:break-all}")
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.5g}" if isinstance(v, float) else str(v)
+
+
+def render_html(s: Summary, cal: dict, rows: list[dict], gallery: int) -> str:
+    fails = sorted((r for r in rows if r.get("thumb")), key=lambda r: -r["normalized_score"])[:gallery]
+    cards = "".join(
+        f'<div class="card"><img src="{r["thumb"]}_image.jpg"> <img src="{r["thumb"]}_heat.jpg"><br>'
+        f'{r["normalized_score"]:.3f} {html.escape(r["path"])}</div>' for r in fails)
+    head = "".join(f"<th>{c}</th>" for c in ("#",) + COLUMNS)
+    body = "".join(
+        f'<tr><td>{i}</td>' + "".join(
+            f'<td class="{r["decision"]}">{r["decision"]}</td>' if c == "decision"
+            else f"<td>{html.escape(json.dumps(r[c]) if c == 'boxes' else _fmt(r.get(c)))}</td>" for c in COLUMNS)
+        + "</tr>" for i, r in enumerate(rows))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>inspect-ad report</title>"
+            f"<style>{_STYLE}</style></head><body><h1>inspect-ad report</h1>"
+            f"<p><b>{s.total}</b> images: <b>{s.passed}</b> PASS, <b class='FAIL'>{s.failed}</b> FAIL, "
+            f"<b class='ERROR'>{s.errors}</b> unreadable.</p>"
+            f"<p>Calibration: target false-reject rate {cal['target_frr']:g} on {cal['n']} good images "
+            f"({html.escape(cal.get('date', ''))}); image threshold {cal['image_threshold']:.5g} "
+            f"(normalised 0.5), pixel threshold {cal['pixel_threshold']:.5g}, min area {cal['min_area']} px.<br>"
+            f"{html.escape(cal.get('guarantee', ''))}</p>"
+            f"<h2>Failures ({s.failed}; highest normalised score first, at most {gallery})</h2>{cards}"
+            f"<h2>All results (click a column to sort)</h2><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>{_SORT_JS}</body></html>\n")

@@ -1,0 +1,117 @@
+"""Train and evaluate AE, MemAE and MMAE the same way on one dataset; write a Markdown table.
+
+    python recipes/compare.py --manifest ../shared/data/mtd/split.json --image-size 128 \\
+        --epochs 40 -o grid_stride=8 --table recipes/results/mtd.md --title "paper recipe, 128 px"
+    python recipes/compare.py --data-root /data/mvtec_ad --category bottle
+
+Each run appends one section (command line, seed, device, wall time, one row per model) to
+--table, so every configuration tried stays on record, kept or not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from inspect_ad.anomaly_map import MapConfig
+from inspect_ad.data import load_image_set
+from inspect_ad.detector import Detector
+from inspect_ad.evaluation import evaluate
+from inspect_ad.training import TrainConfig, resolve_device
+
+KEYS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest")
+    p.add_argument("--data-root")
+    p.add_argument("--category")
+    p.add_argument("--models", default="ae,memae,mmae")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--sigma", type=float, default=4.0)
+    p.add_argument("--map-metric", default="l2", choices=["l2", "ssim"])
+    p.add_argument("--ssim-weight", type=float, default=0.0)
+    p.add_argument("--augment", default="none", choices=["none", "flip", "light"])
+    p.add_argument("-o", "--option", action="append", default=[], help="model option key=value")
+    p.add_argument("--out", default="runs/compare", help="folder for bundles and reports")
+    p.add_argument("--table", help="Markdown file to append the results section to")
+    p.add_argument("--title", default="", help="section title in the table")
+    return p.parse_args(argv)
+
+
+def model_options(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        k, _, v = pair.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def run_one(name: str, data, args, out: Path) -> dict:
+    det = Detector(name, args.image_size,
+                   train_config=TrainConfig(args.epochs, args.batch_size, args.lr, seed=args.seed,
+                                            device=args.device, checkpoint_every=10),
+                   map_config=MapConfig(args.sigma, "max", args.map_metric), augment=args.augment,
+                   model_options=model_options(args.option), ssim_weight=args.ssim_weight)
+    t0 = time.perf_counter()
+    det.fit(data.train, out=out / name, resume=True, dataset=data.name)
+    result = evaluate(det, data, out / name / "report")
+    result["train_seconds"] = round(time.perf_counter() - t0 - result["seconds"], 1)
+    print(f"{name}: " + ", ".join(f"{k}={result[k]:.4f}" for k in KEYS), flush=True)
+    return result
+
+
+def header(args, wall: float, data_name: str) -> str:
+    """Section title plus what is needed to rerun it: command line, seed, device, wall time."""
+    cmd = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]])
+    device = resolve_device(args.device)
+    dev = (torch.cuda.get_device_name(device) if device.type == "cuda"
+           else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)")
+    return (f"### {args.title or 'run'} — {data_name}\n\n- command: `{cmd}`\n"
+            f"- seed {args.seed}, device {dev}, wall time {wall / 60:.1f} min, {datetime.now(timezone.utc):%Y-%m-%d}\n\n")
+
+
+def model_rows(results: dict) -> str:
+    lines = ["| model | image AUROC | pixel AUROC | AUPRO@30% | image F1-max | pixel F1-max | train s |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS) + f" | {r['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n\n"
+
+
+def append(path: str | None, text: str) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(text)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    data = load_image_set(args.data_root, args.category, args.manifest)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    results = {name: run_one(name, data, args, out) for name in args.models.split(",")}
+    text = header(args, time.perf_counter() - t0, data.name) + model_rows(results)
+    print(text)
+    append(args.table, text)
+
+
+if __name__ == "__main__":
+    main()

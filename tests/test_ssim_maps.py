@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from inspect_ad.anomaly_map import MapConfig, anomaly_maps, resize_map, smooth
+from inspect_ad.ssim import ssim_map
+
+
+def test_ssim_matches_scikit_image_in_the_interior():
+    rng = np.random.default_rng(0)
+    a = rng.random((40, 40))
+    b = np.clip(a + 0.1 * rng.standard_normal((40, 40)), 0, 1)
+    _, ref = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False, full=True)
+    ours = ssim_map(torch.tensor(a)[None, None], torch.tensor(b)[None, None])[0].numpy()
+    np.testing.assert_allclose(ours[6:-6, 6:-6], ref[6:-6, 6:-6], atol=1e-6)
+
+
+def test_identical_images_give_zero_maps():
+    x = torch.rand(2, 3, 32, 32)
+    for metric in ("l2", "ssim"):
+        maps, scores = anomaly_maps(x, x.clone(), MapConfig(sigma=2.0, metric=metric))
+        assert maps.shape == (2, 32, 32)
+        assert torch.allclose(maps, torch.zeros_like(maps), atol=1e-5)
+
+
+def test_max_pooling_finds_a_local_defect():
+    x = torch.zeros(1, 1, 32, 32)
+    recon = x.clone()
+    recon[..., 10:14, 20:24] = 1.0
+    maps, scores = anomaly_maps(x, recon, MapConfig(sigma=0.0))
+    assert scores.item() == pytest.approx(1.0)
+    assert maps[0, 12, 22] == 1.0 and maps[0, 0, 0] == 0.0
+    _, mean_score = anomaly_maps(x, recon, MapConfig(sigma=0.0, pooling="mean"))
+    assert mean_score.item() == pytest.approx(16 / 1024)
+
+
+def test_smoothing_preserves_mass_away_from_borders():
+    m = torch.zeros(1, 33, 33)
+    m[0, 16, 16] = 1.0
+    s = smooth(m, 2.0)
+    assert s.sum().item() == pytest.approx(1.0, rel=1e-4) and s[0, 16, 16] < 1.0
+
+
+def test_resize_map_returns_original_size():
+    assert resize_map(np.ones((8, 8), np.float32), (20, 30)).shape == (20, 30)
+
+
+def test_unknown_map_options_list_choices():
+    with pytest.raises(ValueError, match="choose one of: l2, ssim"):
+        MapConfig(metric="l1")
+    with pytest.raises(ValueError, match="choose one of: max, mean"):
+        MapConfig(pooling="p99")
