@@ -108,8 +108,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
-        seed, augment, sigma, pooling, options, checkpoint_every, resume, overwrite, calibration_split, target_frr,
-        min_area, quiet):
+        seed, augment, sigma, pooling, map_metric, ssim_weight, options, checkpoint_every, resume, overwrite,
+        calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
     from .data.datasets import load_image_set
     from .detector import Detector
@@ -253,13 +253,20 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 @data_source_options
 @click.option("--out", required=True, type=click.Path(), help="Folder for metrics.json and plots.")
 @click.option("--device", default="auto", show_default=True)
-def evaluate(model_dir, data_root, category, manifest, train_dir, out, device):
+@click.option("--sigma", type=float, default=None, help="Override the bundle's map smoothing.")
+@click.option("--map-metric", type=click.Choice(["l2", "ssim"]), default=None, help="Override the bundle's map metric.")
+@click.option("--pooling", type=click.Choice(["max", "mean"]), default=None, help="Override the image-score pooling.")
+def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, sigma, map_metric, pooling):
     """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
+    from dataclasses import replace
+
     from .data.datasets import load_image_set
     from .detector import Detector
     from .evaluation import evaluate as run_evaluation
 
     det = Detector.load(model_dir, device)
+    overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("pooling", pooling)) if v is not None}
+    det.map_config = replace(det.map_config, **overrides)
     result = run_evaluation(det, load_image_set(data_root, category, manifest, train_dir), out)
     click.echo(format_metrics(result))
     click.echo(f"report: {Path(out) / 'metrics.json'}")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import platform
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/compare", help="folder for bundles and reports")
     p.add_argument("--table", help="Markdown file to append the results section to")
     p.add_argument("--title", default="", help="section title in the table")
+    p.add_argument("--jobs", type=int, default=1, help="train the models in this many parallel processes "
+                   "(each with one torch thread)")
     return p.parse_args(argv)
 
 
@@ -107,7 +111,14 @@ def main(argv=None) -> None:
     data = load_image_set(args.data_root, args.category, args.manifest)
     out = Path(args.out)
     t0 = time.perf_counter()
-    results = {name: run_one(name, data, args, out) for name in args.models.split(",")}
+    names = args.models.split(",")
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
+                                 initargs=(1,)) as pool:
+            futures = {n: pool.submit(run_one, n, data, args, out) for n in names}
+            results = {n: f.result() for n, f in futures.items()}
+    else:
+        results = {name: run_one(name, data, args, out) for name in names}
     text = header(args, time.perf_counter() - t0, data.name) + model_rows(results)
     print(text)
     append(args.table, text)

@@ -133,7 +133,9 @@ def report(args, det, n_fit, calibrations, labels, scores, fails, t_fit, t_test)
         "## Threshold calibration (issue 4)", "",
         f"Fit {det.model} on {n_fit} MTD training images, calibrated on the other {N_CALIBRATION} (held out by "
         f"seed {args.seed}), tested on {int(good.sum())} good and {int((~good).sum())} defective images "
-        f"(split.json). Image AUROC {image_auroc(~good, scores):.4f} (context only).", "",
+        f"(split.json). Image AUROC {image_auroc(~good, scores):.4f} (context only).",
+        "Calibration controls the false-reject rate, not recall: recall is bounded by how well the model "
+        "separates good from defective parts (here a small CPU model, see the AUROC).", "",
         "| target FRR | image threshold | guarantee (n=100) | FRR on good test [95% CI] | recall on defective "
         "[95% CI] | mask rule: FRR | mask rule: recall | pixel threshold | min area (px) |",
         "|---|---|---|---|---|---|---|---|---|"]
@@ -147,12 +149,13 @@ def report(args, det, n_fit, calibrations, labels, scores, fails, t_fit, t_test)
         f"{lab} " + ", ".join(f"{np.mean(np.array(fails[a]['image'])[labels == lab]):.2f}@{a:g}" for a in TARGETS)
         for lab in sorted(set(labels) - {"good"})) + ".", "",
         f"Config: model {det.model}, image size {det.image_size}, options {opts}, epochs {args.epochs}, "
-        f"batch {args.batch_size}, lr {args.lr}, seed {args.seed}, MapConfig{tuple(det.map_config.to_dict().values())} "
-        f"(sigma, pooling).",
+        f"batch {args.batch_size}, lr {args.lr}, seed {args.seed}, anomaly map {det.map_config.to_dict()}.",
         f"Wall time (CPU, {platform.processor() or platform.machine()}, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, 2 cores shared with ~6 other jobs): fit + calibration "
-        f"{t_fit:.0f}s, test scoring {t_test:.0f}s.", "",
-        "Command: `OMP_NUM_THREADS=1 python recipes/mtd_calibration.py " + " ".join(sys.argv[1:] or []) + "`", ""]
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, 2 cores shared with ~6 other jobs): training "
+        f"{det.training_info_['seconds']:.0f}s" + ("" if args.reuse else f", fit + calibration {t_fit:.0f}s")
+        + f", test scoring {t_test:.0f}s.", "",
+        "Command: `OMP_NUM_THREADS=1 python recipes/mtd_calibration.py "
+        + " ".join(a for a in sys.argv[1:] if a != "--reuse") + "` (`--reuse` re-evaluates a trained bundle)", ""]
     return "\n".join(lines)
 
 

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from inspect_ad.bundle import load_bundle, save_bundle
 from inspect_ad.cli_video import video as video_cli
 from inspect_ad.data.synthetic_video import SyntheticVideoConfig, make_synthetic_video_set, write_frame_folders
-from inspect_ad.data.video import (Video, load_frame_folders, load_ucsd_original, load_video_dataset,
+from inspect_ad.data.video import (load_frame_folders, load_ucsd_original, load_video_dataset,
                                    parse_ucsd_m_file)
 from inspect_ad.errors import InspectError
 from inspect_ad.memory import (MNADMemory, PrototypeMemory, compactness_loss, discriminative_loss,
                                separateness_loss)
 from inspect_ad.models import create_model, get_spec, list_models
 from inspect_ad.models.video import MNAD, update_memory, video_loss
-from inspect_ad.video import RawScores, _frame_psnr, anomaly_score, minmax, regular_score, scored_clips
+from inspect_ad.video import RawScores, frame_psnr, anomaly_score, minmax, regular_score, scored_clips
 
 E = math.e
 
@@ -109,7 +109,7 @@ def test_minmax_and_psnr():
     assert np.allclose(minmax(np.array([2.0, 2.0])), [0, 0])
     assert np.allclose(minmax(np.array([1.0, np.nan, 3.0]), 1.0, 5.0)[[0, 2]], [0, 0.5])
     # [-1, 1] frames: 0 vs 0.2 is 0.1 on [0, 1] -> MSE 0.01 -> 20 dB
-    assert _frame_psnr(torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.2)) == pytest.approx([20.0])
+    assert frame_psnr(torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.2)) == pytest.approx([20.0])
 
 
 def test_anomaly_score_per_video_and_calibrated():

@@ -1,11 +1,11 @@
 """A built-in synthetic surveillance set (nothing downloaded), deterministic from a seed.
 
 A fixed textured background (a walkway between two lawns) seen from above; pedestrians are
-textured upright blobs with a darker head that walk left-to-right at ~2 px/frame, each with a
+textured upright blobs with a darker head that walk left-to-right at ~1 px/frame, each with a
 lighter front side (so the walking direction shows even in one frame). Test videos start
 normal and then one anomaly enters:
 
-* ``fast``   — a pedestrian-like blob at 6 px/frame, smeared by motion blur (a cyclist);
+* ``fast``   — a pedestrian-like blob at 4 px/frame, smeared by motion blur (a cyclist);
 * ``shape``  — a wide, flat box-shaped object (a cart) at normal speed;
 * ``against``— a pedestrian walking right-to-left, against the flow.
 
@@ -31,8 +31,8 @@ class SyntheticVideoConfig:
     test_videos: int = 6          # cycles through ANOMALY_KINDS
     frames: int = 80
     pedestrians: int = 3          # visible at once, on average
-    speed: float = 2.0            # px / frame, normal walkers
-    fast_speed: float = 6.0
+    speed: float = 1.0            # px / frame, normal walkers
+    fast_speed: float = 4.0
     anomaly_start: tuple[int, int] = (25, 40)   # first anomalous frame drawn from this range
 
 

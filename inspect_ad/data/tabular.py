@@ -41,9 +41,11 @@ class TabularData:
 class ProtocolSplit:
     """One seed of the protocol: normal-class training rows, all test rows and their truth."""
 
-    train: np.ndarray        # (n_train, d), normal class only
-    test: np.ndarray         # (n_test, d)
+    train: np.ndarray         # (n_train, d), normal class only
+    test: np.ndarray          # (n_test, d)
     test_anomaly: np.ndarray  # (n_test,) bool
+    train_index: np.ndarray   # rows of the source table, for audits
+    test_index: np.ndarray
     seed: int
 
 
@@ -91,7 +93,8 @@ def protocol_split(data: TabularData, seed: int, train_fraction: float = 0.5) ->
     n_train = int(round(train_fraction * len(order)))
     train_idx, test_idx = order[:n_train], order[n_train:]
     train_idx = train_idx[~data.anomaly[train_idx]]
-    return ProtocolSplit(data.features[train_idx], data.features[test_idx], data.anomaly[test_idx], seed)
+    return ProtocolSplit(data.features[train_idx], data.features[test_idx], data.anomaly[test_idx],
+                         train_idx, test_idx, seed)
 
 
 def flag_top_fraction(scores: np.ndarray, fraction: float = KDD_ANOMALY_RATIO) -> np.ndarray:

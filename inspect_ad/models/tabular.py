@@ -34,10 +34,13 @@ class TabularMemAEConfig:
 
     ``in_features`` is 118 for the DAGMM-preprocessed file shipped here (the paper writes 120).
     ``shrink_threshold``: the paper asks for λ in [1/N, 3/N] (§3.3.3); None picks 2/N. With a
-    3-d latent, cosine logits lie in [-1, 1], so softmax over 50 slots is nearly uniform
-    (every weight < 2/N ~ 1/N) and λ = 2/N zeroes whole rows; see ``logit_scale``.
-    ``logit_scale``: multiplies the similarity before the softmax (1 = the paper). Not in the
-    paper; the recipe measures whether cosine addressing needs it.
+    3-d latent, cosine logits lie in [-1, 1], so the softmax over 50 slots starts near uniform
+    (≈ 1/N < λ); shrinkage then zeroes whole rows, which pass no gradient, and the model never
+    recovers (recipes/results/kddcup99.md). ``logit_scale`` avoids it.
+    ``logit_scale``: multiplies the similarity before the softmax (1 = the paper); a softmax
+    temperature, not in the paper.
+    ``latent_tanh``: §4.3 read literally puts Tanh on the 3-d code too (True); the default
+    follows DAGMM's linear bottleneck, which the text says MemAE mirrors (no gain measured).
     """
 
     in_features: int = 118                       # §4.3: FC(120, 60) on the DAGMM features
@@ -49,8 +52,7 @@ class TabularMemAEConfig:
     similarity: str = "cosine"                   # eq. 5 (cosine); "dot" = the authors' code
     entropy_weight: float = 0.0002               # eq. 10: α = 0.0002
     logit_scale: float = 1.0                     # see docstring (1 = paper)
-    latent_tanh: bool = False                    # §4.3: Tanh after every FC but the last; False
-    #                                              follows DAGMM's linear bottleneck
+    latent_tanh: bool = False                    # §4.3 "Tanh after every FC but the last"; see above
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
@@ -110,6 +112,7 @@ class TabularTrainConfig:
     batch_size: int = 1024    # DAGMM §4.2 uses 1024 on KDDCUP99
     epochs: int = 10
     seed: int = 0
+    unique_rows: bool = False  # train on each distinct row once per epoch (see recipe notes)
 
 
 def seed_everything(seed: int) -> None:
@@ -120,6 +123,10 @@ def seed_everything(seed: int) -> None:
 def train_tabular(model: TabularMemAE, rows: np.ndarray, cfg: TabularTrainConfig,
                   progress: bool = False) -> list[dict]:
     """Minimise eq. 10 (MSE + α · entropy) with Adam; returns one log dict per epoch."""
+    if cfg.unique_rows:
+        # KDDCUP99's normal class is ~98 % copies of two attacks; de-duplicating lets the rare
+        # attack types weigh in the loss and makes an epoch ~6x cheaper.
+        rows = np.unique(rows, axis=0)
     x = torch.as_tensor(rows, dtype=torch.float32)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
