@@ -77,7 +77,7 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
     cats = categories.split(",") if categories else list(CATEGORIES)
     written = write_mvtec(out, cats, n_train=n_train, n_test_good=n_test_good,
                           n_test_per_defect=n_test_per_defect, size=size, seed=seed)
-    click.echo(f"wrote {len(written)} categories to {out}: {', '.join(p.name for p in written)}")
+    click.echo(f"wrote {len(written)} files for {len(cats)} categories to {out}: {', '.join(cats)}")
 
 
 # --- fit -------------------------------------------------------------------------------------
@@ -295,15 +295,9 @@ def demo(out, categories, models, epochs, seed, quiet):
     click.echo(f"metrics: {Path(out) / 'metrics.json'} (wall time {result['seconds']:.0f}s)")
 
 
-def _register_optional_groups() -> None:
-    try:
-        from .cli_video import video
-    except ImportError:
-        return
-    main.add_command(video)
+from .cli_video import video  # noqa: E402  (the video recipes' command group)
 
-
-_register_optional_groups()
+main.add_command(video)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
