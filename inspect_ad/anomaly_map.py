@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-import torch
 from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 

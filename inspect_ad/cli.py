@@ -1,7 +1,6 @@
 """The ``inspect-ad`` command line: parses options, calls the library, prints results."""
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 from . import __version__
 from .anomaly_map import MapConfig
 from .errors import InspectError
-from .models import IMAGE_MODELS
+from .models import IMAGE_MODELS, parse_overrides
 from .training import TrainConfig
 
 
@@ -44,16 +43,7 @@ def data_source_options(f):
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise InspectError(f"model option {pair!r} must look like key=value, e.g. num_scales=3")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    return parse_overrides(pairs, "-o")
 
 
 # --- data ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 from .atomic import atomic_path, atomic_write_json
 from .bundle import load_bundle, save_bundle
 from .data.video import load_clip_folder, load_video_dataset
-from .errors import InspectError
+from .models import parse_overrides
 from .video import (RECIPES, SETTINGS, anomaly_score, calibrate, evaluate_videos, fit_video_model,
                     load_frames, recipe_setting, save_score_plot, score_frames, VideoResult)
 
@@ -25,19 +25,6 @@ def _threads() -> None:
     # Respect OMP_NUM_THREADS so long runs on shared machines can be kept to one core.
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-
-
-def _parse_overrides(items: tuple[str, ...]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InspectError(f"--set {item!r}: write KEY=VALUE, e.g. --set memory_slots=20")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 @click.group("video")
@@ -61,7 +48,7 @@ def video() -> None:
 def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_memory, overrides, seed):
     """Train a recipe on the normal training videos of DATA and save a bundle."""
     st = recipe_setting(recipe, setting)
-    model_over = {**st["model"], **_parse_overrides(overrides), **({"use_memory": False} if no_memory else {})}
+    model_over = {**st["model"], **parse_overrides(overrides, "--set"), **({"use_memory": False} if no_memory else {})}
     ds = load_video_dataset(data).require_train()
     epochs, batch_size = epochs or st["epochs"], batch_size or st["batch_size"]
     click.echo(f"training {recipe} ({setting}) on {len(ds.train)} videos of {ds.name} for {epochs} epochs")

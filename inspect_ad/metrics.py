@@ -11,7 +11,6 @@ defect when it is nonzero.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm

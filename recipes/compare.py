@@ -10,7 +10,6 @@ Each run appends one section (command line, seed, device, wall time, one row per
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import platform
 import shlex
@@ -26,6 +25,7 @@ from inspect_ad.anomaly_map import MapConfig
 from inspect_ad.data import load_image_set
 from inspect_ad.detector import Detector
 from inspect_ad.evaluation import evaluate
+from inspect_ad.models import parse_overrides
 from inspect_ad.training import TrainConfig, resolve_device
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
@@ -56,23 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def model_options(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        k, _, v = pair.partition("=")
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def run_one(name: str, data, args, out: Path) -> dict:
     det = Detector(name, args.image_size,
                    train_config=TrainConfig(args.epochs, args.batch_size, args.lr, seed=args.seed,
                                             device=args.device, checkpoint_every=10),
                    map_config=MapConfig(args.sigma, "max", args.map_metric), augment=args.augment,
-                   model_options=model_options(args.option), ssim_weight=args.ssim_weight)
+                   model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name)
     result = evaluate(det, data, out / name / "report")

@@ -30,6 +30,7 @@ from inspect_ad.calibration import FAIL, holdout_split, judge
 from inspect_ad.data.datasets import from_manifest
 from inspect_ad.detector import Detector
 from inspect_ad.metrics import image_auroc
+from inspect_ad.models import parse_overrides
 from inspect_ad.training import TrainConfig
 
 TARGETS = (0.01, 0.05)
@@ -58,15 +59,7 @@ CPU_OPTIONS = {"grid_stride": 8, "num_scales": 3, "base_channels": 8, "max_chann
 
 
 def parse_options(pairs: list[str]) -> dict:
-    import json
-    out = dict(CPU_OPTIONS)
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    return {**CPU_OPTIONS, **parse_overrides(pairs)}
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -1,8 +1,6 @@
 import json
 
-import cv2
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from inspect_ad.cli import main
@@ -35,7 +33,6 @@ def test_fit_then_segment_writes_overlays_and_maps(tiny_mvtec, tmp_path):
 
 
 def test_fit_on_manifest(tiny_mvtec, tmp_path):
-    cat = tiny_mvtec / "widget"
     manifest = {"train": [f"widget/train/good/{i:03d}.png" for i in range(6)],
                 "test": [{"image": "widget/test/good/000.png", "mask": None, "label": "good"}]}
     (tiny_mvtec / "m.json").write_text(json.dumps(manifest))

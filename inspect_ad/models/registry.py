@@ -2,6 +2,7 @@
 tiny variant for tests (the timm habit: one parametrised test checks each registered model)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
@@ -45,6 +46,21 @@ def make_config(name: str, **overrides):
         raise InspectError(f"model {name!r} has no option {', '.join(unknown)}; "
                            f"valid options: {', '.join(sorted(cfg_fields))}")
     return spec.build_config(**overrides)
+
+
+def parse_overrides(pairs, flag: str = "-o") -> dict:
+    """``["num_scales=3", "similarity=dot"]`` -> ``{"num_scales": 3, "similarity": "dot"}``
+    (values parsed as JSON when they are JSON, else kept as strings)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InspectError(f"{flag} {pair!r}: write key=value, e.g. {flag} num_scales=3")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def create_model(name: str, config=None, **overrides) -> nn.Module:
