@@ -47,11 +47,12 @@ class MemAEMemory(Memory):
     """
 
     def __init__(self, num_slots: int, dim: int, shrink_threshold: float | None = None,
-                 similarity: str = "cosine"):
+                 similarity: str = "cosine", logit_scale: float = 1.0):
         super().__init__(num_slots, dim)
         if similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {similarity!r}; choose one of: {', '.join(SIMILARITIES)}")
         self.similarity = similarity
+        self.logit_scale = float(logit_scale)
         self.shrink_threshold = 1.0 / num_slots if shrink_threshold is None else float(shrink_threshold)
         # Uniform init in ±1/sqrt(C), as the authors' code does, so dot-product logits start small.
         bound = 1.0 / math.sqrt(dim)
@@ -59,8 +60,10 @@ class MemAEMemory(Memory):
 
     def logits(self, queries: Tensor) -> Tensor:
         if self.similarity == "cosine":
-            return F.normalize(queries, dim=-1) @ F.normalize(self.slots, dim=-1).t()
-        return queries @ self.slots.t()
+            sim = F.normalize(queries, dim=-1) @ F.normalize(self.slots, dim=-1).t()
+        else:
+            sim = queries @ self.slots.t()
+        return self.logit_scale * sim
 
     def address(self, queries: Tensor) -> tuple[Tensor, Tensor]:
         weights = hard_shrink(torch.softmax(self.logits(queries), dim=-1), self.shrink_threshold)

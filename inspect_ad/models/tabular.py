@@ -61,18 +61,6 @@ class TabularMemAEConfig:
         return asdict(self)
 
 
-class ScaledMemAEMemory(MemAEMemory):
-    """MemAE addressing with the similarity multiplied by ``scale`` before the softmax."""
-
-    def __init__(self, num_slots: int, dim: int, shrink_threshold: float | None, similarity: str,
-                 scale: float = 1.0):
-        super().__init__(num_slots, dim, shrink_threshold, similarity)
-        self.scale = scale
-
-    def logits(self, queries: Tensor) -> Tensor:
-        return self.scale * super().logits(queries)
-
-
 def mlp(sizes: list[int], last_activation: bool) -> nn.Sequential:
     """FC layers with Tanh after each one (after the last only if ``last_activation``)."""
     layers: list[nn.Module] = []
@@ -92,8 +80,8 @@ class TabularMemAE(nn.Module):
         sizes = [c.in_features, *c.hidden, c.latent_dim]
         self.encoder = mlp(sizes, last_activation=c.latent_tanh)
         self.decoder = mlp(sizes[::-1], last_activation=False)
-        self.memory = (ScaledMemAEMemory(c.memory_slots, c.latent_dim, c.shrink_threshold,
-                                         c.similarity, c.logit_scale) if c.use_memory else None)
+        self.memory = (MemAEMemory(c.memory_slots, c.latent_dim, c.shrink_threshold,
+                                   c.similarity, c.logit_scale) if c.use_memory else None)
 
     def forward(self, x: Tensor) -> ReconstructionOutput:
         z = self.encoder(x)
