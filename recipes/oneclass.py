@@ -31,7 +31,7 @@ from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_f
                                       one_class_split)
 from inspect_ad.errors import InspectError
 from inspect_ad.metrics import auroc
-from inspect_ad.models import create_model, get_spec, make_config
+from inspect_ad.models import create_model, get_spec, make_config, parse_overrides
 from inspect_ad.models.oneclass import (TrainSettings, VARIANTS, decode_slots, fit_oneclass,
                                         model_name, reconstruction_errors, scale_scores)
 
@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-per-class", type=int, default=0,
                    help="keep at most this many images per class (smoke runs); 0 = all")
     p.add_argument("--tiny", action="store_true", help="use the registered tiny networks (smoke runs)")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config override for the memory variants, e.g. -o slot_init_std=1.0")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes, one thread each")
     p.add_argument("--out", type=Path, help="results .md (default recipes/results/<dataset>.md) "
                                             "or, with --visualize, the PNG")
@@ -113,7 +115,8 @@ def build(args, data: LabelledImages, variant: str):
     _, c, h, w = data.images.shape
     if h != w:
         raise InspectError(f"images must be square, got {h}×{w}; pass --image-size")
-    base = make_config(name, **(get_spec(name).tiny if args.tiny else {}))
+    overrides = parse_overrides(args.option) if make_config(name).use_memory else {}
+    base = make_config(name, **(get_spec(name).tiny if args.tiny else {}), **overrides)
     decoder = base.decoder[:-1] + ((*base.decoder[-1][:2], c),)
     return create_model(name, config=replace(base, image_size=h, in_channels=c, decoder=decoder))
 
@@ -177,6 +180,7 @@ normal class; the paper reports only the mean over the 10 tasks.
 
 - Command: `{args.command}`
 - Settings: epochs {args.epochs}, batch size {args.batch_size}, Adam lr {args.lr}, seed {args.seed},
+  memory options {parse_overrides(args.option) or 'none (defaults)'},
   {args.jobs} process(es) × 1 thread; weights of the epoch with the lowest validation error kept.
 - Split: normal images 2:1 train/test, 10% of train for validation, anomalies ≈ 30% of test
   (class {data.class_names[r0['cls']]}: {r0['n_train']} train, {r0['n_test']} test,

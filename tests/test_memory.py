@@ -65,3 +65,18 @@ def test_dot_and_cosine_similarity_differ_and_unknown_rejected():
     assert not torch.allclose(cos(z).weights, dot(z).weights)
     with pytest.raises(ValueError, match="choose one of: cosine, dot"):
         MemAEMemory(6, 4, similarity="l2")
+
+
+def test_slot_init_scale_sets_read_size_not_cosine_weights():
+    torch.manual_seed(0)
+    small = MemAEMemory(60, 32)
+    torch.manual_seed(0)
+    unit = MemAEMemory(60, 32, init_std=1.0)
+    assert small.slots.abs().max() <= 1 / math.sqrt(32)
+    assert unit.slots.std().item() == pytest.approx(1.0, rel=0.1)
+    scaled = MemAEMemory(60, 32, init_std=1.0)
+    scaled.slots.data = 5 * unit.slots.data
+    z = torch.randn(7, 32)
+    # cosine addressing is blind to slot norms: same weights, read-out scaled with the slots
+    assert torch.allclose(unit(z).weights, scaled(z).weights, atol=1e-6)
+    assert torch.allclose(5 * unit(z).features, scaled(z).features, atol=1e-5)

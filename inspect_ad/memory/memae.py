@@ -44,19 +44,28 @@ class MemAEMemory(Memory):
         gets no gradient (the "collapsed addressing" seen when λ = 2/N or 3/N from the start).
         0 disables shrinkage (MemAE-nonSpar).
     similarity: "cosine" (eq. 5, the paper) or "dot" (the authors' public code).
+    init_std: ``None`` initialises slots uniformly in ±1/sqrt(C) as the authors' code does, so
+        dot-product logits start small. Cosine addressing ignores slot norms, so there the init
+        scale only sets the size of the read-out: ±1/sqrt(C) slots, averaged by near-uniform
+        first weights, read out ~10x smaller than the encoder's features and the decoder trains
+        slowly (MMAE's loss stayed 2x the AE's). A number draws slots from N(0, init_std²);
+        1.0 matches unit-scale features (recipes/results/synthetic_mmae.md measures both).
     """
 
     def __init__(self, num_slots: int, dim: int, shrink_threshold: float | None = None,
-                 similarity: str = "cosine", logit_scale: float = 1.0):
+                 similarity: str = "cosine", logit_scale: float = 1.0, init_std: float | None = None):
         super().__init__(num_slots, dim)
         if similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {similarity!r}; choose one of: {', '.join(SIMILARITIES)}")
         self.similarity = similarity
         self.logit_scale = float(logit_scale)
         self.shrink_threshold = 1.0 / num_slots if shrink_threshold is None else float(shrink_threshold)
-        # Uniform init in ±1/sqrt(C), as the authors' code does, so dot-product logits start small.
-        bound = 1.0 / math.sqrt(dim)
-        self.slots = nn.Parameter(torch.empty(num_slots, dim).uniform_(-bound, bound))
+        self.slots = nn.Parameter(torch.empty(num_slots, dim))
+        if init_std is None:
+            bound = 1.0 / math.sqrt(dim)
+            nn.init.uniform_(self.slots, -bound, bound)
+        else:
+            nn.init.normal_(self.slots, 0.0, init_std)
 
     def logits(self, queries: Tensor) -> Tensor:
         if self.similarity == "cosine":

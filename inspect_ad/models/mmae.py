@@ -36,6 +36,10 @@ class MMAEConfig:
     * Fuser form: per-position softmax over scales of a 1×1 conv on the concatenated
       de-anomalised features, fused = Σ_k a_k F̂_k (a spatial "multi-scale attention").
     * Width: ``base_channels`` doubling per stride-2 conv, capped at ``max_channels``.
+    * Slot init (``slot_init_std``): N(0, 1). Cosine addressing ignores slot norms, so the init
+      only sets the read-out's size; MemAE's code init (±1/sqrt(C), ``None`` here) reads out
+      features ~10x smaller than the encoder's and left MMAE's loss at 2x the AE's after the
+      same training (recipes/results/synthetic_mmae.md).
     """
 
     in_channels: int = 3
@@ -46,6 +50,8 @@ class MMAEConfig:
     use_memory: bool = True            # False = AE baseline
     shrink_threshold: float | None = None  # MemAE eq. 7; None = 1/N (see MemAEMemory)
     similarity: str = "cosine"         # MMAE eq. 4 / MemAE eq. 5
+    logit_scale: float = 1.0           # eq. 4 softmax over raw cosines; > 1 sharpens the read (see MemAEMemory)
+    slot_init_std: float | None = 1.0  # paper silent; None = MemAE code's ±1/sqrt(C) (see MemAEMemory.init_std)
     entropy_weight: float = 0.0002     # MemAE eq. 10: α
     latent_channels: int = 64          # see docstring
     grid_stride: int = 16              # see docstring
@@ -74,7 +80,8 @@ class MMAE(nn.Module):
                            c.base_channels, c.max_channels)
             for i in range(c.num_scales))
         self.memories = nn.ModuleList(
-            MemAEMemory(c.memory_slots, c.latent_channels, c.shrink_threshold, c.similarity)
+            MemAEMemory(c.memory_slots, c.latent_channels, c.shrink_threshold, c.similarity, c.logit_scale,
+                        c.slot_init_std)
             for _ in range(c.num_scales)) if c.use_memory else nn.ModuleList()
         self.fuser = nn.Conv2d(c.num_scales * c.latent_channels, c.num_scales, 1) if c.num_scales > 1 else None
         self.decoder = PixelShuffleDecoder(c.latent_channels, c.in_channels, depth,

@@ -46,6 +46,7 @@ class OneClassConfig:
     # memory (measured: the read collapses and AUROC drops to 0.23 on digit 0). 0 = nonSpar.
     shrink_threshold: float | None = 0.01
     similarity: str = "cosine"              # eq. 5
+    slot_init_std: float | None = None      # None: the authors' ±1/sqrt(C) (see MemAEMemory.init_std)
     entropy_weight: float = 0.0002          # eq. 10 α; 0 for MemAE-nonSpar (§4.1)
 
     def __post_init__(self):
@@ -100,7 +101,7 @@ class OneClassAE(nn.Module):
         self.latent_shape = (ch, sizes[-1], sizes[-1])
         self.decoder = self._decoder(ch, sizes[::-1][1:])
         dim = int(np.prod(self.latent_shape))
-        self.memory = (MemAEMemory(c.memory_slots, dim, c.shrink_threshold, c.similarity)
+        self.memory = (MemAEMemory(c.memory_slots, dim, c.shrink_threshold, c.similarity, init_std=c.slot_init_std)
                        if c.use_memory else None)
 
     def _decoder(self, ch: int, targets: list[int]) -> nn.Sequential:
