@@ -39,7 +39,7 @@ from inspect_ad.models.oneclass import (TrainSettings, VARIANTS, decode_slots, f
 PAPER = {"mnist": {"ae": 0.9619, "memae_nonspar": 0.9725, "memae": 0.9751},
          "cifar10": {"ae": 0.5706, "memae_nonspar": 0.6058, "memae": 0.6088}}
 DEVIATIONS = """Where this differs from the paper, and why:
-- Adam lr 1e-3 for a few epochs instead of the paper's 1e-4 (epochs unstated), so that the
+- Adam lr {lr} for {epochs} epochs instead of the paper's 1e-4 (epochs unstated), so that the
   30 runs fit a 2-core CPU budget.
 - Hard-shrinkage threshold λ = 1/N (the low end of the paper's [1/N, 3/N]); at 2/N the
   near-uniform initial cosine weights are all shrunk to zero and MemAE never trains.
@@ -189,7 +189,7 @@ normal class; the paper reports only the mean over the 10 tasks.
   with other jobs, so wall times are upper bounds.
 - Wall time: {wall / 60:.1f} min; {np.mean([r['seconds'] for r in results]):.0f} s per run on average.
 
-{DEVIATIONS}
+{DEVIATIONS.format(lr=args.lr, epochs=args.epochs)}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
