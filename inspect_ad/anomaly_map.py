@@ -6,6 +6,9 @@ map  = per-pixel squared error (``metric="l2"``, the papers') or 1 − SSIM (``"
        otherwise dominates both the map and a max-pooled score;
 score = a pooling of the smoothed map at model resolution: ``max`` (default: one defect, however
        small, fails the part) or ``mean`` (whole-image deviation).
+``standardize`` (off by default; not in the papers) turns each map value into a z-score against
+       the same pixel's values on defect-free training images, (map − μ) / σ, so places that are
+       hard to reconstruct on every good part (borders, streaks) stop dominating the max.
 Maps are resized back to each input's own size for display and pixel metrics.
 """
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+import torch
 from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
@@ -29,6 +33,7 @@ class MapConfig:
     sigma: float = 4.0
     pooling: str = "max"
     metric: str = "l2"
+    standardize: bool = False
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -58,11 +63,27 @@ def pool(maps: Tensor, pooling: str) -> Tensor:
     return flat.amax(dim=1) if pooling == "max" else flat.mean(dim=1)
 
 
-def anomaly_maps(x: Tensor, recon: Tensor, cfg: MapConfig) -> tuple[Tensor, Tensor]:
-    """(maps at model resolution, image scores)."""
+def anomaly_maps(x: Tensor, recon: Tensor, cfg: MapConfig,
+                 reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(maps at model resolution, image scores); ``reference`` is the (2, H, W) mean and std
+    from :func:`reference_maps`, required when ``cfg.standardize``."""
     raw = squared_error(x, recon) if cfg.metric == "l2" else 1 - ssim_map(recon, x)
     maps = smooth(raw, cfg.sigma)
+    if cfg.standardize:
+        if reference is None or reference.shape[-2:] != maps.shape[-2:]:
+            raise ValueError("standardized maps need reference maps of the model's resolution")
+        maps = (maps - reference[0]) / reference[1]
     return maps, pool(maps, cfg.pooling)
+
+
+def reference_maps(maps: Tensor, floor: float = 0.1) -> Tensor:
+    """Per-pixel mean and std of (N, H, W) defect-free maps, stacked to (2, H, W). The std is
+    floored at ``floor`` × its mean so that pixels that never vary do not turn noise into
+    huge z-scores."""
+    if len(maps) < 2:
+        raise ValueError("reference maps need at least 2 defect-free images")
+    mean, std = maps.mean(dim=0), maps.std(dim=0)
+    return torch.stack([mean, std.clamp_min(floor * float(std.mean()) + 1e-12)])
 
 
 def resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -27,6 +27,7 @@ BUNDLE_FORMAT = "inspect-ad-bundle"
 BUNDLE_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+EXTRA = "extra.safetensors"   # optional non-model tensors (e.g. reference maps)
 
 
 @dataclass
@@ -38,19 +39,27 @@ class Bundle:
     config: Any
     sections: dict = field(default_factory=dict)
     path: Path | None = None
+    tensors: dict = field(default_factory=dict)
 
 
 def _state_to_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
 
-def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: Any, **sections: Any) -> Path:
+def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: Any,
+                tensors: dict[str, torch.Tensor] | None = None, **sections: Any) -> Path:
     """Save weights and config; ``sections`` (preprocessing, training, calibration, ...) must be
-    JSON-serialisable and are stored as top-level keys of config.json."""
+    JSON-serialisable and are stored as top-level keys of config.json; ``tensors`` (not model
+    weights) go to extra.safetensors."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     with atomic_path(path / WEIGHTS) as tmp:
         save_file(_state_to_cpu(model), str(tmp))
+    if tensors:
+        with atomic_path(path / EXTRA) as tmp:
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp))
+    elif (path / EXTRA).exists():
+        (path / EXTRA).unlink()  # a stale file from an earlier save would be read back
     cfg = asdict(config) if is_dataclass(config) else dict(config)
     atomic_write_json(path / CONFIG, {
         "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "inspect_ad_version": __version__,
@@ -92,13 +101,19 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     name, cfg = meta["model"]["name"], meta["model"]["config"]
     config = make_config(name, **cfg)
     model = create_model(name, config)
-    try:
-        state = load_file(str(path / WEIGHTS), device="cpu")
-    except (SafetensorError, OSError) as e:
-        raise InspectError(f"{path / WEIGHTS} cannot be read ({e}); the bundle is damaged: re-run 'inspect-ad fit'")
+    state = _read_tensors(path / WEIGHTS)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InspectError(f"{path / WEIGHTS} does not match model {name!r} (missing {len(missing)}, "
                            f"unexpected {len(unexpected)} tensors); the bundle was made by another version")
     sections = {k: v for k, v in meta.items() if k not in ("format", "bundle_version", "inspect_ad_version", "model")}
-    return Bundle(model.to(device).eval(), name, config, sections, path)
+    tensors = _read_tensors(path / EXTRA) if (path / EXTRA).is_file() else {}
+    return Bundle(model.to(device).eval(), name, config, sections, path,
+                  {k: v.to(device) for k, v in tensors.items()})
+
+
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file), device="cpu")
+    except (SafetensorError, OSError) as e:
+        raise InspectError(f"{file} cannot be read ({e}); the bundle is damaged: re-run 'inspect-ad fit'")

@@ -88,6 +88,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--map-metric", default="l2", show_default=True, type=click.Choice(["l2", "ssim"]),
               help="Anomaly map: squared error (the papers') or 1 - SSIM.")
 @click.option("--ssim-weight", default=0.0, show_default=True, help="Weight of an SSIM term added to the loss.")
+@click.option("--standardize", is_flag=True,
+              help="Score each pixel as a z-score against the training images' maps at that pixel.")
 @click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o num_scales=3).")
 @click.option("--checkpoint-every", default=10, show_default=True, help="Epochs between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
@@ -98,8 +100,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
-        seed, augment, sigma, pooling, map_metric, ssim_weight, options, checkpoint_every, resume, overwrite,
-        calibration_split, target_frr, min_area, quiet):
+        seed, augment, sigma, pooling, map_metric, ssim_weight, standardize, options, checkpoint_every, resume,
+        overwrite, calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
     from .data.datasets import load_image_set
     from .detector import Detector
@@ -111,7 +113,7 @@ def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch
     images = load_image_set(data_root, category, manifest, train_dir)
     det = Detector(model_name, image_size, train_config=TrainConfig(epochs, batch_size, lr, seed=seed, device=device,
                                                                     checkpoint_every=checkpoint_every),
-                   map_config=MapConfig(sigma, pooling, map_metric), augment=augment,
+                   map_config=MapConfig(sigma, pooling, map_metric, standardize), augment=augment,
                    model_options=parse_options(options), ssim_weight=ssim_weight)
     det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
             calibration_split=calibration_split, target_frr=target_frr, min_area=min_area)
@@ -246,7 +248,10 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 @click.option("--sigma", type=float, default=None, help="Override the bundle's map smoothing.")
 @click.option("--map-metric", type=click.Choice(["l2", "ssim"]), default=None, help="Override the bundle's map metric.")
 @click.option("--pooling", type=click.Choice(["max", "mean"]), default=None, help="Override the image-score pooling.")
-def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, sigma, map_metric, pooling):
+@click.option("--standardize/--no-standardize", default=None,
+              help="Override per-pixel z-scoring; reference maps are then recomputed from the training images.")
+def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, sigma, map_metric, pooling,
+             standardize):
     """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
     from dataclasses import replace
 
@@ -255,9 +260,13 @@ def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, s
     from .evaluation import evaluate as run_evaluation
 
     det = Detector.load(model_dir, device)
-    overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("pooling", pooling)) if v is not None}
+    overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("pooling", pooling),
+                                   ("standardize", standardize)) if v is not None}
     det.map_config = replace(det.map_config, **overrides)
-    result = run_evaluation(det, load_image_set(data_root, category, manifest, train_dir), out)
+    data = load_image_set(data_root, category, manifest, train_dir)
+    if det.map_config.standardize and (sigma is not None or map_metric is not None or standardize):
+        det.fit_reference(data.require_train().train)
+    result = run_evaluation(det, data, out)
     click.echo(format_metrics(result))
     click.echo(f"report: {Path(out) / 'metrics.json'}")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .anomaly_map import MapConfig, anomaly_maps, resize_map
+from .anomaly_map import MapConfig, anomaly_maps, reference_maps, resize_map
 from .bundle import load_bundle, save_bundle, update_bundle_sections
 from .calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
 from .data.preprocess import Preprocessing, TrainImages, augmentation, detect_channels
@@ -83,12 +83,32 @@ class Detector:
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None}
         self.calibration_: dict | None = None
+        self.map_reference_ = None
+        if self.map_config.standardize:
+            self.fit_reference(images, progress=progress)
         self.reference_ = self._reference_stats(images)
         if held:
             self.calibrate(held, target_frr, min_area, progress=progress,
                            source=f"{len(held)} images held out from fit (seed {self.train_config.seed})")
         if out is not None:
             self.save(out)
+        return self
+
+    def fit_reference(self, images: Sequence[str | Path], n: int = 256, batch_size: int = 16,
+                      progress: bool = True) -> "Detector":
+        """Per-pixel mean/std of the (unstandardized) maps of up to ``n`` defect-free images, spread
+        evenly over ``images``: the reference that ``MapConfig(standardize=True)`` scores against.
+        Call it again after changing the map's metric or smoothing."""
+        images = list(images)[:: max(1, len(images) // n)][:n]
+        plain = replace(self.map_config, standardize=False)
+        self.model_.eval()
+        maps = []
+        with torch.no_grad():
+            for i in tqdm(range(0, len(images), batch_size), desc="reference maps", disable=not progress):
+                x = torch.stack([self.preprocessing_.to_tensor(self.preprocessing_.resize(self._read(p)))
+                                 for p in images[i:i + batch_size]]).to(self.device)
+                maps.append(anomaly_maps(x, self.model_(x).reconstruction, plain)[0])
+        self.map_reference_ = reference_maps(torch.cat(maps))
         return self
 
     def _reference_stats(self, images: Sequence[Path], n: int = 32) -> dict:
@@ -144,7 +164,9 @@ class Detector:
                     "training": self.training_info_, "reference": self.reference_}
         if getattr(self, "calibration_", None):
             sections["calibration"] = self.calibration_
-        return save_bundle(path, self.model_, self.model, self.model_config_, **sections)
+        reference = getattr(self, "map_reference_", None)
+        tensors = {"map_reference": reference} if reference is not None else None
+        return save_bundle(path, self.model_, self.model, self.model_config_, tensors, **sections)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "Detector":
@@ -162,6 +184,7 @@ class Detector:
         det.training_info_, det.calibration_, det.history_ = training, b.sections.get("calibration"), []
         det.reference_ = b.sections.get("reference", {"pixel_p99": 1.0})
         det.bundle_path_ = b.path
+        det.map_reference_ = b.tensors.get("map_reference")
         return det
 
     # --- scoring -----------------------------------------------------------------------
@@ -173,7 +196,11 @@ class Detector:
     @torch.no_grad()
     def _infer(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         x = batch.to(self.device)
-        maps, scores = anomaly_maps(x, self.model_(x).reconstruction, self.map_config)
+        if self.map_config.standardize and getattr(self, "map_reference_", None) is None:
+            raise InspectError("standardized maps need reference maps from defect-free images: call "
+                               "fit_reference(images), or pass training data to 'inspect-ad evaluate --standardize'")
+        maps, scores = anomaly_maps(x, self.model_(x).reconstruction, self.map_config,
+                                    getattr(self, "map_reference_", None))
         return maps.float().cpu().numpy(), scores.float().cpu().numpy()
 
     def predict_iter(self, inputs: Iterable[str | Path | np.ndarray], batch_size: int = 16,

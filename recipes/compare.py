@@ -47,6 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--map-metric", default="l2", choices=["l2", "ssim"])
     p.add_argument("--ssim-weight", type=float, default=0.0)
     p.add_argument("--augment", default="none", choices=["none", "flip", "light"])
+    p.add_argument("--standardize", action="store_true", help="per-pixel z-scored maps (see MapConfig)")
     p.add_argument("-o", "--option", action="append", default=[], help="model option key=value")
     p.add_argument("--out", default="runs/compare", help="folder for bundles and reports")
     p.add_argument("--table", help="Markdown file to append the results section to")
@@ -60,7 +61,7 @@ def run_one(name: str, data, args, out: Path) -> dict:
     det = Detector(name, args.image_size,
                    train_config=TrainConfig(args.epochs, args.batch_size, args.lr, seed=args.seed,
                                             device=args.device, checkpoint_every=10),
-                   map_config=MapConfig(args.sigma, "max", args.map_metric), augment=args.augment,
+                   map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize), augment=args.augment,
                    model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name)

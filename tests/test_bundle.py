@@ -51,3 +51,17 @@ def test_pickle_file_is_never_loaded(fitted, tmp_path):
     (path / "model.safetensors").write_bytes(b"\x80\x04\x95cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
     with pytest.raises(InspectError, match="cannot be read"):
         load_bundle(path)
+
+
+def test_standardized_maps_survive_save_and_load(tiny_mvtec, tmp_path):
+    from inspect_ad.anomaly_map import MapConfig
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY,
+                   map_config=MapConfig(sigma=1.0, standardize=True))
+    det.fit(paths, out=tmp_path / "z", progress=False)
+    assert (tmp_path / "z" / "extra.safetensors").is_file()
+    loaded = Detector.load(tmp_path / "z", device="cpu")
+    np.testing.assert_array_equal(det.score_samples(paths), loaded.score_samples(paths))
+    loaded.map_reference_ = None
+    with pytest.raises(InspectError, match="fit_reference"):
+        loaded.score_samples(paths)

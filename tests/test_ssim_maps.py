@@ -52,3 +52,17 @@ def test_unknown_map_options_list_choices():
         MapConfig(metric="l1")
     with pytest.raises(ValueError, match="choose one of: max, mean"):
         MapConfig(pooling="p99")
+
+
+def test_standardized_map_is_a_per_pixel_z_score():
+    import torch
+
+    from inspect_ad.anomaly_map import MapConfig, anomaly_maps, reference_maps
+    good = torch.tensor([[[1.0, 0.0]], [[3.0, 0.0]]])          # pixel 0: mean 2, std √2; pixel 1: never varies
+    ref = reference_maps(good, floor=0.1)
+    assert torch.allclose(ref[0], torch.tensor([[2.0, 0.0]]))
+    assert torch.allclose(ref[1], torch.tensor([[2 ** 0.5, 0.1 * 2 ** 0.5 / 2]]))  # floor: 0.1 × mean std
+    x, recon = torch.zeros(1, 1, 1, 2), torch.tensor([[[[2.0 + 2 ** 0.5, 0.1]]]]).sqrt()
+    maps, score = anomaly_maps(x, recon, MapConfig(sigma=0, standardize=True), ref)
+    assert torch.allclose(maps, torch.tensor([[[1.0, 0.1 / (0.1 * 2 ** 0.5 / 2)]]]))
+    assert torch.isclose(score[0], maps.max())
