@@ -61,9 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--classes", help="comma-separated class names/indices (default: all)")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help=f"comma-separated subset of: {', '.join(VARIANTS)}")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-per-class", type=int, default=0,
                    help="keep at most this many images per class (smoke runs); 0 = all")
