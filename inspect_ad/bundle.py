@@ -42,8 +42,9 @@ class Bundle:
     tensors: dict = field(default_factory=dict)
 
 
-def _state_to_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+def _save_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
+    with atomic_path(file) as tmp:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp))
 
 
 def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: Any,
@@ -53,11 +54,9 @@ def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: An
     weights) go to extra.safetensors."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path / WEIGHTS) as tmp:
-        save_file(_state_to_cpu(model), str(tmp))
+    _save_tensors(path / WEIGHTS, model.state_dict())
     if tensors:
-        with atomic_path(path / EXTRA) as tmp:
-            save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp))
+        _save_tensors(path / EXTRA, tensors)
     elif (path / EXTRA).exists():
         (path / EXTRA).unlink()  # a stale file from an earlier save would be read back
     cfg = asdict(config) if is_dataclass(config) else dict(config)

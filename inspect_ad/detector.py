@@ -105,8 +105,7 @@ class Detector:
         maps = []
         with torch.no_grad():
             for i in tqdm(range(0, len(images), batch_size), desc="reference maps", disable=not progress):
-                x = torch.stack([self.preprocessing_.to_tensor(self.preprocessing_.resize(self._read(p)))
-                                 for p in images[i:i + batch_size]]).to(self.device)
+                x = torch.stack([self._to_input(self._read(p)) for p in images[i:i + batch_size]]).to(self.device)
                 maps.append(anomaly_maps(x, self.model_(x).reconstruction, plain)[0])
         self.map_reference_ = reference_maps(torch.cat(maps))
         return self
@@ -218,7 +217,7 @@ class Detector:
                 pending = []
                 yield Prediction(source, error=str(e))
                 continue
-            pending.append((source, self.preprocessing_.to_tensor(self.preprocessing_.resize(img)), img))
+            pending.append((source, self._to_input(img), img))
             if len(pending) == batch_size:
                 yield from self._flush(pending, keep_image)
                 pending = []
@@ -229,6 +228,10 @@ class Detector:
         if isinstance(item, np.ndarray):
             return convert_channels(item, self.preprocessing_.channels)
         return read_image(item, self.preprocessing_.channels)
+
+    def _to_input(self, img: np.ndarray) -> torch.Tensor:
+        """An image as read -> the model's (C, S, S) input tensor."""
+        return self.preprocessing_.to_tensor(self.preprocessing_.resize(img))
 
     def _flush(self, pending, keep_image: bool) -> Iterator[Prediction]:
         if not pending:
