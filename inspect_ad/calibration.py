@@ -203,13 +203,14 @@ def check_calibration(calibration: dict | None, where: str = "the model") -> dic
 
 # --- held-out split --------------------------------------------------------------------------
 
-def holdout_split(items: Sequence[T], size: float | int, seed: int = 0) -> tuple[list[T], list[T]]:
+def holdout_split(items: Sequence[T], size: float | int, seed: int = 0,
+                  purpose: str = "calibration") -> tuple[list[T], list[T]]:
     """(kept, held out): ``size`` < 1 is a fraction, ≥ 1 a count; deterministic from ``seed``.
     Both lists keep the input order."""
     n = len(items)
     n_hold = int(size) if size >= 1 else int(round(size * n))
     if not 0 < n_hold < n:
-        raise InspectError(f"calibration split {size} leaves {n_hold} of {n} images for calibration; "
+        raise InspectError(f"{purpose} split {size} leaves {n_hold} of {n} images for {purpose}; "
                            f"choose a fraction between 0 and 1 that keeps images on both sides")
     held = set(np.random.default_rng(seed).permutation(n)[:n_hold].tolist())
     return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]

@@ -90,6 +90,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--ssim-weight", default=0.0, show_default=True, help="Weight of an SSIM term added to the loss.")
 @click.option("--standardize", is_flag=True,
               help="Score each pixel as a z-score against the training images' maps at that pixel.")
+@click.option("--reference-split", default=0.0, show_default=True,
+              help="With --standardize: hold out this fraction of the training images for the reference maps.")
 @click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o num_scales=3).")
 @click.option("--checkpoint-every", default=10, show_default=True, help="Epochs between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
@@ -100,8 +102,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
-        seed, augment, sigma, pooling, map_metric, ssim_weight, standardize, options, checkpoint_every, resume,
-        overwrite, calibration_split, target_frr, min_area, quiet):
+        seed, augment, sigma, pooling, map_metric, ssim_weight, standardize, reference_split, options,
+        checkpoint_every, resume, overwrite, calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
     from .data.datasets import load_image_set
     from .detector import Detector
@@ -116,7 +118,8 @@ def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch
                    map_config=MapConfig(sigma, pooling, map_metric, standardize), augment=augment,
                    model_options=parse_options(options), ssim_weight=ssim_weight)
     det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
-            calibration_split=calibration_split, target_frr=target_frr, min_area=min_area)
+            calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
+            reference_split=reference_split)
     info = det.training_info_
     click.echo(f"trained {model_name} on {info['n_train']} images of {images.name} for {epochs} epochs "
                f"in {info['seconds']:.0f}s (final loss {info['final_loss']:.5f}); bundle: {out}")

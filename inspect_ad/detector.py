@@ -57,15 +57,24 @@ class Detector:
 
     def fit(self, images: Sequence[Path], out: str | Path | None = None, resume: bool = False,
             progress: bool = True, dataset: str = "", calibration_split: float = 0.0,
-            target_frr: float = 0.01, min_area: int | None = None) -> "Detector":
+            target_frr: float = 0.01, min_area: int | None = None, reference_split: float = 0.0) -> "Detector":
         """``calibration_split`` > 0 holds out that fraction (or count, if ≥ 1) of ``images``,
-        chosen by the seed, and calibrates on them at the end (see :meth:`calibrate`)."""
+        chosen by the seed, and calibrates on them at the end (see :meth:`calibrate`).
+        ``reference_split`` > 0 (standardized maps only) holds out another part of the rest for
+        the reference maps: the model has fit its training images, so their errors are lower
+        than a new good part's and would make every new part look unusual."""
         if not images:
             raise InspectError("the training set is empty; add defect-free images")
         held: list[Path] = []
         if calibration_split:
             images, held = holdout_split(images, calibration_split, self.train_config.seed)
             require_calibration_size(len(held), target_frr, f"the calibration split ({calibration_split})")
+        reference = images
+        if reference_split:
+            if not self.map_config.standardize:
+                raise InspectError("a reference split only applies to standardized maps; add --standardize "
+                                   "or drop --reference-split")
+            images, reference = holdout_split(images, reference_split, self.train_config.seed + 1, "reference")
         channels = self.channels or detect_channels(images)
         self.preprocessing_ = Preprocessing(self.image_size, channels)
         self.model_config_ = make_config(self.model, in_channels=channels, image_size=self.image_size,
@@ -79,13 +88,13 @@ class Detector:
                               memae_objective(self.model_config_.entropy_weight, self.ssim_weight),
                               checkpoint_dir=ckpt, resume=resume, progress=progress)
         self.training_info_ = {**self.train_config.to_dict(), "augment": self.augment, "ssim_weight": self.ssim_weight,
-                               "n_train": len(images),
+                               "n_train": len(images), "n_reference_held_out": len(reference) if reference_split else 0,
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None}
         self.calibration_: dict | None = None
         self.map_reference_ = None
         if self.map_config.standardize:
-            self.fit_reference(images, progress=progress)
+            self.fit_reference(reference, progress=progress)
         self.reference_ = self._reference_stats(images)
         if held:
             self.calibrate(held, target_frr, min_area, progress=progress,

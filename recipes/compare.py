@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ssim-weight", type=float, default=0.0)
     p.add_argument("--augment", default="none", choices=["none", "flip", "light"])
     p.add_argument("--standardize", action="store_true", help="per-pixel z-scored maps (see MapConfig)")
+    p.add_argument("--reference-split", type=float, default=0.0,
+                   help="with --standardize: fraction of training images held out for the reference maps")
     p.add_argument("-o", "--option", action="append", default=[], help="model option key=value")
     p.add_argument("--out", default="runs/compare", help="folder for bundles and reports")
     p.add_argument("--table", help="Markdown file to append the results section to")
@@ -64,7 +66,7 @@ def run_one(name: str, data, args, out: Path) -> dict:
                    map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize), augment=args.augment,
                    model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight)
     t0 = time.perf_counter()
-    det.fit(data.train, out=out / name, resume=True, dataset=data.name)
+    det.fit(data.train, out=out / name, resume=True, dataset=data.name, reference_split=args.reference_split)
     result = evaluate(det, data, out / name / "report")
     result["train_seconds"] = round(time.perf_counter() - t0 - result["seconds"], 1)
     print(f"{name}: " + ", ".join(f"{k}={result[k]:.4f}" for k in KEYS), flush=True)

@@ -65,3 +65,24 @@ def test_standardized_maps_survive_save_and_load(tiny_mvtec, tmp_path):
     loaded.map_reference_ = None
     with pytest.raises(InspectError, match="fit_reference"):
         loaded.score_samples(paths)
+
+
+def test_reference_split_takes_reference_maps_from_unseen_images(tiny_mvtec, tmp_path):
+    from inspect_ad.anomaly_map import MapConfig
+    from inspect_ad.calibration import holdout_split
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4, seed=3), model_options=TINY,
+                   map_config=MapConfig(sigma=1.0, standardize=True))
+    det.fit(paths, progress=False, reference_split=2)
+    assert det.training_info_["n_train"] == 4 and det.training_info_["n_reference_held_out"] == 2
+    fitted_ref = [t.clone() for t in det.map_reference_]
+    det.fit_reference(holdout_split(paths, 2, seed=4, purpose="reference")[1], progress=False)
+    for a, b in zip(fitted_ref, det.map_reference_):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_reference_split_without_standardized_maps_is_refused(tiny_mvtec):
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY)
+    with pytest.raises(InspectError, match="--standardize"):
+        det.fit(paths, progress=False, reference_split=0.3)
