@@ -292,7 +292,20 @@ def evaluate_videos(model: nn.Module, videos: list[Video], calibration: dict | N
     if calibration:
         metrics["frame_auc_calibrated"] = auroc(
             labels, np.concatenate([r.scores_calibrated[k] for r, k in zip(results, keep)]))
+    metrics["per_video_auc"] = per_video_auc(results)
     return metrics, results
+
+
+def per_video_auc(results: list[VideoResult]) -> dict[str, float]:
+    """Frame AUC inside each video that has both normal and anomalous scored frames. Min–max
+    normalisation does not change it, so it shows how well a model separates the frames of one
+    video apart from how the videos' score ranges line up in the pooled AUC."""
+    out = {}
+    for r in results:
+        keep = r.raw.scored
+        if r.labels is not None and 0 < r.labels[keep].sum() < keep.sum():
+            out[r.name] = auroc(r.labels[keep], r.scores[keep])
+    return out
 
 
 def save_score_plot(path, results: list[VideoResult], title: str = "") -> None:

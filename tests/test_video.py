@@ -18,7 +18,8 @@ from inspect_ad.memory import (MNADMemory, PrototypeMemory, compactness_loss, di
                                separateness_loss)
 from inspect_ad.models import create_model, get_spec, list_models
 from inspect_ad.models.video import MNAD, update_memory, video_loss
-from inspect_ad.video import RawScores, frame_psnr, anomaly_score, minmax, regular_score, scored_clips
+from inspect_ad.video import (RawScores, VideoResult, anomaly_score, frame_psnr, minmax, per_video_auc,
+                              regular_score, scored_clips)
 
 E = math.e
 
@@ -118,6 +119,15 @@ def test_anomaly_score_per_video_and_calibrated():
     assert np.allclose(anomaly_score(model, raw), [0.4, 0.6, 0.5])
     cal = {"psnr": [20.0, 40.0], "distance": [0.0, 0.4]}
     assert np.allclose(anomaly_score(model, raw, cal), [0.6, 0.7, 0.65])
+
+
+def test_per_video_auc_skips_unscored_frames_and_one_class_videos():
+    nan = np.nan
+    raw = RawScores(np.array([nan, 30.0, 20.0, 25.0, 22.0]), np.full(5, nan), np.full(5, nan))
+    mixed = VideoResult("a", np.array([1, 0, 1, 0, 1]), raw, np.array([0.9, 0.1, 0.8, 0.5, 0.4]), None)
+    only_normal = VideoResult("b", np.zeros(5, int), raw, np.arange(5.0), None)
+    # scored frames 1-4: normal 0.1, 0.5 vs anomalous 0.8, 0.4 -> pairs won 3 of 4
+    assert per_video_auc([mixed, only_normal]) == {"a": pytest.approx(0.75)}
 
 
 def test_regular_score_weights_large_errors():
@@ -245,7 +255,7 @@ def test_cli_fit_evaluate_score(tmp_path):
     assert 0 <= metrics["frame_auc"] <= 1 and "frame_auc_calibrated" in metrics
     assert metrics["frames_scored"] == 2 * (24 - 4)                 # first 4 frames have no clip
     assert (out / "eval" / "scores.png").stat().st_size > 0
-    clip = data / "testing" / "frames" / "test00"
+    clip = data / "testing" / "frames" / "test00_fast"
     r = runner.invoke(video_cli, ["score", str(clip), "--model", str(out), "--out", str(tmp_path / "s.csv")])
     assert r.exit_code == 0, r.output
     rows = (tmp_path / "s.csv").read_text().splitlines()

@@ -9,7 +9,8 @@ normal and then one anomaly enters:
 * ``shape``  — a wide, flat box-shaped object (a cart) at normal speed;
 * ``against``— a pedestrian walking right-to-left, against the flow.
 
-Each test video has frame labels (1 while the anomaly is visible) and pixel masks.
+Each test video has frame labels (1 while the anomaly is visible) and pixel masks, and is named
+for its anomaly (``test00_fast``, ``test01_shape``, ...).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ ANOMALY_KINDS = ("fast", "shape", "against")
 class SyntheticVideoConfig:
     size: int = 64
     train_videos: int = 8
-    test_videos: int = 6          # cycles through ANOMALY_KINDS
+    test_videos: int = 12         # cycles through ANOMALY_KINDS: 4 videos of each
     frames: int = 80
     pedestrians: int = 3          # visible at once, on average
     speed: float = 1.0            # px / frame, normal walkers
@@ -149,8 +150,9 @@ def make_synthetic_video_set(seed: int = 0, config: SyntheticVideoConfig | None 
     train = [Video(f"train{i:02d}", array=_render(rng, cfg, None)[0]) for i in range(cfg.train_videos)]
     test = []
     for i in range(cfg.test_videos):
-        frames, masks, labels = _render(rng, cfg, ANOMALY_KINDS[i % len(ANOMALY_KINDS)])
-        test.append(Video(f"test{i:02d}", array=frames, labels=labels, masks=masks))
+        kind = ANOMALY_KINDS[i % len(ANOMALY_KINDS)]
+        frames, masks, labels = _render(rng, cfg, kind)
+        test.append(Video(f"test{i:02d}_{kind}", array=frames, labels=labels, masks=masks))
     return VideoSet(f"synthetic-{seed}", train, test)
 
 
