@@ -174,6 +174,17 @@ def test_decode_slots_gives_one_image_per_slot():
     assert decode_slots(model, [0, 3]).shape == (2, 1, 16, 16)
 
 
+def test_position_layout_addresses_each_feature_vector():
+    model = create_model("memae_mnist", **{**get_spec("memae_mnist").tiny, "memory_layout": "position"})
+    c, h, w = model.latent_shape
+    assert model.memory.dim == c
+    out = model(torch.rand(2, 1, 16, 16))
+    assert out.weights[0].shape == (2 * h * w, 8) and out.reconstruction.shape == (2, 1, 16, 16)
+    assert decode_slots(model, [1]).shape == (1, 1, 16, 16)
+    with pytest.raises(ValueError, match="image, position"):
+        create_model("memae_mnist", memory_layout="pixel")
+
+
 def test_scale_scores_maps_to_unit_interval():
     assert scale_scores(np.array([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
 

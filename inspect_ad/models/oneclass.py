@@ -27,6 +27,7 @@ from .registry import ModelSpec, register_model
 log = logging.getLogger(__name__)
 
 Layer = tuple[int, int, int]  # (kernel, stride, channels)
+MEMORY_LAYOUTS = ("image", "position")
 
 
 @dataclass
@@ -40,6 +41,10 @@ class OneClassConfig:
     # §4.1: Dconv2(3,2,64)-Dconv2(3,2,32)-Dconv2(3,2,1); the last width is in_channels
     decoder: tuple[Layer, ...] = ((3, 2, 64), (3, 2, 32), (3, 2, 1))
     memory_slots: int = 100                 # §4.1: N = 100 for MNIST, 500 for CIFAR-10
+    # What one memory query is; the paper does not say for images. "image": the whole encoding
+    # (C·h·w values), so one slot decodes to a whole digit as in Fig. 3. "position": each of the
+    # h·w feature vectors (C values) on its own, as the authors' released MemModule does for video.
+    memory_layout: str = "image"
     use_memory: bool = True                 # False: the AE baseline (§4.1)
     # eq. 7 λ = 1/N, the low end of the paper's [1/N, 3/N]: with cosine addressing the first
     # weights are all ≈ 1/N, so λ = 2/N zeroes every one of them and no gradient reaches the
@@ -56,6 +61,8 @@ class OneClassConfig:
         if len(self.encoder) != len(self.decoder):
             raise ValueError("encoder and decoder need the same number of layers (the decoder "
                              "mirrors the encoder's strides)")
+        if self.memory_layout not in MEMORY_LAYOUTS:
+            raise ValueError(f"unknown memory_layout {self.memory_layout!r}; choose one of: {', '.join(MEMORY_LAYOUTS)}")
         if self.decoder[-1][2] != self.in_channels:
             raise ValueError(f"the last decoder layer must output in_channels={self.in_channels}")
 
@@ -100,7 +107,7 @@ class OneClassAE(nn.Module):
         self.encoder = nn.Sequential(*enc)
         self.latent_shape = (ch, sizes[-1], sizes[-1])
         self.decoder = self._decoder(ch, sizes[::-1][1:])
-        dim = int(np.prod(self.latent_shape))
+        dim = int(np.prod(self.latent_shape)) if c.memory_layout == "image" else ch
         self.memory = (MemAEMemory(c.memory_slots, dim, c.shrink_threshold, c.similarity, init_std=c.slot_init_std)
                        if c.use_memory else None)
 
@@ -119,14 +126,17 @@ class OneClassAE(nn.Module):
         return nn.Sequential(*layers)
 
     def decode(self, z: Tensor) -> Tensor:
-        """(B, C·h·w) or (B, C, h, w) encodings -> images."""
+        """(B, C·h·w) or (B, C, h, w) encodings -> images; with the "position" layout a (B, C)
+        slot is repeated at every position."""
+        if self.config.memory_layout == "position" and z.dim() == 2:
+            z = z[:, :, None, None].expand(-1, -1, *self.latent_shape[1:])
         return self.decoder(z.reshape(-1, *self.latent_shape))
 
     def forward(self, x: Tensor) -> ReconstructionOutput:
         z = self.encoder(x)
         if self.memory is None:
             return ReconstructionOutput(self.decoder(z), [], [z])
-        read = self.memory(z.flatten(1))
+        read = self.memory(z.flatten(1) if self.config.memory_layout == "image" else z)
         return ReconstructionOutput(self.decode(read.features), [read.weights], [read.features])
 
 
