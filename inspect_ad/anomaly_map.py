@@ -6,6 +6,10 @@ map  = per-pixel squared error (``metric="l2"``, the papers') or 1 − SSIM (``"
        otherwise dominates both the map and a max-pooled score;
 score = a pooling of the smoothed map at model resolution: ``max`` (default: one defect, however
        small, fails the part) or ``mean`` (whole-image deviation).
+``scales`` (default (1,); not in the papers) averages the squared error of the images
+       average-pooled by each factor, upsampled back: at factor s the error compares s×s local
+       means, so a region whose mean grey level is off (a hole, a stain) counts and texture the
+       reconstruction cannot copy pixel by pixel counts less;
 ``standardize`` (off by default; not in the papers) turns each map value into a z-score against
        the same pixel's values on defect-free training images, (map − μ) / σ, so places that are
        hard to reconstruct on every good part (borders, streaks) stop dominating the max.
@@ -19,9 +23,11 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
+from .errors import InspectError
 from .ssim import ssim_map
 
 POOLINGS = ("max", "mean")
@@ -34,8 +40,15 @@ class MapConfig:
     pooling: str = "max"
     metric: str = "l2"
     standardize: bool = False
+    scales: tuple[int, ...] = (1,)
 
     def __post_init__(self):
+        object.__setattr__(self, "scales", tuple(int(v) for v in self.scales))   # JSON gives a list
+        if not self.scales or min(self.scales) < 1:
+            raise InspectError(f"map scales must be pooling factors >= 1 (e.g. 1,2,4), got {self.scales}")
+        if self.metric != "l2" and self.scales != (1,):
+            raise InspectError("multi-scale maps are defined for the l2 map metric only; drop --map-scales "
+                               "or use --map-metric l2")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
         if self.metric not in METRICS:
@@ -48,6 +61,18 @@ class MapConfig:
 def squared_error(x: Tensor, recon: Tensor) -> Tensor:
     """(B, C, H, W) pair -> (B, H, W)."""
     return (x - recon).pow(2).mean(dim=1)
+
+
+def multiscale_squared_error(x: Tensor, recon: Tensor, scales: tuple[int, ...]) -> Tensor:
+    """Mean over factors s of the squared error of s×s average-pooled images, upsampled to (B, H, W)."""
+    maps = []
+    for s in scales:
+        if s == 1:
+            maps.append(squared_error(x, recon))
+            continue
+        err = squared_error(F.avg_pool2d(x, s, ceil_mode=True), F.avg_pool2d(recon, s, ceil_mode=True))
+        maps.append(F.interpolate(err.unsqueeze(1), size=x.shape[-2:], mode="bilinear", align_corners=False).squeeze(1))
+    return torch.stack(maps).mean(dim=0)
 
 
 def smooth(maps: Tensor, sigma: float) -> Tensor:
@@ -67,7 +92,7 @@ def anomaly_maps(x: Tensor, recon: Tensor, cfg: MapConfig,
                  reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(maps at model resolution, image scores); ``reference`` is the (2, H, W) mean and std
     from :func:`reference_maps`, required when ``cfg.standardize``."""
-    raw = squared_error(x, recon) if cfg.metric == "l2" else 1 - ssim_map(recon, x)
+    raw = multiscale_squared_error(x, recon, cfg.scales) if cfg.metric == "l2" else 1 - ssim_map(recon, x)
     maps = smooth(raw, cfg.sigma)
     if cfg.standardize:
         if reference is None or reference.shape[-2:] != maps.shape[-2:]:

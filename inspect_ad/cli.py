@@ -42,6 +42,13 @@ def data_source_options(f):
     return f
 
 
+def parse_scales(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of whole numbers (e.g. 1,2,4)") from None
+
+
 def parse_options(pairs: tuple[str, ...]) -> dict:
     return parse_overrides(pairs, "-o")
 
@@ -85,6 +92,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]))
 @click.option("--sigma", default=4.0, show_default=True, help="Gaussian smoothing of anomaly maps (pixels).")
 @click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]))
+@click.option("--map-scales", default="1", show_default=True, callback=lambda ctx, param, v: parse_scales(v),
+              help="Comma-separated pooling factors whose squared errors are averaged (e.g. 1,2,4).")
 @click.option("--map-metric", default="l2", show_default=True, type=click.Choice(["l2", "ssim"]),
               help="Anomaly map: squared error (the papers') or 1 - SSIM.")
 @click.option("--ssim-weight", default=0.0, show_default=True, help="Weight of an SSIM term added to the loss.")
@@ -102,7 +111,7 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
-        seed, augment, sigma, pooling, map_metric, ssim_weight, standardize, reference_split, options,
+        seed, augment, sigma, pooling, map_scales, map_metric, ssim_weight, standardize, reference_split, options,
         checkpoint_every, resume, overwrite, calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
     from .data.datasets import load_image_set
@@ -115,7 +124,7 @@ def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch
     images = load_image_set(data_root, category, manifest, train_dir)
     det = Detector(model_name, image_size, train_config=TrainConfig(epochs, batch_size, lr, seed=seed, device=device,
                                                                     checkpoint_every=checkpoint_every),
-                   map_config=MapConfig(sigma, pooling, map_metric, standardize), augment=augment,
+                   map_config=MapConfig(sigma, pooling, map_metric, standardize, map_scales), augment=augment,
                    model_options=parse_options(options), ssim_weight=ssim_weight)
     det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
             calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
@@ -250,11 +259,13 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 @click.option("--device", default="auto", show_default=True)
 @click.option("--sigma", type=float, default=None, help="Override the bundle's map smoothing.")
 @click.option("--map-metric", type=click.Choice(["l2", "ssim"]), default=None, help="Override the bundle's map metric.")
+@click.option("--map-scales", default=None, callback=lambda ctx, param, v: v and parse_scales(v),
+              help="Override the bundle's map scales (e.g. 1,2,4).")
 @click.option("--pooling", type=click.Choice(["max", "mean"]), default=None, help="Override the image-score pooling.")
 @click.option("--standardize/--no-standardize", default=None,
               help="Override per-pixel z-scoring; reference maps are then recomputed from the training images.")
-def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, sigma, map_metric, pooling,
-             standardize):
+def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, sigma, map_metric, map_scales,
+             pooling, standardize):
     """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
     from dataclasses import replace
 
@@ -263,11 +274,11 @@ def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, s
     from .evaluation import evaluate as run_evaluation
 
     det = Detector.load(model_dir, device)
-    overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("pooling", pooling),
-                                   ("standardize", standardize)) if v is not None}
+    overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("scales", map_scales),
+                                   ("pooling", pooling), ("standardize", standardize)) if v is not None}
     det.map_config = replace(det.map_config, **overrides)
     data = load_image_set(data_root, category, manifest, train_dir)
-    if det.map_config.standardize and (sigma is not None or map_metric is not None or standardize):
+    if det.map_config.standardize and (sigma is not None or map_metric is not None or map_scales or standardize):
         det.fit_reference(data.require_train().train)
     result = run_evaluation(det, data, out)
     click.echo(format_metrics(result))

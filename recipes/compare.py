@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--sigma", type=float, default=4.0)
     p.add_argument("--map-metric", default="l2", choices=["l2", "ssim"])
+    p.add_argument("--map-scales", default="1",
+                   help="comma-separated pooling factors of the error map (MapConfig.scales)")
     p.add_argument("--ssim-weight", type=float, default=0.0)
     p.add_argument("--augment", default="none", choices=["none", "flip", "light"])
     p.add_argument("--standardize", action="store_true", help="per-pixel z-scored maps (see MapConfig)")
@@ -63,7 +65,8 @@ def run_one(name: str, data, args, out: Path) -> dict:
     det = Detector(name, args.image_size,
                    train_config=TrainConfig(args.epochs, args.batch_size, args.lr, seed=args.seed,
                                             device=args.device, checkpoint_every=10),
-                   map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize), augment=args.augment,
+                   map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize,
+                                        tuple(int(v) for v in args.map_scales.split(","))), augment=args.augment,
                    model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name, reference_split=args.reference_split)

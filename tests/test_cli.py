@@ -115,3 +115,15 @@ def test_evaluate_writes_report(tiny_mvtec, tmp_path):
     assert m["n_images"] == 4 and set(m["per_label"]) == {"scratch"}
     for png in ("roc.png", "pro_curve.png", "gallery.png"):
         assert (tmp_path / "ev" / png).stat().st_size > 1000
+
+
+def test_map_scales_are_saved_and_checked(tiny_mvtec, tmp_path):
+    r = run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m", "--map-scales", "1,2",
+            *FAST)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["anomaly_map"]["scales"] == [1, 2]
+    r = run("evaluate", "--model", tmp_path / "m", "--data-root", tiny_mvtec, "--category", "widget",
+            "--out", tmp_path / "ev", "--map-scales", "1,4")
+    assert r.exit_code == 0, r.output
+    one_line_error(run("evaluate", "--model", tmp_path / "m", "--data-root", tiny_mvtec, "--category", "widget",
+                       "--out", tmp_path / "ev2", "--map-metric", "ssim"), "l2 map metric")

@@ -4,6 +4,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from inspect_ad.anomaly_map import MapConfig, anomaly_maps, resize_map, smooth
+from inspect_ad.errors import InspectError
 from inspect_ad.ssim import ssim_map
 
 
@@ -66,3 +67,26 @@ def test_standardized_map_is_a_per_pixel_z_score():
     maps, score = anomaly_maps(x, recon, MapConfig(sigma=0, standardize=True), ref)
     assert torch.allclose(maps, torch.tensor([[[1.0, 0.1 / (0.1 * 2 ** 0.5 / 2)]]]))
     assert torch.isclose(score[0], maps.max())
+
+
+def test_multiscale_map_compares_local_means():
+    # a checkerboard against its flat mean: every pixel is off by 0.5, every 2x2 mean is exact
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).repeat(2, 2)[None, None]
+    recon = torch.full_like(x, 0.5)
+    fine, _ = anomaly_maps(x, recon, MapConfig(sigma=0))
+    both, _ = anomaly_maps(x, recon, MapConfig(sigma=0, scales=(1, 2)))
+    assert torch.allclose(fine, torch.full((1, 4, 4), 0.25))
+    assert torch.allclose(both, torch.full((1, 4, 4), 0.125))       # (0.25 + 0) / 2
+    # a dark 2x2 hole is still seen at factor 2
+    hole = torch.zeros(1, 1, 4, 4)
+    hole[..., :2, :2] = -1.0
+    coarse, _ = anomaly_maps(hole, torch.zeros_like(hole), MapConfig(sigma=0, scales=(2,)))
+    assert coarse[0, 0, 0] == pytest.approx(1.0) and coarse[0, 3, 3] == pytest.approx(0.0)
+
+
+def test_multiscale_map_options_are_checked():
+    with pytest.raises(InspectError, match="pooling factors"):
+        MapConfig(scales=(0, 2))
+    with pytest.raises(InspectError, match="l2 map metric"):
+        MapConfig(metric="ssim", scales=(1, 2))
+    assert MapConfig(scales=[1, 2]).scales == (1, 2)               # as read back from JSON
