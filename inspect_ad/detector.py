@@ -61,8 +61,9 @@ class Detector:
         """``calibration_split`` > 0 holds out that fraction (or count, if ≥ 1) of ``images``,
         chosen by the seed, and calibrates on them at the end (see :meth:`calibrate`).
         ``reference_split`` > 0 (standardized maps only) holds out another part of the rest for
-        the reference maps: the model has fit its training images, so their errors are lower
-        than a new good part's and would make every new part look unusual."""
+        the reference maps: a model that fits its training images tightly gives them lower errors
+        than a new good part gets (at 20 epochs on MTD the difference did not show; run E in
+        recipes/results/mtd.md)."""
         if not images:
             raise InspectError("the training set is empty; add defect-free images")
         held: list[Path] = []

@@ -62,7 +62,8 @@ class OneClassConfig:
             raise ValueError("encoder and decoder need the same number of layers (the decoder "
                              "mirrors the encoder's strides)")
         if self.memory_layout not in MEMORY_LAYOUTS:
-            raise ValueError(f"unknown memory_layout {self.memory_layout!r}; choose one of: {', '.join(MEMORY_LAYOUTS)}")
+            raise ValueError(f"unknown memory_layout {self.memory_layout!r}; "
+                             f"choose one of: {', '.join(MEMORY_LAYOUTS)}")
         if self.decoder[-1][2] != self.in_channels:
             raise ValueError(f"the last decoder layer must output in_channels={self.in_channels}")
 
