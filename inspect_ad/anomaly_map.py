@@ -57,6 +57,19 @@ class MapConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def raw_settings(self) -> tuple:
+        """What the unstandardized map depends on: reference maps are stale once this changes."""
+        return self.metric, self.sigma, self.scales
+
+
+def parse_scales(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` -> (1, 2, 4), for command lines."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InspectError(f"map scales {text!r} are not a comma-separated list of whole numbers "
+                           "(e.g. 1,2,4)") from None
+
 
 def squared_error(x: Tensor, recon: Tensor) -> Tensor:
     """(B, C, H, W) pair -> (B, H, W)."""
@@ -71,7 +84,8 @@ def multiscale_squared_error(x: Tensor, recon: Tensor, scales: tuple[int, ...]) 
             maps.append(squared_error(x, recon))
             continue
         err = squared_error(F.avg_pool2d(x, s, ceil_mode=True), F.avg_pool2d(recon, s, ceil_mode=True))
-        maps.append(F.interpolate(err.unsqueeze(1), size=x.shape[-2:], mode="bilinear", align_corners=False).squeeze(1))
+        up = F.interpolate(err.unsqueeze(1), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        maps.append(up.squeeze(1))
     return torch.stack(maps).mean(dim=0)
 
 

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .anomaly_map import MapConfig
+from .anomaly_map import MapConfig, parse_scales
 from .errors import InspectError
 from .models import IMAGE_MODELS, parse_overrides
 from .training import TrainConfig
@@ -40,13 +40,6 @@ def data_source_options(f):
     f = click.option("--category", help="MVTec AD category (with --data-root).")(f)
     f = click.option("--data-root", type=click.Path(), help="Folder holding MVTec AD-layout categories.")(f)
     return f
-
-
-def parse_scales(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of whole numbers (e.g. 1,2,4)") from None
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict:
@@ -276,9 +269,10 @@ def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, s
     det = Detector.load(model_dir, device)
     overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("scales", map_scales),
                                    ("pooling", pooling), ("standardize", standardize)) if v is not None}
-    det.map_config = replace(det.map_config, **overrides)
+    saved = det.map_config
+    det.map_config = replace(saved, **overrides)
     data = load_image_set(data_root, category, manifest, train_dir)
-    if det.map_config.standardize and (sigma is not None or map_metric is not None or map_scales or standardize):
+    if det.map_config.standardize and (standardize or det.map_config.raw_settings() != saved.raw_settings()):
         det.fit_reference(data.require_train().train)
     result = run_evaluation(det, data, out)
     click.echo(format_metrics(result))

@@ -108,7 +108,7 @@ class Detector:
                       progress: bool = True) -> "Detector":
         """Per-pixel mean/std of the (unstandardized) maps of up to ``n`` defect-free images, spread
         evenly over ``images``: the reference that ``MapConfig(standardize=True)`` scores against.
-        Call it again after changing the map's metric or smoothing."""
+        Call it again after changing the map's metric, smoothing or scales (``raw_settings``)."""
         images = list(images)[:: max(1, len(images) // n)][:n]
         plain = replace(self.map_config, standardize=False)
         self.model_.eval()

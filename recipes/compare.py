@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from inspect_ad.anomaly_map import MapConfig
+from inspect_ad.anomaly_map import MapConfig, parse_scales
 from inspect_ad.data import load_image_set
 from inspect_ad.detector import Detector
 from inspect_ad.evaluation import evaluate
@@ -66,7 +66,7 @@ def run_one(name: str, data, args, out: Path) -> dict:
                    train_config=TrainConfig(args.epochs, args.batch_size, args.lr, seed=args.seed,
                                             device=args.device, checkpoint_every=10),
                    map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize,
-                                        tuple(int(v) for v in args.map_scales.split(","))), augment=args.augment,
+                                        parse_scales(args.map_scales)), augment=args.augment,
                    model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name, reference_split=args.reference_split)

@@ -127,3 +127,8 @@ def test_map_scales_are_saved_and_checked(tiny_mvtec, tmp_path):
     assert r.exit_code == 0, r.output
     one_line_error(run("evaluate", "--model", tmp_path / "m", "--data-root", tiny_mvtec, "--category", "widget",
                        "--out", tmp_path / "ev2", "--map-metric", "ssim"), "l2 map metric")
+
+
+def test_bad_map_scales_give_one_line_error(tiny_mvtec, tmp_path):
+    one_line_error(run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m",
+                       "--map-scales", "1,two", *FAST), "1,two", "e.g. 1,2,4")
