@@ -284,15 +284,22 @@ def evaluate_videos(model: nn.Module, videos: list[Video], calibration: dict | N
             results.append(VideoResult(video.name, video.labels, raw, anomaly_score(model, raw), cal))
     keep = [r.raw.scored for r in results]
     labels = np.concatenate([r.labels[k] for r, k in zip(results, keep)])
-    metrics = {"frame_auc": auroc(labels, np.concatenate([r.scores[k] for r, k in zip(results, keep)])),
+
+    def pooled_auc(score) -> float:
+        return auroc(labels, np.concatenate([score(r)[k] for r, k in zip(results, keep)]))
+
+    metrics = {"frame_auc": pooled_auc(lambda r: r.scores),
                "frames_scored": int(labels.size),
                "frames_total": int(sum(len(r.labels) for r in results)),
                "fps": float(labels.size / seconds) if seconds else None,
                "test_time_update": bool(test_time_update and isinstance(model, MNAD) and model.memory is not None)}
     if calibration:
-        metrics["frame_auc_calibrated"] = auroc(
-            labels, np.concatenate([r.scores_calibrated[k] for r, k in zip(results, keep)]))
+        metrics["frame_auc_calibrated"] = pooled_auc(lambda r: r.scores_calibrated)
     metrics["per_video_auc"] = per_video_auc(results)
+    if not np.isnan(results[0].raw.distance).all():
+        # Each term of the MNAD / seed 003 score alone (per-video g): which one carries the detection.
+        metrics["term_auc"] = {"psnr": pooled_auc(lambda r: 1 - minmax(r.raw.psnr)),
+                               "distance": pooled_auc(lambda r: minmax(r.raw.distance))}
     return metrics, results
 
 

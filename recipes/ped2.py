@@ -21,7 +21,7 @@ import torch
 from inspect_ad.bundle import save_bundle
 from inspect_ad.data.synthetic_video import ANOMALY_KINDS
 from inspect_ad.data.video import load_video_dataset
-from inspect_ad.models import create_model
+from inspect_ad.models import create_model, parse_overrides
 from inspect_ad.video import (RECIPES, calibrate, evaluate_videos, fit_video_model, recipe_setting,
                               save_score_plot)
 
@@ -35,13 +35,13 @@ PAPER_FPS = {"memae3d": "38 (1080 Ti)", "mnad-recon": "67 (Titan Xp)", "mnad-pre
 
 def run_one(recipe: str, memory: bool, args, ds) -> dict:
     st = recipe_setting(recipe, args.setting)
-    overrides = {**st["model"], "use_memory": memory}
+    overrides = {**st["model"], **parse_overrides(args.option), "use_memory": memory}
     epochs = args.epochs or st["epochs"]
     start = time.perf_counter()
     fit = fit_video_model(recipe, ds.train, epochs, st["batch_size"], args.seed, args.max_steps_per_epoch, **overrides)
     cal = calibrate(fit.model, ds.train)
     metrics, results = evaluate_videos(fit.model, ds.test, cal)
-    tag = f"{recipe}{'' if memory else '-nomem'}"
+    tag = f"{recipe}{'' if memory else '-nomem'}" + "".join(f"-{o}" for o in args.option)
     out = Path(args.out) / tag
     save_bundle(out, fit.model, recipe, fit.model.config, calibration=cal,
                 training={"data": str(args.data), "setting": args.setting, "epochs": epochs, "seed": args.seed})
@@ -49,7 +49,7 @@ def run_one(recipe: str, memory: bool, args, ds) -> dict:
     return {"recipe": recipe, "memory": memory, "setting": args.setting, "epochs": epochs,
             "batch_size": st["batch_size"], "max_steps_per_epoch": args.max_steps_per_epoch,
             "model": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-            "seed": args.seed, "train_seconds": round(fit.seconds, 1),
+            "seed": args.seed, "options": args.option, "train_seconds": round(fit.seconds, 1),
             "wall_seconds": round(time.perf_counter() - start, 1), **metrics,
             "device": f"CPU {platform.machine()}, torch threads {torch.get_num_threads()}"}
 
@@ -72,21 +72,25 @@ def write_table(rows: list[dict], path: Path, command: str, data_name: str) -> N
              "Device: CPU only (no GPU in this session), 1 torch thread, on a 2-core machine shared with "
              "other jobs: wall times and fps compare poorly across rows.", "",
              "| recipe | memory | ours AUC (per-video g) | ours AUC (calibrated g) |"
-             + (" paper AUC |" if ped2 else "") + "".join(f" {k} |" for k in kinds)
+             + (" paper AUC |" if ped2 else "") + " PSNR term | D term |" + "".join(f" {k} |" for k in kinds)
              + " frames scored | fps (ours, CPU) |"
              + (" paper fps |" if ped2 else "") + " epochs × steps | train s | wall s |",
-             "|---|---|---|---|" + ("---|" if ped2 else "") + "---|" * len(kinds) + "---|---|"
+             "|---|---|---|---|" + ("---|" if ped2 else "") + "---|---|" + "---|" * len(kinds) + "---|---|"
              + ("---|" if ped2 else "") + "---|---|---|"]
-    for r in sorted(rows, key=lambda r: (RECIPES.index(r["recipe"]), not r["memory"])):
+    for r in sorted(rows, key=lambda r: (RECIPES.index(r["recipe"]), r.get("options", []), not r["memory"])):
         mem_paper, nomem_paper, _ = PAPER[r["recipe"]]
         steps = r["max_steps_per_epoch"] or "all"
-        lines.append(f"| {r['recipe']} | {'yes' if r['memory'] else 'no'} | {r['frame_auc']:.3f} "
+        name = " ".join([r["recipe"], *(f"`{o}`" for o in r.get("options", []))])
+        lines.append(f"| {name} | {'yes' if r['memory'] else 'no'} | {r['frame_auc']:.3f} "
                      f"| {r.get('frame_auc_calibrated', float('nan')):.3f} |"
                      + (f" {_fmt(mem_paper if r['memory'] else nomem_paper)} |" if ped2 else "")
+                     + "".join(f" {_fmt(r.get('term_auc', {}).get(t))} |" for t in ("psnr", "distance"))
                      + "".join(f" {_fmt(kind_auc(r, k))} |" for k in kinds)
                      + f" {r['frames_scored']}/{r['frames_total']} | {r['fps']:.0f} |"
                      + (f" {PAPER_FPS[r['recipe']]} |" if ped2 else "")
                      + f" {r['epochs']} × {steps} | {r['train_seconds']:.0f} | {r['wall_seconds']:.0f} |")
+    lines += ["", "PSNR term / D term: frame AUC of 1 − g(PSNR) and of g(D) alone (`term_auc` in metrics), for "
+              "the models whose score mixes the two (MNAD, prototype, with memory)."]
     if kinds:
         lines += ["", "fast / shape / against: mean frame AUC inside the test videos with that anomaly "
                   "(`per_video_auc` in metrics; independent of the min–max normalisation)."]
@@ -130,6 +134,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-steps-per-epoch", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option for every recipe run, e.g. -o logit_scale=10 (repeatable)")
     p.add_argument("--out", default="runs/ped2")
     p.add_argument("--table", help="markdown table to (re)write from <out>/results.jsonl")
     p.add_argument("--speed", action="store_true", help="append a CPU fps table for paper-size models")
@@ -143,9 +149,9 @@ def main() -> None:
     memories = {"both": (True, False), "yes": (True,), "no": (False,)}[args.memory]
     for memory in memories:
         for recipe in args.recipes.split(","):
-            key = (recipe, memory, args.setting, args.epochs, args.max_steps_per_epoch, args.seed)
+            key = (recipe, memory, args.setting, args.epochs, args.max_steps_per_epoch, args.seed, args.option)
             if any((d["recipe"], d["memory"], d["setting"], d["epochs"] if args.epochs else None,
-                    d["max_steps_per_epoch"], d["seed"]) == key for d in done):
+                    d["max_steps_per_epoch"], d["seed"], d.get("options", [])) == key for d in done):
                 continue
             row = run_one(recipe, memory, args, ds)
             print(json.dumps({k: row[k] for k in ("recipe", "memory", "frame_auc", "frame_auc_calibrated",

@@ -18,8 +18,8 @@ from inspect_ad.memory import (MNADMemory, PrototypeMemory, compactness_loss, di
                                separateness_loss)
 from inspect_ad.models import create_model, get_spec, list_models
 from inspect_ad.models.video import MNAD, update_memory, video_loss
-from inspect_ad.video import (RawScores, VideoResult, anomaly_score, frame_psnr, minmax, per_video_auc,
-                              regular_score, scored_clips)
+from inspect_ad.video import (RawScores, VideoResult, anomaly_score, evaluate_videos, frame_psnr, minmax,
+                              per_video_auc, regular_score, scored_clips)
 
 E = math.e
 
@@ -266,3 +266,16 @@ def test_cli_fit_evaluate_score(tmp_path):
 def test_cli_unknown_recipe_lists_choices():
     r = CliRunner().invoke(video_cli, ["fit", "--recipe", "mnda", "--data", "synthetic", "--out", "x"])
     assert r.exit_code != 0 and "mnad-pred" in r.output
+
+
+@pytest.mark.parametrize("weight,term", [(1.0, "psnr"), (0.0, "distance")])
+def test_term_auc_is_the_frame_auc_when_the_score_is_that_term_alone(weight, term):
+    cfg = SyntheticVideoConfig(size=32, train_videos=0, test_videos=2, frames=20, anomaly_start=(6, 8))
+    videos = make_synthetic_video_set(0, cfg).test
+    model = create_model("mnad-recon", **{**get_spec("mnad-recon").tiny, "score_weight": weight,
+                                          "in_channels": 1, "image_size": 32})
+    metrics, _ = evaluate_videos(model, videos, test_time_update=False)
+    assert metrics["term_auc"][term] == pytest.approx(metrics["frame_auc"])
+    nomem = create_model("mnad-recon", **{**get_spec("mnad-recon").tiny, "use_memory": False, "in_channels": 1,
+                                          "image_size": 32})
+    assert "term_auc" not in evaluate_videos(nomem, videos, test_time_update=False)[0]

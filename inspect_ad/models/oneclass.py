@@ -51,6 +51,10 @@ class OneClassConfig:
     # memory (measured: the read collapses and AUROC drops to 0.23 on digit 0). 0 = nonSpar.
     shrink_threshold: float | None = 0.01
     similarity: str = "cosine"              # eq. 5
+    # Softmax temperature on eq. 5's cosine (1 = the paper). Cosines lie in [-1, 1], so over N
+    # slots no weight can exceed e²/(e² + N − 1) (0.07 for N = 100): the read averages ~40 slots
+    # and is never sparse. A scale > 1 lets the addressing become sparse (recipes/results/mnist.md).
+    logit_scale: float = 1.0
     slot_init_std: float | None = None      # None: the authors' ±1/sqrt(C) (see MemAEMemory.init_std)
     entropy_weight: float = 0.0002          # eq. 10 α; 0 for MemAE-nonSpar (§4.1)
 
@@ -109,7 +113,8 @@ class OneClassAE(nn.Module):
         self.latent_shape = (ch, sizes[-1], sizes[-1])
         self.decoder = self._decoder(ch, sizes[::-1][1:])
         dim = int(np.prod(self.latent_shape)) if c.memory_layout == "image" else ch
-        self.memory = (MemAEMemory(c.memory_slots, dim, c.shrink_threshold, c.similarity, init_std=c.slot_init_std)
+        self.memory = (MemAEMemory(c.memory_slots, dim, c.shrink_threshold, c.similarity, c.logit_scale,
+                                   init_std=c.slot_init_std)
                        if c.use_memory else None)
 
     def _decoder(self, ch: int, targets: list[int]) -> nn.Sequential:

@@ -54,8 +54,11 @@ class MemAE3DConfig(_ConfigMixin):
     widths: tuple = (96, 128, 256, 256)        # §4.2: Conv3(3,2,96)-(3,2,128)-(3,2,256)-(3,2,256)
     memory_slots: int = 2000                   # §4.2: N = 2000, one slot per feature position
     use_memory: bool = True                    # False = the "AE" row of Table 2
-    shrink_threshold: float | None = None      # eq. 7: λ in [1/N, 3/N]; None = 2/N; 0 = nonSpar
+    shrink_threshold: float | None = None      # eq. 7: λ in [1/N, 3/N]; None = 1/N; 0 = nonSpar
     entropy_weight: float = 0.0002             # eq. 10: α = 0.0002
+    # Softmax temperature on eq. 5's cosine (1 = the paper): over 2000 slots cosines in [-1, 1]
+    # cap every weight at e²/(e² + 1999) ≈ 0.004, so the read averages ~1000 slots.
+    logit_scale: float = 1.0
     learning_rate: float = 1e-4                # §4: Adam, lr 1e-4
 
 
@@ -192,7 +195,7 @@ class MemAE3D(nn.Module):
                 dec += [nn.BatchNorm3d(w), nn.ReLU(inplace=True)]
             c_in = w
         self.decoder = nn.Sequential(*dec)
-        self.memory = (MemAEMemory(c.memory_slots, widths[-1], c.shrink_threshold)
+        self.memory = (MemAEMemory(c.memory_slots, widths[-1], c.shrink_threshold, logit_scale=c.logit_scale)
                        if c.use_memory else None)
 
     def split_clip(self, clip: Tensor) -> tuple[Tensor, dict]:
