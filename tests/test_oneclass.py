@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import importlib.util
 import pickle
 from pathlib import Path
@@ -183,6 +184,20 @@ def test_position_layout_addresses_each_feature_vector():
     assert decode_slots(model, [1]).shape == (1, 1, 16, 16)
     with pytest.raises(ValueError, match="image, position"):
         create_model("memae_mnist", memory_layout="pixel")
+
+
+@pytest.mark.parametrize("name", ["memae_mnist", "memae3d"])
+def test_logit_scale_lifts_the_cosine_cap_on_one_slot(name):
+    """Cosines in [-1, 1] cap a softmax weight at e²/(e² + N − 1); a logit scale lets one slot win."""
+    weights = {}
+    for scale in (1.0, 10.0):
+        memory = create_model(name, **{**get_spec(name).tiny, "memory_slots": 8, "logit_scale": scale,
+                                         "shrink_threshold": 0.0}).memory   # the softmax alone
+        with torch.no_grad():
+            memory.slots.copy_(torch.eye(8, memory.dim))       # orthonormal: cosine 1 with slot 0, 0 elsewhere
+        weights[scale] = memory(memory.slots[:1].clone()).weights[0, 0].item()
+    assert weights[1.0] == pytest.approx(math.e / (math.e + 7), abs=1e-5)
+    assert weights[10.0] > 0.999
 
 
 def test_scale_scores_maps_to_unit_interval():
