@@ -33,7 +33,7 @@ from inspect_ad.errors import InspectError
 from inspect_ad.metrics import auroc
 from inspect_ad.models import create_model, get_spec, make_config, parse_overrides
 from inspect_ad.models.oneclass import (TrainSettings, VARIANTS, decode_slots, fit_oneclass,
-                                        model_name, reconstruction_errors, scale_scores)
+                                        model_name, reconstruction_errors, scale_scores, slots_read)
 
 # MemAE paper, Table 1 (mean AUROC over the 10 one-class tasks).
 PAPER = {"mnist": {"ae": 0.9619, "memae_nonspar": 0.9725, "memae": 0.9751},
@@ -130,7 +130,8 @@ def run_task(args, normal_class: int, variant: str) -> dict:
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     history = fit_oneclass(model, data.images[split.train], data.images[split.val], settings)
     scores = scale_scores(reconstruction_errors(model, data.images[split.test]))
-    return dict(cls=normal_class, variant=variant, auroc=float(auroc(split.test_labels, scores)),
+    slots = slots_read(model, data.images[split.test]) if model.memory is not None else None
+    return dict(cls=normal_class, variant=variant, auroc=float(auroc(split.test_labels, scores)), slots_read=slots,
                 seconds=time.time() - t0, best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1,
                 n_train=len(split.train), n_test=len(split.test), anomaly_fraction=split.anomaly_fraction)
 
@@ -167,6 +168,11 @@ def write_report(path: Path, args, data, classes, variants, results, wall: float
     lines.append("| **mean (this run)** | " + " | ".join(f"**{m:.4f}**" for m in means) + " |")
     if args.dataset in PAPER:
         lines.append("| mean, paper Table 1 | " + " | ".join(f"{PAPER[args.dataset][v]:.4f}" for v in variants) + " |")
+    slots = [[r["slots_read"] for r in results if r["variant"] == v and r.get("slots_read") is not None]
+             for v in variants]
+    if any(slots):
+        lines.append("| memory slots read per test image (mean) | "
+                     + " | ".join(f"{np.mean(s):.1f}" if s else "—" for s in slots) + " |")
     status = "complete" if done else f"PARTIAL: {len(results)} of {len(classes) * len(variants)} runs finished"
     r0 = results[0]
     text = f"""# One-class {args.dataset}: AE vs MemAE-nonSpar vs MemAE (MemAE paper §4.1, Table 1)

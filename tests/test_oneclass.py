@@ -238,6 +238,9 @@ def test_recipe_smoke_run_writes_a_table(tmp_path, recipe):
     assert len(values) == 3 and all(v > 0.9 for v in values)
     fraction = float(text.split("anomaly fraction ")[1].split(")")[0])
     assert abs(fraction - 0.3) < 0.03
+    slots = next(line for line in text.splitlines() if line.startswith("| memory slots read"))
+    ae, nonspar, memae = slots.strip("| ").split(" | ")[1:]
+    assert ae == "—" and 1 <= float(memae) <= float(nonspar) == 8   # nonSpar's softmax zeroes no slot
 
 
 def test_recipe_runs_on_a_colour_folder_and_names_bad_classes(tmp_path, recipe, capsys):

@@ -171,7 +171,9 @@ def _example(cfg: OneClassConfig) -> Tensor:
 for _dataset in DATASETS:
     for _variant in VARIANTS:
         register_model(ModelSpec(model_name(_dataset, _variant), partial(build_config, _dataset, _variant),
-                                 OneClassAE, {**_TINY, **_TINY_LAYERS[_dataset]}, _example, family="image"))
+                                 # the variant's own values last: tiny nonSpar keeps λ = 0
+                                 OneClassAE, {**_TINY, **_TINY_LAYERS[_dataset], **VARIANTS[_variant]}, _example,
+                                 family="image"))
 
 
 # ---------------------------------------------------------------- training and scoring
@@ -196,6 +198,18 @@ def reconstruction_errors(model: OneClassAE, images: np.ndarray, batch_size: int
     x = torch.as_tensor(images)
     errs = [((model(x[i]).reconstruction - x[i]) ** 2).flatten(1).mean(1) for i in _batches(len(x), batch_size)]
     return torch.cat(errs).numpy().astype(np.float64)
+
+
+@torch.no_grad()
+def slots_read(model: OneClassAE, images: np.ndarray, batch_size: int = 256) -> float:
+    """Mean number of memory slots with a non-zero weight per query: how sparse the addressing
+    the paper's shrinkage (eq. 7) and entropy loss (eq. 9) aim for really is."""
+    if model.memory is None:
+        raise ValueError("this model has no memory")
+    model.eval()
+    x = torch.as_tensor(images)
+    counts = [(model(x[i]).weights[0] > 0).sum(1).float() for i in _batches(len(x), batch_size)]
+    return float(torch.cat(counts).mean())
 
 
 def scale_scores(errors: np.ndarray) -> np.ndarray:
@@ -246,5 +260,5 @@ def decode_slots(model: OneClassAE, slots: list[int] | None = None) -> Tensor:
 
 
 __all__ = ["OneClassConfig", "OneClassAE", "TrainSettings", "CIFAR10", "DATASETS", "VARIANTS",
-           "build_config", "model_name", "fit_oneclass", "reconstruction_errors", "scale_scores",
+           "build_config", "model_name", "fit_oneclass", "reconstruction_errors", "scale_scores", "slots_read",
            "decode_slots"]
