@@ -161,8 +161,8 @@ def main() -> None:
                 fh.write(json.dumps(row) + "\n")
     if args.table:
         cmd = "OMP_NUM_THREADS=1 python recipes/ped2.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if v not in (None, False) and k not in ("table", "speed"))
+            [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+             if v not in (None, False) and k not in ("table", "speed", "option")] + [f"-o {o}" for o in args.option])
         write_table(done, Path(args.table), cmd, ds.name)
         if args.speed:
             write_speed(Path(args.table), torch.get_num_threads())
