@@ -77,10 +77,11 @@ def write_table(rows: list[dict], path: Path, command: str, data_name: str) -> N
              + (" paper fps |" if ped2 else "") + " epochs × steps | train s | wall s |",
              "|---|---|---|---|" + ("---|" if ped2 else "") + "---|---|" + "---|" * len(kinds) + "---|---|"
              + ("---|" if ped2 else "") + "---|---|---|"]
-    for r in sorted(rows, key=lambda r: (RECIPES.index(r["recipe"]), r.get("options", []), not r["memory"])):
+    for r in sorted(rows, key=lambda r: (RECIPES.index(r["recipe"]), r.get("options", []), r["seed"], not r["memory"])):
         mem_paper, nomem_paper, _ = PAPER[r["recipe"]]
         steps = r["max_steps_per_epoch"] or "all"
-        name = " ".join([r["recipe"], *(f"`{o}`" for o in r.get("options", []))])
+        name = " ".join([r["recipe"], *(f"`{o}`" for o in r.get("options", []))]
+                        + ([f"(seed {r['seed']})"] if r["seed"] else []))
         lines.append(f"| {name} | {'yes' if r['memory'] else 'no'} | {r['frame_auc']:.3f} "
                      f"| {r.get('frame_auc_calibrated', float('nan')):.3f} |"
                      + (f" {_fmt(mem_paper if r['memory'] else nomem_paper)} |" if ped2 else "")
