@@ -41,7 +41,9 @@ def run_one(recipe: str, memory: bool, args, ds) -> dict:
     fit = fit_video_model(recipe, ds.train, epochs, st["batch_size"], args.seed, args.max_steps_per_epoch, **overrides)
     cal = calibrate(fit.model, ds.train)
     metrics, results = evaluate_videos(fit.model, ds.test, cal)
-    tag = f"{recipe}{'' if memory else '-nomem'}" + "".join(f"-{o}" for o in args.option)
+    # one folder per distinct run, so a rerun with another seed or option never overwrites a bundle
+    tag = (f"{recipe}{'' if memory else '-nomem'}" + "".join(f"-{o}" for o in args.option)
+           + (f"-seed{args.seed}" if args.seed else ""))
     out = Path(args.out) / tag
     save_bundle(out, fit.model, recipe, fit.model.config, calibration=cal,
                 training={"data": str(args.data), "setting": args.setting, "epochs": epochs, "seed": args.seed})
