@@ -128,7 +128,7 @@ def write_speed(path: Path, threads: int) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.environ.get("INSPECT_AD_PED2", "synthetic"))
     p.add_argument("--setting", default="cpu", choices=("paper", "cpu", "tiny"))
@@ -142,7 +142,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/ped2")
     p.add_argument("--table", help="markdown table to (re)write from <out>/results.jsonl")
     p.add_argument("--speed", action="store_true", help="append a CPU fps table for paper-size models")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     ds = load_video_dataset(args.data).require_train().require_test()

@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,6 +12,17 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 # Small enough that a fit takes a second or two on a CPU.
 TINY_OPTIONS = ["-o", "grid_stride=8", "-o", "latent_channels=8", "-o", "base_channels=4",
                 "-o", "max_channels=8", "-o", "num_scales=3", "-o", "memory_slots=10"]
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def load_recipe(name: str):
+    """Import ``recipes/<name>.py`` (recipes are scripts, not a package) to call its main()."""
+    spec = importlib.util.spec_from_file_location(f"{name}_recipe", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_png(path, img):

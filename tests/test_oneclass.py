@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import importlib.util
 import pickle
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import load_recipe
 
 from inspect_ad.data.oneclass import (load_cifar10, load_image_folder, load_mnist, one_class_split,
                                       read_cifar10_batch, read_idx)
@@ -22,7 +22,6 @@ from inspect_ad.models.oneclass import (TrainSettings, decode_slots, fit_oneclas
 from inspect_ad.models.outputs import ReconstructionOutput
 
 ONECLASS_MODELS = [n for n in list_models("image") if n.endswith(("_mnist", "_cifar10", "_nonspar"))]
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "oneclass.py"
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:
@@ -220,10 +219,7 @@ def test_training_separates_dark_normals_from_bright_anomalies(tmp_path):
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location("oneclass_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("oneclass")
 
 
 def test_recipe_smoke_run_writes_a_table(tmp_path, recipe):

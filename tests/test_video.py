@@ -1,15 +1,13 @@
 """Video anomaly detection: MNAD / prototype memories, losses, scoring, loaders, models, CLI."""
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import load_recipe
 
 from inspect_ad.bundle import load_bundle, save_bundle
 from inspect_ad.cli_video import video as video_cli
@@ -284,18 +282,15 @@ def test_term_auc_is_the_frame_auc_when_the_score_is_that_term_alone(weight, ter
     assert "term_auc" not in evaluate_videos(nomem, videos, test_time_update=False)[0]
 
 
-def test_ped2_recipe_passes_model_options_and_skips_finished_runs(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("ped2_recipe", Path(__file__).parents[1] / "recipes" / "ped2.py")
-    ped2 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ped2)
-    argv = ["ped2.py", "--data", "synthetic", "--setting", "tiny", "--recipes", "memae3d", "--memory", "yes",
+def test_ped2_recipe_passes_model_options_and_skips_finished_runs(tmp_path, capsys):
+    ped2 = load_recipe("ped2")
+    argv = ["--data", "synthetic", "--setting", "tiny", "--recipes", "memae3d", "--memory", "yes",
             "--epochs", "1", "--max-steps-per-epoch", "1", "-o", "logit_scale=20", "--out", str(tmp_path),
             "--table", str(tmp_path / "t.md")]
-    monkeypatch.setattr(sys, "argv", argv)
-    ped2.main()
+    ped2.main(argv)
     row = json.loads((tmp_path / "results.jsonl").read_text())
     assert row["model"]["logit_scale"] == 20 and row["options"] == ["logit_scale=20"]
     assert "| memae3d `logit_scale=20` | yes |" in (tmp_path / "t.md").read_text()
     capsys.readouterr()
-    ped2.main()                                                       # same run again: nothing retrained
+    ped2.main(argv)                                                   # same run again: nothing retrained
     assert capsys.readouterr().out == "" and len((tmp_path / "results.jsonl").read_text().splitlines()) == 1
