@@ -1,6 +1,7 @@
 """From reconstructions to pixel anomaly maps and image scores.
 
-map  = per-pixel squared error (``metric="l2"``, the papers') or 1 − SSIM (``"ssim"``), mean
+map  = per-pixel squared error (``metric="l2"``, the papers'), 1 − SSIM (``"ssim"``) or
+       1 − multi-scale gradient magnitude similarity (``"gms"``, RIAD's map), mean
        over channels, optionally Gaussian-smoothed (σ in pixels of
        the model's input) — smoothing suppresses single-pixel reconstruction noise, which
        otherwise dominates both the map and a max-pooled score;
@@ -28,10 +29,11 @@ from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
 from .errors import InspectError
+from .gms import msgms_map
 from .ssim import ssim_map
 
 POOLINGS = ("max", "mean")
-METRICS = ("l2", "ssim")
+METRICS = ("l2", "ssim", "gms")
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class MapConfig:
         if not self.scales or min(self.scales) < 1:
             raise InspectError(f"map scales must be pooling factors >= 1 (e.g. 1,2,4), got {self.scales}")
         if self.metric != "l2" and self.scales != (1,):
-            raise InspectError("multi-scale maps are defined for the l2 map metric only; drop --map-scales "
-                               "or use --map-metric l2")
+            raise InspectError("--map-scales applies to the l2 map metric only (gms is multi-scale by "
+                               "definition); drop --map-scales or use --map-metric l2")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
         if self.metric not in METRICS:
@@ -89,6 +91,13 @@ def multiscale_squared_error(x: Tensor, recon: Tensor, scales: tuple[int, ...]) 
     return torch.stack(maps).mean(dim=0)
 
 
+def raw_map(x: Tensor, recon: Tensor, cfg: MapConfig) -> Tensor:
+    """The unsmoothed (B, H, W) map of ``cfg.metric``; larger = more anomalous."""
+    if cfg.metric == "l2":
+        return multiscale_squared_error(x, recon, cfg.scales)
+    return 1 - (ssim_map(recon, x) if cfg.metric == "ssim" else msgms_map(recon, x))
+
+
 def smooth(maps: Tensor, sigma: float) -> Tensor:
     if sigma <= 0:
         return maps
@@ -106,7 +115,7 @@ def anomaly_maps(x: Tensor, recon: Tensor, cfg: MapConfig,
                  reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(maps at model resolution, image scores); ``reference`` is the (2, H, W) mean and std
     from :func:`reference_maps`, required when ``cfg.standardize``."""
-    raw = multiscale_squared_error(x, recon, cfg.scales) if cfg.metric == "l2" else 1 - ssim_map(recon, x)
+    raw = raw_map(x, recon, cfg)
     maps = smooth(raw, cfg.sigma)
     if cfg.standardize:
         if reference is None or reference.shape[-2:] != maps.shape[-2:]:

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .anomaly_map import MapConfig, parse_scales
+from .anomaly_map import METRICS, MapConfig, parse_scales
 from .errors import InspectError
 from .models import IMAGE_MODELS, parse_overrides
 from .training import TrainConfig
@@ -87,9 +87,13 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]))
 @click.option("--map-scales", default="1", show_default=True, callback=lambda ctx, param, v: parse_scales(v),
               help="Comma-separated pooling factors whose squared errors are averaged (e.g. 1,2,4).")
-@click.option("--map-metric", default="l2", show_default=True, type=click.Choice(["l2", "ssim"]),
-              help="Anomaly map: squared error (the papers') or 1 - SSIM.")
+@click.option("--map-metric", default="l2", show_default=True, type=click.Choice(METRICS),
+              help="Anomaly map: squared error (the papers'), 1 - SSIM, or 1 - multi-scale gradient similarity.")
 @click.option("--ssim-weight", default=0.0, show_default=True, help="Weight of an SSIM term added to the loss.")
+@click.option("--gms-weight", default=0.0, show_default=True,
+              help="Weight of a multi-scale gradient-similarity term added to the loss.")
+@click.option("--synthetic-defects", default=0.0, show_default=True,
+              help="Fraction of training inputs given pasted blob defects to repair (0 = plain reconstruction).")
 @click.option("--standardize", is_flag=True,
               help="Score each pixel as a z-score against the training images' maps at that pixel.")
 @click.option("--reference-split", default=0.0, show_default=True,
@@ -104,8 +108,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
-        seed, augment, sigma, pooling, map_scales, map_metric, ssim_weight, standardize, reference_split, options,
-        checkpoint_every, resume, overwrite, calibration_split, target_frr, min_area, quiet):
+        seed, augment, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight, synthetic_defects, standardize,
+        reference_split, options, checkpoint_every, resume, overwrite, calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
     from .data.datasets import load_image_set
     from .detector import Detector
@@ -118,7 +122,8 @@ def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch
     det = Detector(model_name, image_size, train_config=TrainConfig(epochs, batch_size, lr, seed=seed, device=device,
                                                                     checkpoint_every=checkpoint_every),
                    map_config=MapConfig(sigma, pooling, map_metric, standardize, map_scales), augment=augment,
-                   model_options=parse_options(options), ssim_weight=ssim_weight)
+                   model_options=parse_options(options), ssim_weight=ssim_weight,
+                   gms_weight=gms_weight, synthetic_defects=synthetic_defects)
     det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
             calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
             reference_split=reference_split)
@@ -251,7 +256,7 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 @click.option("--out", required=True, type=click.Path(), help="Folder for metrics.json and plots.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--sigma", type=float, default=None, help="Override the bundle's map smoothing.")
-@click.option("--map-metric", type=click.Choice(["l2", "ssim"]), default=None, help="Override the bundle's map metric.")
+@click.option("--map-metric", type=click.Choice(METRICS), default=None, help="Override the bundle's map metric.")
 @click.option("--map-scales", default=None, callback=lambda ctx, param, v: v and parse_scales(v),
               help="Override the bundle's map scales (e.g. 1,2,4).")
 @click.option("--pooling", type=click.Choice(["max", "mean"]), default=None, help="Override the image-score pooling.")

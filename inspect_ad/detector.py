@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .anomaly_map import MapConfig, anomaly_maps, reference_maps, resize_map
 from .bundle import load_bundle, save_bundle, update_bundle_sections
 from .calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
+from .corruption import SyntheticDefects
 from .data.preprocess import Preprocessing, TrainImages, augmentation, detect_channels
 from .errors import InspectError
 from .models import IMAGE_MODELS, create_model, make_config
@@ -48,6 +49,8 @@ class Detector:
     augment: str = "none"
     model_options: dict = field(default_factory=dict)
     ssim_weight: float = 0.0             # > 0 adds an SSIM term to the loss (see losses.memae_loss)
+    gms_weight: float = 0.0              # > 0 adds a gradient-similarity term (idem)
+    synthetic_defects: float = 0.0       # > 0: this fraction of training inputs get pasted defects
 
     def __post_init__(self):
         if self.model not in IMAGE_MODELS:
@@ -86,9 +89,11 @@ class Detector:
         t0 = time.perf_counter()
         ckpt = Path(out) / "checkpoint" if out is not None else None
         self.history_ = train(self.model_, data, self.train_config,
-                              memae_objective(self.model_config_.entropy_weight, self.ssim_weight),
+                              memae_objective(self.model_config_.entropy_weight, self.ssim_weight, self.gms_weight,
+                                              self._corruption()),
                               checkpoint_dir=ckpt, resume=resume, progress=progress)
         self.training_info_ = {**self.train_config.to_dict(), "augment": self.augment, "ssim_weight": self.ssim_weight,
+                               "gms_weight": self.gms_weight, "synthetic_defects": self.synthetic_defects,
                                "n_train": len(images), "n_reference_held_out": len(reference) if reference_split else 0,
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None}
@@ -103,6 +108,9 @@ class Detector:
         if out is not None:
             self.save(out)
         return self
+
+    def _corruption(self) -> SyntheticDefects | None:
+        return SyntheticDefects(self.synthetic_defects, self.train_config.seed) if self.synthetic_defects else None
 
     def fit_reference(self, images: Sequence[str | Path], n: int = 256, batch_size: int = 16,
                       progress: bool = True) -> "Detector":
@@ -188,7 +196,8 @@ class Detector:
         det = cls(b.name, prep.image_size, prep.channels,
                   TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}),
                   MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"),
-                  ssim_weight=training.get("ssim_weight", 0.0))
+                  ssim_weight=training.get("ssim_weight", 0.0), gms_weight=training.get("gms_weight", 0.0),
+                  synthetic_defects=training.get("synthetic_defects", 0.0))
         det.model_, det.model_config_, det.preprocessing_ = b.model, b.config, prep
         det.training_info_, det.calibration_, det.history_ = training, b.sections.get("calibration"), []
         det.reference_ = b.sections.get("reference", {"pixel_p99": 1.0})

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .gms import msgms_map
 from .memory import addressing_entropy
 from .ssim import ssim_map
 
@@ -22,10 +23,11 @@ def memory_entropy(weights: list[Tensor]) -> Tensor:
 
 
 def memae_loss(out: "ReconstructionOutput", x: Tensor, entropy_weight: float,
-               ssim_weight: float = 0.0) -> tuple[Tensor, dict]:
+               ssim_weight: float = 0.0, gms_weight: float = 0.0) -> tuple[Tensor, dict]:
     """MemAE eq. 10 / MMAE §3.2: MSE reconstruction + α · entropy of the addressing weights.
 
-    ``ssim_weight`` > 0 adds w · (1 − mean SSIM), our extension for textures (not in the papers).
+    ``ssim_weight`` > 0 adds w · (1 − mean SSIM), our extension for textures (not in the papers);
+    ``gms_weight`` > 0 adds w · (1 − mean MSGMS), RIAD's gradient term (not in the papers either).
     """
     mse = F.mse_loss(out.reconstruction, x)
     ent = memory_entropy(out.weights).to(mse.device)
@@ -34,4 +36,8 @@ def memae_loss(out: "ReconstructionOutput", x: Tensor, entropy_weight: float,
         dssim = 1 - ssim_map(out.reconstruction, x).mean()
         total = total + ssim_weight * dssim
         parts["dssim"] = float(dssim.detach())
+    if gms_weight > 0:
+        dgms = 1 - msgms_map(out.reconstruction, x).mean()
+        total = total + gms_weight * dgms
+        parts["dgms"] = float(dgms.detach())
     return total, parts

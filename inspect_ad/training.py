@@ -101,9 +101,12 @@ def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer)
 LossFn = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, dict]]
 
 
-def memae_objective(entropy_weight: float, ssim_weight: float = 0.0) -> LossFn:
+def memae_objective(entropy_weight: float, ssim_weight: float = 0.0, gms_weight: float = 0.0,
+                    corrupt: Callable[[torch.Tensor], torch.Tensor] | None = None) -> LossFn:
+    """``corrupt`` (e.g. :class:`~inspect_ad.corruption.SyntheticDefects`) alters the input only:
+    the target stays the clean image, so the model learns to repair what it changed."""
     def loss(model: nn.Module, x: torch.Tensor):
-        return memae_loss(model(x), x, entropy_weight, ssim_weight)
+        return memae_loss(model(corrupt(x) if corrupt else x), x, entropy_weight, ssim_weight, gms_weight)
     return loss
 
 

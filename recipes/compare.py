@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from inspect_ad.anomaly_map import MapConfig, parse_scales
+from inspect_ad.anomaly_map import METRICS, MapConfig, parse_scales
 from inspect_ad.data import load_image_set
 from inspect_ad.detector import Detector
 from inspect_ad.evaluation import evaluate
@@ -44,10 +44,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--sigma", type=float, default=4.0)
-    p.add_argument("--map-metric", default="l2", choices=["l2", "ssim"])
+    p.add_argument("--map-metric", default="l2", choices=METRICS)
     p.add_argument("--map-scales", default="1",
                    help="comma-separated pooling factors of the error map (MapConfig.scales)")
     p.add_argument("--ssim-weight", type=float, default=0.0)
+    p.add_argument("--gms-weight", type=float, default=0.0)
+    p.add_argument("--synthetic-defects", type=float, default=0.0,
+                   help="fraction of training inputs given pasted defects to repair")
     p.add_argument("--augment", default="none", choices=["none", "flip", "light"])
     p.add_argument("--standardize", action="store_true", help="per-pixel z-scored maps (see MapConfig)")
     p.add_argument("--reference-split", type=float, default=0.0,
@@ -67,7 +70,8 @@ def run_one(name: str, data, args, out: Path) -> dict:
                                             device=args.device, checkpoint_every=10),
                    map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize,
                                         parse_scales(args.map_scales)), augment=args.augment,
-                   model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight)
+                   model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight,
+                   gms_weight=args.gms_weight, synthetic_defects=args.synthetic_defects)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name, reference_split=args.reference_split)
     result = evaluate(det, data, out / name / "report")

@@ -30,7 +30,7 @@ def load_runs(runs: list[Path]) -> dict[str, list[dict]]:
 def summary_table(results: dict[str, list[dict]]) -> str:
     n = len(next(iter(results.values())))
     best = {k: np.argmax([[r[k] for r in results[m]] for m in results], axis=0) for k in KEYS}
-    lines = [f"| model | " + " | ".join(f"{k} (mean ± sd, {n} seeds)" for k in KEYS) + " | best in runs |",
+    lines = ["| model | " + " | ".join(f"{k} (mean ± sd, {n} seeds)" for k in KEYS) + " | best in runs |",
              "|---|" + "---|" * len(KEYS) + "---|"]
     for i, (m, rs) in enumerate(results.items()):
         cells = [f"{np.mean([r[k] for r in rs]):.3f} ± {np.std([r[k] for r in rs], ddof=1) if n > 1 else 0:.3f}"

@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from scipy import stats
 
 from conftest import TINY_OPTIONS
 from inspect_ad.calibration import (FAIL, PASS, calibrate, conformal_rank, conformal_threshold, defect_mask,

@@ -74,6 +74,9 @@ def test_loss_is_mse_plus_weighted_entropy():
     out = model(x)
     total, parts = memae_loss(out, x, entropy_weight=0.5)
     assert total.item() == pytest.approx(parts["mse"] + 0.5 * parts["entropy"], rel=1e-5)
+    with_terms, parts = memae_loss(out, x, entropy_weight=0.5, ssim_weight=2.0, gms_weight=3.0)
+    assert 0 < parts["dgms"] <= 1 and 0 < parts["dssim"] <= 2
+    assert with_terms.item() == pytest.approx(total.item() + 2.0 * parts["dssim"] + 3.0 * parts["dgms"], rel=1e-5)
 
 
 def test_input_not_multiple_of_grid_is_rejected():

@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from inspect_ad.corruption import AREA, SyntheticDefects
+from inspect_ad.models.outputs import ReconstructionOutput
+from inspect_ad.training import memae_objective
+
+
+def test_defects_are_deterministic_and_leave_the_input_alone():
+    x = torch.rand(6, 1, 48, 48)
+    before = x.clone()
+    a, b = SyntheticDefects(1.0, seed=3)(x), SyntheticDefects(1.0, seed=3)(x)
+    assert torch.equal(a, b) and torch.equal(x, before)
+    assert not torch.equal(a, SyntheticDefects(1.0, seed=4)(x))
+
+
+def test_every_hit_image_gets_one_small_region_changed():
+    masks = SyntheticDefects(1.0, seed=0).masks(200, (64, 64))
+    area = masks.mean(dim=(1, 2, 3))
+    assert set(masks.unique().tolist()) == {0.0, 1.0}
+    assert area.min() >= AREA[0] - 1 / 4096 and area.max() <= AREA[1] + 1 / 4096
+    x = torch.full((4, 1, 64, 64), 0.5) + 0.01 * torch.rand(4, 1, 64, 64)
+    changed = (SyntheticDefects(1.0, seed=0)(x) != x).float().mean(dim=(1, 2, 3))
+    assert (changed > 0).all() and (changed <= AREA[1] + 1 / 4096).all()
+    assert torch.equal(SyntheticDefects(0.0, seed=0)(x), x)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        SyntheticDefects(1.5)
+
+
+def test_objective_targets_the_clean_image():
+    def copy_model(inp):                       # a perfect copier: no error unless the target differs
+        return ReconstructionOutput(reconstruction=inp)
+    x = torch.rand(4, 1, 32, 32)
+    plain, _ = memae_objective(0.0)(copy_model, x)
+    repaired, parts = memae_objective(0.0, corrupt=SyntheticDefects(1.0, seed=0))(copy_model, x)
+    assert plain.item() == 0.0 and repaired.item() > 0 and parts["mse"] == pytest.approx(repaired.item())
