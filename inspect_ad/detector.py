@@ -20,7 +20,7 @@ from .anomaly_map import MapConfig, anomaly_maps, reference_maps, resize_map
 from .bundle import load_bundle, save_bundle, update_bundle_sections
 from .calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
 from .corruption import SyntheticDefects
-from .data.preprocess import Preprocessing, TrainImages, augmentation, detect_channels
+from .data.preprocess import NORMALIZATIONS, Preprocessing, TrainImages, augmentation, detect_channels
 from .errors import InspectError
 from .models import IMAGE_MODELS, create_model, make_config
 from .training import TrainConfig, memae_objective, resolve_device, train
@@ -51,10 +51,14 @@ class Detector:
     ssim_weight: float = 0.0             # > 0 adds an SSIM term to the loss (see losses.memae_loss)
     gms_weight: float = 0.0              # > 0 adds a gradient-similarity term (idem)
     synthetic_defects: float = 0.0       # > 0: this fraction of training inputs get pasted defects
+    normalization: str = "divide_by_255"  # or "stretch": per-image contrast (see data.preprocess)
 
     def __post_init__(self):
         if self.model not in IMAGE_MODELS:
             raise InspectError(f"unknown model {self.model!r}; choose one of: {', '.join(IMAGE_MODELS)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise InspectError(f"unknown normalization {self.normalization!r}; "
+                               f"choose one of: {', '.join(NORMALIZATIONS)}")
 
     # --- fitting -----------------------------------------------------------------------
 
@@ -80,7 +84,7 @@ class Detector:
                                    "or drop --reference-split")
             images, reference = holdout_split(images, reference_split, self.train_config.seed + 1, "reference")
         channels = self.channels or detect_channels(images)
-        self.preprocessing_ = Preprocessing(self.image_size, channels)
+        self.preprocessing_ = Preprocessing(self.image_size, channels, self.normalization)
         self.model_config_ = make_config(self.model, in_channels=channels, image_size=self.image_size,
                                          **self.model_options)
         torch.manual_seed(self.train_config.seed)
@@ -197,7 +201,7 @@ class Detector:
                   TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}),
                   MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"),
                   ssim_weight=training.get("ssim_weight", 0.0), gms_weight=training.get("gms_weight", 0.0),
-                  synthetic_defects=training.get("synthetic_defects", 0.0))
+                  synthetic_defects=training.get("synthetic_defects", 0.0), normalization=prep.normalization)
         det.model_, det.model_config_, det.preprocessing_ = b.model, b.config, prep
         det.training_info_, det.calibration_, det.history_ = training, b.sections.get("calibration"), []
         det.reference_ = b.sections.get("reference", {"pixel_p99": 1.0})

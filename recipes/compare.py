@@ -23,6 +23,7 @@ import torch
 
 from inspect_ad.anomaly_map import METRICS, MapConfig, parse_scales
 from inspect_ad.data import load_image_set
+from inspect_ad.data.preprocess import NORMALIZATIONS
 from inspect_ad.detector import Detector
 from inspect_ad.evaluation import evaluate
 from inspect_ad.models import parse_overrides
@@ -52,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--synthetic-defects", type=float, default=0.0,
                    help="fraction of training inputs given pasted defects to repair")
     p.add_argument("--augment", default="none", choices=["none", "flip", "light"])
+    p.add_argument("--normalization", default="divide_by_255", choices=NORMALIZATIONS,
+                   help="'stretch': per-image contrast stretch (see inspect_ad.data.preprocess)")
     p.add_argument("--standardize", action="store_true", help="per-pixel z-scored maps (see MapConfig)")
     p.add_argument("--reference-split", type=float, default=0.0,
                    help="with --standardize: fraction of training images held out for the reference maps")
@@ -71,7 +74,8 @@ def run_one(name: str, data, args, out: Path) -> dict:
                    map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize,
                                         parse_scales(args.map_scales)), augment=args.augment,
                    model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight,
-                   gms_weight=args.gms_weight, synthetic_defects=args.synthetic_defects)
+                   gms_weight=args.gms_weight, synthetic_defects=args.synthetic_defects,
+                   normalization=args.normalization)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name, reference_split=args.reference_split)
     result = evaluate(det, data, out / name / "report")

@@ -134,15 +134,16 @@ def test_bad_map_scales_give_one_line_error(tiny_mvtec, tmp_path):
                        "--map-scales", "1,two", *FAST), "1,two", "e.g. 1,2,4")
 
 
-def test_repair_training_and_gradient_map_are_saved(tiny_mvtec, tmp_path):
+def test_repair_training_stretch_and_gradient_map_are_saved(tiny_mvtec, tmp_path):
     from inspect_ad.detector import Detector
     r = run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m", "--model", "ae",
-            "--synthetic-defects", "0.5", "--gms-weight", "0.5", "--map-metric", "gms", *FAST)
+            "--synthetic-defects", "0.5", "--gms-weight", "0.5", "--map-metric", "gms", "--normalization", "stretch",
+            *FAST)
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert cfg["anomaly_map"]["metric"] == "gms"
+    assert cfg["anomaly_map"]["metric"] == "gms" and cfg["preprocessing"]["normalization"] == "stretch"
     assert cfg["training"]["synthetic_defects"] == 0.5 and cfg["training"]["gms_weight"] == 0.5
     det = Detector.load(tmp_path / "m", "cpu")
-    assert (det.synthetic_defects, det.gms_weight) == (0.5, 0.5)
+    assert (det.synthetic_defects, det.gms_weight, det.preprocessing_.normalization) == (0.5, 0.5, "stretch")
     pred = next(det.predict_iter([tiny_mvtec / "widget" / "test" / "good" / "000.png"]))
     assert pred.map.shape == (40, 48) and np.isfinite(pred.map).all()
