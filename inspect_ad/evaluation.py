@@ -1,11 +1,13 @@
 """Evaluate a fitted detector on a labelled test set and write the report.
 
 Writes ``metrics.json`` (image/pixel AUROC, AUPRO@30%, image/pixel F1-max, per defect label),
-``roc.png``, ``pro_curve.png`` and ``gallery.png`` (the highest-scoring good images and the
+``scores.csv`` (each test image's label and score, for the user's own analysis), ``roc.png``, ``pro_curve.png`` and ``gallery.png`` (the highest-scoring good images and the
 lowest-scoring defective ones — where the model is closest to being wrong).
 """
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import metrics
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, atomic_write_text
 from .data.datasets import GOOD, ImageSet, Sample
 from .data.io import read_image, read_mask
 from .detector import Detector
@@ -78,6 +80,14 @@ def write_plots(out: Path, name: str, samples, scores, maps, masks, vmax: float,
     save_gallery(out / "gallery.png", rows, vmax, "hardest cases: highest-scoring good | lowest-scoring defective")
 
 
+def scores_csv(samples: list[Sample], scores: np.ndarray) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "label", "score"])
+    w.writerows((str(s.image), s.label, f"{float(v):.8g}") for s, v in zip(samples, scores))
+    return buf.getvalue()
+
+
 def evaluate(det: Detector, data: ImageSet, out: str | Path | None = None, progress: bool = True) -> dict:
     data.require_test()
     t0 = time.perf_counter()
@@ -89,5 +99,6 @@ def evaluate(det: Detector, data: ImageSet, out: str | Path | None = None, progr
         out.mkdir(parents=True, exist_ok=True)
         write_plots(out, det.model, data.test, scores, maps, masks, vmax=float(np.quantile(np.concatenate(
             [m.ravel() for m in maps]), 0.995)))
+        atomic_write_text(out / "scores.csv", scores_csv(data.test, scores))
         atomic_write_json(out / "metrics.json", result)
     return result

@@ -115,6 +115,9 @@ def test_evaluate_writes_report(tiny_mvtec, tmp_path):
     assert m["n_images"] == 4 and set(m["per_label"]) == {"scratch"}
     for png in ("roc.png", "pro_curve.png", "gallery.png"):
         assert (tmp_path / "ev" / png).stat().st_size > 1000
+    rows = (tmp_path / "ev" / "scores.csv").read_text().splitlines()
+    assert rows[0] == "image,label,score" and len(rows) == 1 + m["n_images"]
+    assert {r.split(",")[1] for r in rows[1:]} == {"good", "scratch"}
 
 
 def test_map_scales_are_saved_and_checked(tiny_mvtec, tmp_path):
