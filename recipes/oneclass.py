@@ -32,7 +32,7 @@ from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_f
 from inspect_ad.errors import InspectError
 from inspect_ad.metrics import auroc
 from inspect_ad.models import create_model, get_spec, make_config, parse_overrides
-from inspect_ad.models.oneclass import (TrainSettings, VARIANTS, decode_slots, fit_oneclass,
+from inspect_ad.models.oneclass import (ERRORS, TrainSettings, VARIANTS, decode_slots, fit_oneclass,
                                         model_name, reconstruction_errors, scale_scores, slots_read)
 
 # MemAE paper, Table 1 (mean AUROC over the 10 one-class tasks).
@@ -65,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--error", choices=ERRORS, default="mse",
+                   help="image score: mse (the paper) or relative (mse / mean squared intensity)")
     p.add_argument("--max-per-class", type=int, default=0,
                    help="keep at most this many images per class (smoke runs); 0 = all")
     p.add_argument("--tiny", action="store_true", help="use the registered tiny networks (smoke runs)")
@@ -129,7 +131,7 @@ def run_task(args, normal_class: int, variant: str) -> dict:
     t0 = time.time()
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     history = fit_oneclass(model, data.images[split.train], data.images[split.val], settings)
-    scores = scale_scores(reconstruction_errors(model, data.images[split.test]))
+    scores = scale_scores(reconstruction_errors(model, data.images[split.test], error=args.error))
     slots = slots_read(model, data.images[split.test]) if model.memory is not None else None
     return dict(cls=normal_class, variant=variant, auroc=float(auroc(split.test_labels, scores)), slots_read=slots,
                 seconds=time.time() - t0, best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1,
@@ -186,6 +188,7 @@ normal class; the paper reports only the mean over the 10 tasks.
 
 - Command: `{args.command}`
 - Settings: epochs {args.epochs}, batch size {args.batch_size}, Adam lr {args.lr}, seed {args.seed},
+  score {args.error} reconstruction error,
   memory options {parse_overrides(args.option) or 'none (defaults)'},
   {args.jobs} process(es) × 1 thread; weights of the epoch with the lowest validation error kept.
 - Split: normal images 2:1 train/test, 10% of train for validation, anomalies ≈ 30% of test

@@ -215,6 +215,22 @@ def test_training_separates_dark_normals_from_bright_anomalies(tmp_path):
     assert auroc(split.test_labels, scores) > 0.95  # flipped labels would give ≈ 0
 
 
+
+class _ZeroReconstruction(torch.nn.Module):
+    def forward(self, x):
+        return ReconstructionOutput(torch.zeros_like(x), [], [])
+
+
+def test_relative_error_divides_by_the_images_energy():
+    # rebuilt as all zeros, so mse = mean(x²) and the relative error is exactly 1 for any image
+    images = np.stack([np.full((1, 4, 4), 0.5), np.eye(4)[None]]).astype(np.float32)
+    model = _ZeroReconstruction()
+    np.testing.assert_allclose(reconstruction_errors(model, images), [0.25, 0.25])
+    np.testing.assert_allclose(reconstruction_errors(model, images, error="relative"), [1.0, 1.0])
+    with pytest.raises(ValueError, match="choose one of: mse, relative"):
+        reconstruction_errors(model, images, error="l1")
+
+
 # ---------------------------------------------------------------- recipe smoke run
 
 @pytest.fixture(scope="module")

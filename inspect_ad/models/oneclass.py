@@ -191,12 +191,24 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
     return order.split(batch_size)
 
 
+ERRORS = ("mse", "relative")
+
+
 @torch.no_grad()
-def reconstruction_errors(model: OneClassAE, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Per-image mean squared reconstruction error (eq. 8 up to a constant)."""
+def reconstruction_errors(model: OneClassAE, images: np.ndarray, batch_size: int = 256,
+                          error: str = "mse") -> np.ndarray:
+    """Per-image mean squared reconstruction error (eq. 8 up to a constant). ``error="relative"``
+    divides it by the image's mean squared intensity: the squared error grows with the amount of
+    ink (a thick 8 leaves more error than a thin 1 however well both are rebuilt), and the
+    relative error takes that size effect out of the score."""
+    if error not in ERRORS:
+        raise ValueError(f"unknown error {error!r}; choose one of: {', '.join(ERRORS)}")
     model.eval()
     x = torch.as_tensor(images)
-    errs = [((model(x[i]).reconstruction - x[i]) ** 2).flatten(1).mean(1) for i in _batches(len(x), batch_size)]
+    errs = []
+    for i in _batches(len(x), batch_size):
+        e = ((model(x[i]).reconstruction - x[i]) ** 2).flatten(1).mean(1)
+        errs.append(e / (x[i] ** 2).flatten(1).mean(1).clamp_min(1e-12) if error == "relative" else e)
     return torch.cat(errs).numpy().astype(np.float64)
 
 
