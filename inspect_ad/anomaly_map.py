@@ -11,9 +11,12 @@ score = a pooling of the smoothed map at model resolution: ``max`` (default: one
        average-pooled by each factor, upsampled back: at factor s the error compares s×s local
        means, so a region whose mean grey level is off (a hole, a stain) counts and texture the
        reconstruction cannot copy pixel by pixel counts less;
-``standardize`` (off by default; not in the papers) turns each map value into a z-score against
-       the same pixel's values on defect-free training images, (map − μ) / σ, so places that are
-       hard to reconstruct on every good part (borders, streaks) stop dominating the max.
+``standardize`` (``"off"`` by default; not in the papers) turns each map value into a z-score
+       against the same pixel's values on defect-free training images, (map − μ) / σ, so places
+       that are hard to reconstruct on every good part (borders, streaks) stop dominating the max.
+       ``"map"``: maps and scores are z-scores. ``"score"``: only the image score is (the max of
+       the z-map); the heatmap stays the error itself. On MTD z-scores lift image AUROC but lower
+       AUPRO (recipes/results/mtd.md), so ``"score"`` keeps the better of each.
 Maps are resized back to each input's own size for display and pixel metrics.
 """
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .ssim import ssim_map
 
 POOLINGS = ("max", "mean")
 METRICS = ("l2", "ssim", "gms")
+STANDARDIZE = ("off", "map", "score")
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,14 @@ class MapConfig:
     sigma: float = 4.0
     pooling: str = "max"
     metric: str = "l2"
-    standardize: bool = False
+    standardize: str = "off"
     scales: tuple[int, ...] = (1,)
 
     def __post_init__(self):
+        if isinstance(self.standardize, bool):      # bundles before "score" existed saved a bool
+            object.__setattr__(self, "standardize", "map" if self.standardize else "off")
+        if self.standardize not in STANDARDIZE:
+            raise ValueError(f"unknown standardize {self.standardize!r}; choose one of: {', '.join(STANDARDIZE)}")
         object.__setattr__(self, "scales", tuple(int(v) for v in self.scales))   # JSON gives a list
         if not self.scales or min(self.scales) < 1:
             raise InspectError(f"map scales must be pooling factors >= 1 (e.g. 1,2,4), got {self.scales}")
@@ -58,6 +66,11 @@ class MapConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def standardized(self) -> bool:
+        """Whether scoring needs reference maps."""
+        return self.standardize != "off"
 
     def raw_settings(self) -> tuple:
         """What the unstandardized map depends on: reference maps are stale once this changes."""
@@ -114,14 +127,14 @@ def pool(maps: Tensor, pooling: str) -> Tensor:
 def anomaly_maps(x: Tensor, recon: Tensor, cfg: MapConfig,
                  reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(maps at model resolution, image scores); ``reference`` is the (2, H, W) mean and std
-    from :func:`reference_maps`, required when ``cfg.standardize``."""
-    raw = raw_map(x, recon, cfg)
-    maps = smooth(raw, cfg.sigma)
-    if cfg.standardize:
-        if reference is None or reference.shape[-2:] != maps.shape[-2:]:
-            raise ValueError("standardized maps need reference maps of the model's resolution")
-        maps = (maps - reference[0]) / reference[1]
-    return maps, pool(maps, cfg.pooling)
+    from :func:`reference_maps`, required when ``cfg.standardized``."""
+    maps = smooth(raw_map(x, recon, cfg), cfg.sigma)
+    if not cfg.standardized:
+        return maps, pool(maps, cfg.pooling)
+    if reference is None or reference.shape[-2:] != maps.shape[-2:]:
+        raise ValueError("standardized maps need reference maps of the model's resolution")
+    z = (maps - reference[0]) / reference[1]
+    return (z if cfg.standardize == "map" else maps), pool(z, cfg.pooling)
 
 
 def reference_maps(maps: Tensor, floor: float = 0.1) -> Tensor:

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .anomaly_map import METRICS, MapConfig, parse_scales
+from .anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from .data.preprocess import NORMALIZATIONS
 from .errors import InspectError
 from .models import IMAGE_MODELS, parse_overrides
@@ -97,8 +97,9 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
               help="Weight of a multi-scale gradient-similarity term added to the loss.")
 @click.option("--synthetic-defects", default=0.0, show_default=True,
               help="Fraction of training inputs given pasted blob defects to repair (0 = plain reconstruction).")
-@click.option("--standardize", is_flag=True,
-              help="Score each pixel as a z-score against the training images' maps at that pixel.")
+@click.option("--standardize", type=click.Choice(STANDARDIZE), default="off", show_default=True, is_flag=False,
+              flag_value="map", help="Z-score each pixel against the training images' maps at that pixel: "
+                                     "'map' (alone: --standardize) the heatmap and score, 'score' the image score only.")
 @click.option("--reference-split", default=0.0, show_default=True,
               help="With --standardize: hold out this fraction of the training images for the reference maps.")
 @click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o num_scales=3).")
@@ -264,8 +265,9 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 @click.option("--map-scales", default=None, callback=lambda ctx, param, v: v and parse_scales(v),
               help="Override the bundle's map scales (e.g. 1,2,4).")
 @click.option("--pooling", type=click.Choice(["max", "mean"]), default=None, help="Override the image-score pooling.")
-@click.option("--standardize/--no-standardize", default=None,
-              help="Override per-pixel z-scoring; reference maps are then recomputed from the training images.")
+@click.option("--standardize", type=click.Choice(STANDARDIZE), default=None, is_flag=False, flag_value="map",
+              help="Override per-pixel z-scoring (off, map, score); missing or stale reference maps are "
+                   "computed from the training images.")
 def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, sigma, map_metric, map_scales,
              pooling, standardize):
     """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
@@ -281,7 +283,8 @@ def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, s
     saved = det.map_config
     det.map_config = replace(saved, **overrides)
     data = load_image_set(data_root, category, manifest, train_dir)
-    if det.map_config.standardize and (standardize or det.map_config.raw_settings() != saved.raw_settings()):
+    stale = det.map_reference_ is None or det.map_config.raw_settings() != saved.raw_settings()
+    if det.map_config.standardized and stale:
         det.fit_reference(data.require_train().train)
     result = run_evaluation(det, data, out)
     click.echo(format_metrics(result))

@@ -79,7 +79,7 @@ class Detector:
             require_calibration_size(len(held), target_frr, f"the calibration split ({calibration_split})")
         reference = images
         if reference_split:
-            if not self.map_config.standardize:
+            if not self.map_config.standardized:
                 raise InspectError("a reference split only applies to standardized maps; add --standardize "
                                    "or drop --reference-split")
             images, reference = holdout_split(images, reference_split, self.train_config.seed + 1, "reference")
@@ -103,7 +103,7 @@ class Detector:
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None}
         self.calibration_: dict | None = None
         self.map_reference_ = None
-        if self.map_config.standardize:
+        if self.map_config.standardized:
             self.fit_reference(reference, progress=progress)
         self.reference_ = self._reference_stats(images)
         if held:
@@ -119,10 +119,10 @@ class Detector:
     def fit_reference(self, images: Sequence[str | Path], n: int = 256, batch_size: int = 16,
                       progress: bool = True) -> "Detector":
         """Per-pixel mean/std of the (unstandardized) maps of up to ``n`` defect-free images, spread
-        evenly over ``images``: the reference that ``MapConfig(standardize=True)`` scores against.
+        evenly over ``images``: the reference that ``MapConfig(standardize="map" or "score")`` scores against.
         Call it again after changing the map's metric, smoothing or scales (``raw_settings``)."""
         images = list(images)[:: max(1, len(images) // n)][:n]
-        plain = replace(self.map_config, standardize=False)
+        plain = replace(self.map_config, standardize="off")
         self.model_.eval()
         maps = []
         with torch.no_grad():
@@ -218,7 +218,7 @@ class Detector:
     @torch.no_grad()
     def _infer(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         x = batch.to(self.device)
-        if self.map_config.standardize and getattr(self, "map_reference_", None) is None:
+        if self.map_config.standardized and getattr(self, "map_reference_", None) is None:
             raise InspectError("standardized maps need reference maps from defect-free images: call "
                                "fit_reference(images), or pass training data to 'inspect-ad evaluate --standardize'")
         maps, scores = anomaly_maps(x, self.model_(x).reconstruction, self.map_config,

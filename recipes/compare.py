@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from inspect_ad.anomaly_map import METRICS, MapConfig, parse_scales
+from inspect_ad.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data import load_image_set
 from inspect_ad.data.preprocess import NORMALIZATIONS
 from inspect_ad.detector import Detector
@@ -55,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--augment", default="none", choices=["none", "flip", "light"])
     p.add_argument("--normalization", default="divide_by_255", choices=NORMALIZATIONS,
                    help="'stretch': per-image contrast stretch (see inspect_ad.data.preprocess)")
-    p.add_argument("--standardize", action="store_true", help="per-pixel z-scored maps (see MapConfig)")
+    p.add_argument("--standardize", nargs="?", const="map", default="off", choices=STANDARDIZE,
+                   help="per-pixel z-scores: 'map' (alone: --standardize) or the image 'score' only (see MapConfig)")
     p.add_argument("--reference-split", type=float, default=0.0,
                    help="with --standardize: fraction of training images held out for the reference maps")
     p.add_argument("-o", "--option", action="append", default=[], help="model option key=value")

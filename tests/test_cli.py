@@ -132,6 +132,24 @@ def test_map_scales_are_saved_and_checked(tiny_mvtec, tmp_path):
                        "--out", tmp_path / "ev2", "--map-metric", "ssim"), "l2 map metric")
 
 
+
+def test_standardize_score_is_saved_and_evaluate_can_switch_it(tiny_mvtec, tmp_path):
+    r = run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m",
+            "--standardize", "score", *FAST)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["anomaly_map"]["standardize"] == "score"
+    reports = {}
+    for mode in ("score", "map", "off"):   # the saved reference maps serve both z-scored modes
+        r = run("evaluate", "--model", tmp_path / "m", "--data-root", tiny_mvtec, "--category", "widget",
+                "--out", tmp_path / mode, "--standardize", mode)
+        assert r.exit_code == 0, r.output
+        reports[mode] = json.loads((tmp_path / mode / "metrics.json").read_text())
+    # "score" keeps the plain error heatmap, so its pixel metrics are those of "off"; its image
+    # scores are the z-scored ones of "map"
+    assert reports["score"]["image_auroc"] == reports["map"]["image_auroc"]
+    assert reports["score"]["pixel_auroc"] == reports["off"]["pixel_auroc"]
+    assert reports["score"]["aupro"] == reports["off"]["aupro"]
+
 def test_bad_map_scales_give_one_line_error(tiny_mvtec, tmp_path):
     one_line_error(run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m",
                        "--map-scales", "1,two", *FAST), "1,two", "e.g. 1,2,4")
