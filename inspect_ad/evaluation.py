@@ -1,8 +1,9 @@
 """Evaluate a fitted detector on a labelled test set and write the report.
 
 Writes ``metrics.json`` (image/pixel AUROC, AUPRO@30%, image/pixel F1-max, per defect label),
-``scores.csv`` (each test image's label and score, for the user's own analysis), ``roc.png``, ``pro_curve.png`` and ``gallery.png`` (the highest-scoring good images and the
-lowest-scoring defective ones — where the model is closest to being wrong).
+``scores.csv`` (each test image's label and score, for the user's own analysis), ``roc.png``,
+``pro_curve.png`` and ``gallery.png`` (the highest-scoring good images and the lowest-scoring
+defective ones — where the model is closest to being wrong).
 """
 from __future__ import annotations
 
