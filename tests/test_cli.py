@@ -132,7 +132,6 @@ def test_map_scales_are_saved_and_checked(tiny_mvtec, tmp_path):
                        "--out", tmp_path / "ev2", "--map-metric", "ssim"), "l2 map metric")
 
 
-
 def test_standardize_score_is_saved_and_evaluate_can_switch_it(tiny_mvtec, tmp_path):
     r = run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m",
             "--standardize", "score", *FAST)
@@ -149,6 +148,7 @@ def test_standardize_score_is_saved_and_evaluate_can_switch_it(tiny_mvtec, tmp_p
     assert reports["score"]["image_auroc"] == reports["map"]["image_auroc"]
     assert reports["score"]["pixel_auroc"] == reports["off"]["pixel_auroc"]
     assert reports["score"]["aupro"] == reports["off"]["aupro"]
+
 
 def test_bad_map_scales_give_one_line_error(tiny_mvtec, tmp_path):
     one_line_error(run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m",

@@ -215,7 +215,6 @@ def test_training_separates_dark_normals_from_bright_anomalies(tmp_path):
     assert auroc(split.test_labels, scores) > 0.95  # flipped labels would give ≈ 0
 
 
-
 class _ZeroReconstruction(torch.nn.Module):
     def forward(self, x):
         return ReconstructionOutput(torch.zeros_like(x), [], [])

@@ -89,7 +89,6 @@ def test_standardized_map_is_a_per_pixel_z_score():
     assert torch.isclose(score[0], maps.max())
 
 
-
 def test_standardize_score_z_scores_the_score_and_keeps_the_error_map():
     ref = torch.tensor([[[0.0, 4.0]], [[1.0, 1.0]]])             # pixel 1 is always bad on good parts
     x, recon = torch.zeros(1, 1, 1, 2), torch.tensor([[[[1.0, 2.0]]]])   # errors 1 and 4
@@ -106,6 +105,7 @@ def test_standardize_reads_old_boolean_bundles_and_lists_choices():
     assert not MapConfig(standardize=False).standardized
     with pytest.raises(ValueError, match="choose one of: off, map, score"):
         MapConfig(standardize="pixel")
+
 
 def test_multiscale_map_compares_local_means():
     # a checkerboard against its flat mean: every pixel is off by 0.5, every 2x2 mean is exact
