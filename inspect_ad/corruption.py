@@ -38,11 +38,13 @@ class SyntheticDefects:
     def _uniform(self, n: int, low: float, high: float) -> Tensor:
         return low + (high - low) * torch.rand(n, generator=self._gen)
 
-    def masks(self, n: int, size: tuple[int, int]) -> Tensor:
-        """(n, 1, H, W) binary masks of smooth random blobs, each covering an area drawn from AREA."""
-        noise = torch.rand(n, 1, NOISE_GRID, NOISE_GRID, generator=self._gen)
+    def masks(self, n: int, size: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
+        """(n, 1, H, W) binary masks of smooth random blobs, each covering an area drawn from AREA.
+        The draws come from the CPU generator (reproducible anywhere); the upsampling and the sort
+        run on ``device``, where on a GPU they cost a fraction of the CPU's ~80 ms per 16×256²."""
+        noise = torch.rand(n, 1, NOISE_GRID, NOISE_GRID, generator=self._gen).to(device)
         field = F.interpolate(noise, size=size, mode="bicubic", align_corners=False).flatten(1)
-        area = self._uniform(n, *AREA)
+        area = self._uniform(n, *AREA).to(device)
         k = (field.shape[1] * (1 - area)).long().clamp(1, field.shape[1] - 1)
         cut = field.sort(dim=1).values.gather(1, k[:, None])
         return (field > cut).float().view(n, 1, *size)
@@ -51,11 +53,11 @@ class SyntheticDefects:
         """(B, C, H, W) in [0, 1] -> a corrupted copy (the input is not changed)."""
         b, dev = x.shape[0], x.device
         hit = (torch.rand(b, generator=self._gen) < self.prob).float()
-        mask = self.masks(b, x.shape[-2:]) * (hit * self._uniform(b, *OPACITY)).view(b, 1, 1, 1)
+        mask = self.masks(b, x.shape[-2:], dev) * (hit * self._uniform(b, *OPACITY)).to(dev).view(b, 1, 1, 1)
         shift = [int(v) for v in torch.randint(1, max(2, min(x.shape[-2:])), (2,), generator=self._gen)]
         other = torch.roll(x.roll(1, dims=0), shifts=shift, dims=(-2, -1))  # another image, moved
         flat = torch.rand(b, 1, 1, 1, generator=self._gen)
         use_flat = torch.rand(b, 1, 1, 1, generator=self._gen) < 0.5
         fill = torch.where(use_flat.to(dev), flat.to(dev, x.dtype), other)
-        mask = mask.to(dev, x.dtype)
+        mask = mask.to(x.dtype)
         return x * (1 - mask) + fill * mask

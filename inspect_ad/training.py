@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import random
 import shutil
 import time
@@ -52,6 +53,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise InspectError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N")
+
+
+def describe_device(device: torch.device) -> str:
+    """For result tables: the GPU's name, or the CPU's architecture and torch's thread count."""
+    if device.type == "cuda":
+        return f"GPU ({torch.cuda.get_device_name(device)})"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def seed_everything(seed: int) -> None:

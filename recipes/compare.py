@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import platform
 import shlex
 import sys
 import time
@@ -27,7 +26,7 @@ from inspect_ad.data.preprocess import NORMALIZATIONS
 from inspect_ad.detector import Detector
 from inspect_ad.evaluation import evaluate
 from inspect_ad.models import parse_overrides
-from inspect_ad.training import TrainConfig, resolve_device
+from inspect_ad.training import TrainConfig, describe_device, resolve_device
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
 
@@ -88,11 +87,9 @@ def run_one(name: str, data, args, out: Path) -> dict:
 def header(args, wall: float, data_name: str) -> str:
     """Section title plus what is needed to rerun it: command line, seed, device, wall time."""
     cmd = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]])
-    device = resolve_device(args.device)
-    dev = (torch.cuda.get_device_name(device) if device.type == "cuda"
-           else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)")
     return (f"### {args.title or 'run'} — {data_name}\n\n- command: `{cmd}`\n"
-            f"- seed {args.seed}, device {dev}, wall time {wall / 60:.1f} min, {datetime.now(timezone.utc):%Y-%m-%d}\n\n")
+            f"- seed {args.seed}, device {describe_device(resolve_device(args.device))}, "
+            f"wall time {wall / 60:.1f} min, {datetime.now(timezone.utc):%Y-%m-%d}\n\n")
 
 
 def model_rows(results: dict) -> str:

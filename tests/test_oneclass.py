@@ -241,9 +241,9 @@ def test_recipe_smoke_run_writes_a_table(tmp_path, recipe):
     write_fake_mnist(tmp_path, per_class=60)
     out = tmp_path / "mnist.md"
     rc = recipe.main(["--dataset", "mnist", "--data", str(tmp_path), "--classes", "0", "--epochs", "1",
-                      "--max-per-class", "50", "--tiny", "--out", str(out)])
+                      "--max-per-class", "50", "--tiny", "--device", "cpu", "--out", str(out)])
     text = out.read_text()
-    assert rc == 0 and "Status: complete" in text
+    assert rc == 0 and "Status: complete" in text and "- Device: CPU (" in text
     row = next(line for line in text.splitlines() if line.startswith("| 0 |"))
     values = [float(v) for v in row.strip("| ").split(" | ")[1:]]
     assert len(values) == 3 and all(v > 0.9 for v in values)
@@ -267,3 +267,12 @@ def test_recipe_runs_on_a_colour_folder_and_names_bad_classes(tmp_path, recipe, 
     assert "| ok |" in out.read_text()
     assert recipe.main(common + ["--classes", "dent"]) == 2
     assert "choose one of: ok, scratch" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_recipe_names_a_missing_gpu_in_one_line(tmp_path, recipe, capsys):
+    write_fake_mnist(tmp_path, per_class=20)
+    rc = recipe.main(["--dataset", "mnist", "--data", str(tmp_path), "--classes", "0", "--variants", "ae",
+                      "--epochs", "1", "--tiny", "--device", "cuda", "--out", str(tmp_path / "t.md")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no CUDA GPU" in err and "--device cpu" in err and len(err.splitlines()) == 1

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -30,3 +33,11 @@ def test_stretch_ignores_a_few_hot_pixels_and_survives_a_flat_image():
 def test_unknown_normalization_lists_choices():
     with pytest.raises(ValueError, match="choose one of: divide_by_255, stretch"):
         Preprocessing(16, 1, "zscore")
+
+
+def test_scoring_and_the_cli_load_without_albumentations():
+    # albumentations takes seconds to import and only --augment needs it: a plain fit or a
+    # score must not pay for it (and must run where it is not installed).
+    code = ("import sys, inspect_ad.cli, inspect_ad.detector, inspect_ad.evaluation; "
+            "sys.exit('albumentations' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

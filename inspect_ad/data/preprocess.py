@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .io import convert_channels, read_image
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 AUGMENTATIONS = ("none", "flip", "light")
 # "stretch" maps each image's 1st..99th percentile grey level to 0..1 (not in the papers): with
@@ -82,6 +84,7 @@ def augmentation(name: str, seed: int) -> A.Compose | None:
         raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENTATIONS)}")
     if name == "none":
         return None
+    import albumentations as A  # here, not at the top: importing it takes seconds, and most fits never augment
     ops = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
     if name == "light":
         ops.append(A.RandomBrightnessContrast(brightness_limit=0.05, contrast_limit=0.05, p=0.5))

@@ -186,6 +186,12 @@ class TrainSettings:
     seed: int = 0
 
 
+def _on_model_device(model: nn.Module, images: np.ndarray) -> Tensor:
+    """The whole (small) image array on the model's device, moved once rather than per batch."""
+    param = next(model.parameters(), None)
+    return torch.as_tensor(images).to(param.device if param is not None else "cpu")
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     return order.split(batch_size)
@@ -204,12 +210,12 @@ def reconstruction_errors(model: OneClassAE, images: np.ndarray, batch_size: int
     if error not in ERRORS:
         raise ValueError(f"unknown error {error!r}; choose one of: {', '.join(ERRORS)}")
     model.eval()
-    x = torch.as_tensor(images)
+    x = _on_model_device(model, images)
     errs = []
     for i in _batches(len(x), batch_size):
         e = ((model(x[i]).reconstruction - x[i]) ** 2).flatten(1).mean(1)
         errs.append(e / (x[i] ** 2).flatten(1).mean(1).clamp_min(1e-12) if error == "relative" else e)
-    return torch.cat(errs).numpy().astype(np.float64)
+    return torch.cat(errs).cpu().numpy().astype(np.float64)
 
 
 @torch.no_grad()
@@ -219,7 +225,7 @@ def slots_read(model: OneClassAE, images: np.ndarray, batch_size: int = 256) -> 
     if model.memory is None:
         raise ValueError("this model has no memory")
     model.eval()
-    x = torch.as_tensor(images)
+    x = _on_model_device(model, images)
     counts = [(model(x[i]).weights[0] > 0).sum(1).float() for i in _batches(len(x), batch_size)]
     return float(torch.cat(counts).mean())
 
@@ -232,13 +238,13 @@ def scale_scores(errors: np.ndarray) -> np.ndarray:
 
 def fit_oneclass(model: OneClassAE, train: np.ndarray, val: np.ndarray,
                  settings: TrainSettings | None = None, progress: bool = False) -> list[dict]:
-    """Adam on eq. 10 over normal images; keeps the weights of the epoch with the lowest
-    validation reconstruction error (the 10% held out in §4.1). Returns per-epoch history."""
+    """Adam on eq. 10 over normal images, on the model's device; keeps the weights of the epoch
+    with the lowest validation reconstruction error (the 10% held out in §4.1). Returns per-epoch history."""
     settings = settings or TrainSettings()
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    x = torch.as_tensor(train)
+    x = _on_model_device(model, train)
     alpha = model.config.entropy_weight
     history, best = [], (float("inf"), None)
     for epoch in tqdm(range(settings.epochs), desc="epochs", disable=not progress, leave=False):
