@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import load_recipe
 
-from inspect_ad.data.oneclass import (load_cifar10, load_image_folder, load_mnist, one_class_split,
-                                      read_cifar10_batch, read_idx)
+from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_folder, load_mnist,
+                                      one_class_split, read_cifar10_batch, read_idx)
 from inspect_ad.errors import InspectError
 from inspect_ad.metrics import auroc
 from inspect_ad.models import create_model, get_spec, list_models
@@ -276,3 +276,14 @@ def test_recipe_names_a_missing_gpu_in_one_line(tmp_path, recipe, capsys):
                       "--epochs", "1", "--tiny", "--device", "cuda", "--out", str(tmp_path / "t.md")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "no CUDA GPU" in err and "--device cpu" in err and len(err.splitlines()) == 1
+
+
+def test_code_channels_narrows_the_code_of_every_variant(recipe):
+    data = LabelledImages(np.zeros((4, 1, 28, 28), np.float32), np.arange(4), [str(i) for i in range(4)])
+    args = recipe.parse_args(["--code-channels", "2"])
+    for variant in ("ae", "memae"):
+        model = recipe.build(args, data, variant)
+        out = model(torch.rand(3, 1, 28, 28))
+        assert model.latent_shape == (2, 4, 4) and out.reconstruction.shape == (3, 1, 28, 28)
+    assert model.memory.slots.shape[1] == 2 * 4 * 4     # the memory addresses the narrower code
+    assert recipe.build(recipe.parse_args([]), data, "ae").latent_shape == (64, 4, 4)   # the paper's
