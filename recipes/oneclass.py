@@ -87,6 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--anomaly-class", default="9", help="--visualize: the anomalous inputs' class")
     args = p.parse_args(argv)
     args.command = " ".join(["python", "recipes/oneclass.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.code_channels < 0:
+        p.error(f"--code-channels must be a positive width (or 0 for the paper's), got {args.code_channels}")
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
     if unknown:
         p.error(f"unknown variant {', '.join(unknown)}; choose from: {', '.join(VARIANTS)}")
@@ -146,7 +148,8 @@ def run_task(args, normal_class: int, variant: str) -> dict:
     slots = slots_read(model, data.images[split.test]) if model.memory is not None else None
     return dict(cls=normal_class, variant=variant, auroc=float(auroc(split.test_labels, scores)), slots_read=slots,
                 device=describe_device(device), seconds=time.time() - t0,
-                best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1, n_train=len(split.train), n_test=len(split.test), anomaly_fraction=split.anomaly_fraction)
+                best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1, n_train=len(split.train),
+                n_test=len(split.test), anomaly_fraction=split.anomaly_fraction)
 
 
 def _init_worker(data: LabelledImages) -> None:
