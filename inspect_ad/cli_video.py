@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -17,8 +16,12 @@ from .atomic import atomic_path, atomic_write_json
 from .bundle import load_bundle, save_bundle
 from .data.video import load_clip_folder, load_video_dataset
 from .models import parse_overrides
+from .training import describe_device, resolve_device
 from .video import (RECIPES, SETTINGS, anomaly_score, calibrate, evaluate_videos, fit_video_model,
                     load_frames, recipe_setting, save_score_plot, score_frames, VideoResult)
+
+
+DEVICE_HELP = "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N"
 
 
 def _threads() -> None:
@@ -45,18 +48,20 @@ def video() -> None:
 @click.option("--no-memory", is_flag=True, help="train the paper's no-memory ablation")
 @click.option("--set", "overrides", multiple=True, help="model config KEY=VALUE (repeatable)")
 @click.option("--seed", type=int, default=0, show_default=True)
-def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_memory, overrides, seed):
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_memory, overrides, seed, device):
     """Train a recipe on the normal training videos of DATA and save a bundle."""
+    dev = resolve_device(device)  # before the data: a missing GPU should not cost a dataset load
     st = recipe_setting(recipe, setting)
     model_over = {**st["model"], **parse_overrides(overrides, "--set"), **({"use_memory": False} if no_memory else {})}
     ds = load_video_dataset(data).require_train()
     epochs, batch_size = epochs or st["epochs"], batch_size or st["batch_size"]
     click.echo(f"training {recipe} ({setting}) on {len(ds.train)} videos of {ds.name} for {epochs} epochs")
-    result = fit_video_model(recipe, ds.train, epochs, batch_size, seed, max_steps_per_epoch, **model_over)
+    result = fit_video_model(recipe, ds.train, epochs, batch_size, seed, max_steps_per_epoch, str(dev), **model_over)
     cal = calibrate(result.model, ds.train)
     training = {"data": str(data), "setting": setting, "epochs": epochs, "batch_size": batch_size,
                 "seed": seed, "max_steps_per_epoch": max_steps_per_epoch, "seconds": round(result.seconds, 1),
-                "device": f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+                "device": describe_device(dev),
                 "history": result.history}
     save_bundle(out, result.model, recipe, result.model.config, training=training, calibration=cal)
     click.echo(f"saved {out} ({result.seconds:.0f} s training)")
@@ -68,9 +73,10 @@ def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_
 @click.option("--out", type=click.Path(file_okay=False), help="where metrics.json and the plot go "
               "(default: <model>/eval)")
 @click.option("--no-update", is_flag=True, help="disable MNAD's test-time memory update")
-def evaluate(model_dir, data, out, no_update):
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+def evaluate(model_dir, data, out, no_update, device):
     """Frame-level AUC over all test frames (per-video and calibrated normalisation)."""
-    bundle = load_bundle(model_dir)
+    bundle = load_bundle(model_dir, resolve_device(device))
     ds = load_video_dataset(data).require_test()
     metrics, results = evaluate_videos(bundle.model, ds.test, bundle.sections.get("calibration"),
                                        test_time_update=not no_update)
@@ -91,9 +97,10 @@ def _summary(training: dict) -> dict:
 @click.argument("clip_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV path (default: <clip_dir name>_scores.csv)")
-def score(clip_dir, model_dir, out):
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+def score(clip_dir, model_dir, out, device):
     """Per-frame scores of one clip: CSV (raw, calibrated and per-clip normalised) and a plot."""
-    bundle = load_bundle(model_dir)
+    bundle = load_bundle(model_dir, resolve_device(device))
     video_obj = load_clip_folder(clip_dir)
     start = time.perf_counter()
     raw = score_frames(bundle.model, load_frames(bundle.model, video_obj), test_time_update=False)

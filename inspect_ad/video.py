@@ -36,7 +36,7 @@ from .errors import InspectError
 from .metrics import auroc, psnr
 from .models import create_model, make_config
 from .models.video import MNAD, MemAE3D, per_sample_distance, update_memory, video_loss
-from .training import seed_everything
+from .training import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +116,13 @@ class FitResult:
 
 
 def fit_video_model(name: str, videos: list[Video], epochs: int, batch_size: int = 4, seed: int = 0,
-                    max_steps_per_epoch: int | None = None, **overrides) -> FitResult:
+                    max_steps_per_epoch: int | None = None, device: str = "auto", **overrides) -> FitResult:
     """Train registered video model ``name`` on normal ``videos`` (Adam, cosine annealing as
-    MNAD §4.1; the memory updates of MNAD eq. 3 / seed 003 eq. 12 after every step)."""
+    MNAD §4.1; the memory updates of MNAD eq. 3 / seed 003 eq. 12 after every step) on
+    ``device`` (see :func:`~inspect_ad.training.resolve_device`)."""
+    dev = resolve_device(device)
     seed_everything(seed)
-    model = create_model(name, make_config(name, **overrides))
+    model = create_model(name, make_config(name, **overrides)).to(dev)
     frames = [load_frames(model, v) for v in videos]
     length = model.config.clip_length
     index = [(v, s) for v, f in enumerate(frames) for s in range(len(f) - length + 1)]
@@ -134,7 +136,8 @@ def fit_video_model(name: str, videos: list[Video], epochs: int, batch_size: int
         order = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
         sums: dict[str, float] = {}
         for step in tqdm(range(steps), desc=f"{name} epoch {epoch + 1}/{epochs}", leave=False):
-            batch = _clip_batch(frames, [index[i] for i in order[step * batch_size:(step + 1) * batch_size]], length)
+            batch = _clip_batch(frames, [index[i] for i in order[step * batch_size:(step + 1) * batch_size]],
+                                length).to(dev)
             x, targets = model.split_clip(batch)
             out = model(x)
             loss, logs = video_loss(model, out, targets)
@@ -180,7 +183,7 @@ def regular_score(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def frame_psnr(prediction: Tensor, target: Tensor) -> list[float]:
-    pairs = zip(((prediction + 1) / 2).numpy(), ((target + 1) / 2).numpy())
+    pairs = zip(((prediction + 1) / 2).cpu().numpy(), ((target + 1) / 2).cpu().numpy())
     return [min(psnr(p, t, data_range=1.0), PSNR_CAP) for p, t in pairs]
 
 
@@ -212,19 +215,21 @@ def score_frames(model: nn.Module, frames: np.ndarray, test_time_update: bool = 
     raw = RawScores(*(np.full(n, np.nan) for _ in range(3)))
     clips = scored_clips(model, n)
     gate = getattr(model.config, "update_threshold", None) if isinstance(model, MNAD) else None
+    dev = next(model.parameters()).device
     start = time.perf_counter()
     for i in range(0, len(clips), batch_size):
         chunk = clips[i:i + batch_size]
-        x, targets = model.split_clip(_clip_batch([frames], [(0, s) for _, s in chunk], model.config.clip_length))
+        clip = _clip_batch([frames], [(0, s) for _, s in chunk], model.config.clip_length).to(dev)
+        x, targets = model.split_clip(clip)
         out = model(x)
         target, at = targets["target"], [u for u, _ in chunk]
         if isinstance(model, MemAE3D):
-            raw.error[at] = (out.prediction - target).pow(2).flatten(1).mean(1).numpy()
+            raw.error[at] = (out.prediction - target).pow(2).flatten(1).mean(1).cpu().numpy()
             continue
         raw.psnr[at] = frame_psnr(out.prediction, target)
         dist = per_sample_distance(model, out, len(chunk))
         if dist is not None:
-            raw.distance[at] = dist.numpy()
+            raw.distance[at] = dist.cpu().numpy()
         if test_time_update and gate is not None and out.queries is not None:
             normal = regular_score(out.prediction, target) < gate
             if normal.any():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from inspect_ad.bundle import save_bundle
 from inspect_ad.data.synthetic_video import ANOMALY_KINDS
 from inspect_ad.data.video import load_video_dataset
 from inspect_ad.models import create_model, parse_overrides
+from inspect_ad.training import describe_device, resolve_device
 from inspect_ad.video import (RECIPES, calibrate, evaluate_videos, fit_video_model, recipe_setting,
                               save_score_plot)
 
@@ -38,7 +38,8 @@ def run_one(recipe: str, memory: bool, args, ds) -> dict:
     overrides = {**st["model"], **parse_overrides(args.option), "use_memory": memory}
     epochs = args.epochs or st["epochs"]
     start = time.perf_counter()
-    fit = fit_video_model(recipe, ds.train, epochs, st["batch_size"], args.seed, args.max_steps_per_epoch, **overrides)
+    fit = fit_video_model(recipe, ds.train, epochs, st["batch_size"], args.seed, args.max_steps_per_epoch,
+                          args.device, **overrides)
     cal = calibrate(fit.model, ds.train)
     metrics, results = evaluate_videos(fit.model, ds.test, cal)
     # one folder per distinct run, so a rerun with another seed or option never overwrites a bundle
@@ -53,7 +54,7 @@ def run_one(recipe: str, memory: bool, args, ds) -> dict:
             "model": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
             "seed": args.seed, "options": args.option, "train_seconds": round(fit.seconds, 1),
             "wall_seconds": round(time.perf_counter() - start, 1), **metrics,
-            "device": f"CPU {platform.machine()}, torch threads {torch.get_num_threads()}"}
+            "device": describe_device(resolve_device(args.device))}
 
 
 def _fmt(x) -> str:
@@ -137,6 +138,7 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-steps-per-epoch", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option for every recipe run, e.g. -o logit_scale=10 (repeatable)")
     p.add_argument("--out", default="runs/ped2")

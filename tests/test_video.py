@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from conftest import load_recipe
 
 from inspect_ad.bundle import load_bundle, save_bundle
+from inspect_ad.cli import main as main_cli
 from inspect_ad.cli_video import video as video_cli
 from inspect_ad.data.synthetic_video import SyntheticVideoConfig, make_synthetic_video_set, write_frame_folders
 from inspect_ad.data.video import (load_frame_folders, load_ucsd_original, load_video_dataset,
@@ -248,8 +249,10 @@ def test_cli_fit_evaluate_score(tmp_path):
     runner = CliRunner()
     out = tmp_path / "m"
     r = runner.invoke(video_cli, ["fit", "--recipe", "mnad-pred", "--data", str(data), "--out", str(out),
-                                  "--setting", "tiny", "--epochs", "1", "--max-steps-per-epoch", "2"])
+                                  "--setting", "tiny", "--epochs", "1", "--max-steps-per-epoch", "2",
+                                  "--device", "cpu"])
     assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["training"]["device"].startswith("CPU (")
     r = runner.invoke(video_cli, ["evaluate", "--model", str(out), "--data", str(data)])
     assert r.exit_code == 0, r.output
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
@@ -262,6 +265,13 @@ def test_cli_fit_evaluate_score(tmp_path):
     rows = (tmp_path / "s.csv").read_text().splitlines()
     assert len(rows) == 25 and rows[0].startswith("frame,file,psnr")
     assert rows[1].split(",")[2] == "nan" and rows[5].split(",")[2] != "nan"   # frames 0-3 unscored
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cli_fit_names_a_missing_gpu_in_one_line():
+    r = CliRunner().invoke(main_cli, ["video", "fit", "--recipe", "mnad-pred", "--data", "synthetic", "--out", "x",
+                                      "--setting", "tiny", "--epochs", "1", "--device", "cuda"])
+    assert r.exit_code == 2 and "no CUDA GPU" in r.output and "--device cpu" in r.output
 
 
 def test_cli_unknown_recipe_lists_choices():
