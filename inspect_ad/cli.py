@@ -280,11 +280,9 @@ def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, s
     det = Detector.load(model_dir, device)
     overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("scales", map_scales),
                                    ("pooling", pooling), ("standardize", standardize)) if v is not None}
-    saved = det.map_config
-    det.map_config = replace(saved, **overrides)
+    det.map_config = replace(det.map_config, **overrides)
     data = load_image_set(data_root, category, manifest, train_dir)
-    stale = det.map_reference_ is None or det.map_config.raw_settings() != saved.raw_settings()
-    if det.map_config.standardized and stale:
+    if det.map_config.standardized and not det.reference_is_current():
         det.fit_reference(data.require_train().train)
     result = run_evaluation(det, data, out)
     click.echo(format_metrics(result))

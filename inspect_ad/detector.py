@@ -102,7 +102,7 @@ class Detector:
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None}
         self.calibration_: dict | None = None
-        self.map_reference_ = None
+        self.map_reference_ = self.map_reference_settings_ = None
         if self.map_config.standardized:
             self.fit_reference(reference, progress=progress)
         self.reference_ = self._reference_stats(images)
@@ -130,7 +130,14 @@ class Detector:
                 x = torch.stack([self._to_input(self._read(p)) for p in images[i:i + batch_size]]).to(self.device)
                 maps.append(anomaly_maps(x, self.model_(x).reconstruction, plain)[0])
         self.map_reference_ = reference_maps(torch.cat(maps))
+        self.map_reference_settings_ = self.map_config.raw_settings()
         return self
+
+    def reference_is_current(self) -> bool:
+        """Whether reference maps exist and were made with the map's current metric, smoothing and
+        scales: z-scores against a reference of other settings would be silently wrong."""
+        return (getattr(self, "map_reference_", None) is not None
+                and getattr(self, "map_reference_settings_", None) == self.map_config.raw_settings())
 
     def _reference_stats(self, images: Sequence[Path], n: int = 32) -> dict:
         """Map statistics on (up to n) training images: the scale for heatmap colour bars."""
@@ -186,7 +193,11 @@ class Detector:
         if getattr(self, "calibration_", None):
             sections["calibration"] = self.calibration_
         reference = getattr(self, "map_reference_", None)
-        tensors = {"map_reference": reference} if reference is not None else None
+        tensors = None
+        if reference is not None:
+            tensors = {"map_reference": reference}
+            metric, sigma, scales = self.map_reference_settings_
+            sections["map_reference"] = {"metric": metric, "sigma": sigma, "scales": list(scales)}
         return save_bundle(path, self.model_, self.model, self.model_config_, tensors, **sections)
 
     @classmethod
@@ -207,6 +218,9 @@ class Detector:
         det.reference_ = b.sections.get("reference", {"pixel_p99": 1.0})
         det.bundle_path_ = b.path
         det.map_reference_ = b.tensors.get("map_reference")
+        made_with = b.sections.get("map_reference")  # absent in older bundles: made with the saved settings
+        det.map_reference_settings_ = ((made_with["metric"], made_with["sigma"], tuple(made_with["scales"]))
+                                       if made_with else det.map_config.raw_settings())
         return det
 
     # --- scoring -----------------------------------------------------------------------
@@ -218,12 +232,19 @@ class Detector:
     @torch.no_grad()
     def _infer(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         x = batch.to(self.device)
-        if self.map_config.standardized and getattr(self, "map_reference_", None) is None:
-            raise InspectError("standardized maps need reference maps from defect-free images: call "
-                               "fit_reference(images), or pass training data to 'inspect-ad evaluate --standardize'")
+        if self.map_config.standardized and not self.reference_is_current():
+            raise InspectError(self._reference_problem())
         maps, scores = anomaly_maps(x, self.model_(x).reconstruction, self.map_config,
                                     getattr(self, "map_reference_", None))
         return maps.float().cpu().numpy(), scores.float().cpu().numpy()
+
+    def _reference_problem(self) -> str:
+        fix = ("call fit_reference(images) with defect-free images, or pass training data to "
+               "'inspect-ad evaluate --standardize'")
+        if getattr(self, "map_reference_", None) is None:
+            return f"standardized maps need reference maps from defect-free images: {fix}"
+        return (f"the reference maps were made with map settings (metric, sigma, scales) "
+                f"{self.map_reference_settings_}, but the map now uses {self.map_config.raw_settings()}: {fix}")
 
     def predict_iter(self, inputs: Iterable[str | Path | np.ndarray], batch_size: int = 16,
                      keep_image: bool = False) -> Iterator[Prediction]:

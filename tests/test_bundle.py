@@ -86,3 +86,36 @@ def test_reference_split_without_standardized_maps_is_refused(tiny_mvtec):
     det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY)
     with pytest.raises(InspectError, match="--standardize"):
         det.fit(paths, progress=False, reference_split=0.3)
+
+
+def test_changed_map_settings_need_new_reference_maps(tiny_mvtec, tmp_path):
+    from dataclasses import replace
+
+    from inspect_ad.anomaly_map import MapConfig
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY,
+                   map_config=MapConfig(sigma=1.0, standardize="score"))
+    det.fit(paths, out=tmp_path / "z", progress=False)
+    loaded = Detector.load(tmp_path / "z", device="cpu")
+    assert loaded.reference_is_current()
+    for d in (det, loaded):
+        d.map_config = replace(d.map_config, sigma=2.0)    # z-scores against sigma-1 maps would be wrong
+        with pytest.raises(InspectError, match=r"made with map settings .*'l2', 1\.0.* now uses .*'l2', 2\.0"):
+            d.score_samples(paths)
+    loaded.fit_reference(paths, progress=False)
+    assert loaded.reference_is_current() and np.isfinite(loaded.score_samples(paths)).all()
+    loaded.map_config = replace(loaded.map_config, pooling="mean", standardize="map")   # not a raw setting
+    assert loaded.reference_is_current()
+
+
+def test_bundles_without_recorded_reference_settings_assume_the_saved_map(tiny_mvtec, tmp_path):
+    from inspect_ad.anomaly_map import MapConfig
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY,
+                   map_config=MapConfig(sigma=1.0, standardize="score"))
+    det.fit(paths, out=tmp_path / "z", progress=False)
+    cfg = json.loads((tmp_path / "z" / "config.json").read_text())
+    assert cfg.pop("map_reference") == {"metric": "l2", "sigma": 1.0, "scales": [1]}
+    (tmp_path / "z" / "config.json").write_text(json.dumps(cfg))    # as written before the record existed
+    loaded = Detector.load(tmp_path / "z", device="cpu")
+    np.testing.assert_array_equal(det.score_samples(paths), loaded.score_samples(paths))
