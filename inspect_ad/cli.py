@@ -10,7 +10,7 @@ import numpy as np
 
 from . import __version__
 from .anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
-from .data.preprocess import NORMALIZATIONS
+from .data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from .errors import InspectError
 from .models import IMAGE_MODELS, parse_overrides
 from .training import TrainConfig
@@ -86,6 +86,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]))
 @click.option("--normalization", default="divide_by_255", show_default=True, type=click.Choice(NORMALIZATIONS),
               help="Pixel scaling; 'stretch' also maps each image's 1st-99th percentile to 0-1 (uneven exposure).")
+@click.option("--resize", "resize_mode", default="squash", show_default=True, type=click.Choice(RESIZE_MODES),
+              help="Non-square images: 'squash' to the square input, or 'pad' (keep the aspect ratio, reflect).")
 @click.option("--sigma", default=4.0, show_default=True, help="Gaussian smoothing of anomaly maps (pixels).")
 @click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]))
 @click.option("--map-scales", default="1", show_default=True, callback=lambda ctx, param, v: parse_scales(v),
@@ -112,7 +114,7 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
-        seed, augment, normalization, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
+        seed, augment, normalization, resize_mode, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
         synthetic_defects, standardize, reference_split, options, checkpoint_every, resume, overwrite,
         calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
@@ -128,7 +130,8 @@ def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch
                                                                     checkpoint_every=checkpoint_every),
                    map_config=MapConfig(sigma, pooling, map_metric, standardize, map_scales), augment=augment,
                    model_options=parse_options(options), ssim_weight=ssim_weight,
-                   gms_weight=gms_weight, synthetic_defects=synthetic_defects, normalization=normalization)
+                   gms_weight=gms_weight, synthetic_defects=synthetic_defects, normalization=normalization,
+                   resize_mode=resize_mode)
     det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
             calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
             reference_split=reference_split)

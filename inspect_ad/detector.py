@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .anomaly_map import MapConfig, anomaly_maps, reference_maps, resize_map
+from .anomaly_map import MapConfig, anomaly_maps, reference_maps
 from .bundle import load_bundle, save_bundle, update_bundle_sections
 from .calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
 from .corruption import SyntheticDefects
-from .data.preprocess import NORMALIZATIONS, Preprocessing, TrainImages, augmentation, detect_channels
+from .data.preprocess import NORMALIZATIONS, RESIZE_MODES, Preprocessing, TrainImages, augmentation, detect_channels
 from .errors import InspectError
 from .models import IMAGE_MODELS, create_model, make_config
 from .training import TrainConfig, memae_objective, resolve_device, train
@@ -52,6 +52,7 @@ class Detector:
     gms_weight: float = 0.0              # > 0 adds a gradient-similarity term (idem)
     synthetic_defects: float = 0.0       # > 0: this fraction of training inputs get pasted defects
     normalization: str = "divide_by_255"  # or "stretch": per-image contrast (see data.preprocess)
+    resize_mode: str = "squash"           # or "pad": keep the aspect ratio (see data.preprocess)
 
     def __post_init__(self):
         if self.model not in IMAGE_MODELS:
@@ -59,6 +60,8 @@ class Detector:
         if self.normalization not in NORMALIZATIONS:
             raise InspectError(f"unknown normalization {self.normalization!r}; "
                                f"choose one of: {', '.join(NORMALIZATIONS)}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise InspectError(f"unknown resize mode {self.resize_mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
 
     # --- fitting -----------------------------------------------------------------------
 
@@ -84,7 +87,7 @@ class Detector:
                                    "or drop --reference-split")
             images, reference = holdout_split(images, reference_split, self.train_config.seed + 1, "reference")
         channels = self.channels or detect_channels(images)
-        self.preprocessing_ = Preprocessing(self.image_size, channels, self.normalization)
+        self.preprocessing_ = Preprocessing(self.image_size, channels, self.normalization, self.resize_mode)
         self.model_config_ = make_config(self.model, in_channels=channels, image_size=self.image_size,
                                          **self.model_options)
         torch.manual_seed(self.train_config.seed)
@@ -212,7 +215,8 @@ class Detector:
                   TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}),
                   MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"),
                   ssim_weight=training.get("ssim_weight", 0.0), gms_weight=training.get("gms_weight", 0.0),
-                  synthetic_defects=training.get("synthetic_defects", 0.0), normalization=prep.normalization)
+                  synthetic_defects=training.get("synthetic_defects", 0.0), normalization=prep.normalization,
+                  resize_mode=prep.resize_mode)
         det.model_, det.model_config_, det.preprocessing_ = b.model, b.config, prep
         det.training_info_, det.calibration_, det.history_ = training, b.sections.get("calibration"), []
         det.reference_ = b.sections.get("reference", {"pixel_p99": 1.0})
@@ -282,7 +286,7 @@ class Detector:
             return
         maps, scores = self._infer(torch.stack([t for _, t, _ in pending]))
         for (source, _, img), m, s in zip(pending, maps, scores):
-            yield Prediction(source, float(s), resize_map(m, img.shape[:2]), img if keep_image else None)
+            yield Prediction(source, float(s), self.preprocessing_.map_to_image(m, img.shape[:2]), img if keep_image else None)
 
     def _checked(self, inputs) -> list[Prediction]:
         preds = list(self.predict_iter(inputs))

@@ -22,7 +22,7 @@ import torch
 
 from inspect_ad.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data import load_image_set
-from inspect_ad.data.preprocess import NORMALIZATIONS
+from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from inspect_ad.detector import Detector
 from inspect_ad.evaluation import evaluate
 from inspect_ad.models import parse_overrides
@@ -54,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--augment", default="none", choices=["none", "flip", "light"])
     p.add_argument("--normalization", default="divide_by_255", choices=NORMALIZATIONS,
                    help="'stretch': per-image contrast stretch (see inspect_ad.data.preprocess)")
+    p.add_argument("--resize", default="squash", choices=RESIZE_MODES,
+                   help="non-square images: 'pad' keeps the aspect ratio (see inspect_ad.data.preprocess)")
     p.add_argument("--standardize", nargs="?", const="map", default="off", choices=STANDARDIZE,
                    help="per-pixel z-scores: 'map' (alone: --standardize) or the image 'score' only (see MapConfig)")
     p.add_argument("--reference-split", type=float, default=0.0,
@@ -75,7 +77,7 @@ def run_one(name: str, data, args, out: Path) -> dict:
                                         parse_scales(args.map_scales)), augment=args.augment,
                    model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight,
                    gms_weight=args.gms_weight, synthetic_defects=args.synthetic_defects,
-                   normalization=args.normalization)
+                   normalization=args.normalization, resize_mode=args.resize)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name, reference_split=args.reference_split)
     result = evaluate(det, data, out / name / "report")

@@ -32,7 +32,8 @@ def test_bundle_is_safetensors_and_json(fitted):
     assert sorted(p.name for p in path.iterdir() if p.is_file()) == ["config.json", "model.safetensors"]
     cfg = read_bundle_config(path)
     assert cfg["bundle_version"] == BUNDLE_VERSION
-    assert cfg["preprocessing"] == {"image_size": 32, "channels": 1, "normalization": "divide_by_255"}
+    assert cfg["preprocessing"] == {"image_size": 32, "channels": 1, "normalization": "divide_by_255",
+                                    "resize_mode": "squash"}
     assert cfg["training"]["n_train"] == 6 and cfg["training"]["lr"] == 1e-4
 
 
@@ -119,3 +120,17 @@ def test_bundles_without_recorded_reference_settings_assume_the_saved_map(tiny_m
     (tmp_path / "z" / "config.json").write_text(json.dumps(cfg))    # as written before the record existed
     loaded = Detector.load(tmp_path / "z", device="cpu")
     np.testing.assert_array_equal(det.score_samples(paths), loaded.score_samples(paths))
+
+
+def test_pad_resize_mode_is_saved_and_maps_keep_the_input_shape(tiny_mvtec, tmp_path):
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY,
+                   resize_mode="pad")
+    det.fit(paths, out=tmp_path / "p", progress=False)
+    loaded = Detector.load(tmp_path / "p", device="cpu")
+    assert loaded.preprocessing_.resize_mode == "pad"
+    wide = np.random.default_rng(0).integers(0, 255, (20, 50), dtype=np.uint8)
+    (amap,) = loaded.anomaly_maps([wide])
+    assert amap.shape == (20, 50)
+    with pytest.raises(InspectError, match="choose one of: squash, pad"):
+        Detector("ae", 32, resize_mode="fit")

@@ -41,3 +41,26 @@ def test_scoring_and_the_cli_load_without_albumentations():
     code = ("import sys, inspect_ad.cli, inspect_ad.detector, inspect_ad.evaluation; "
             "sys.exit('albumentations' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_pad_keeps_the_aspect_ratio_and_maps_return_onto_the_image():
+    img = np.zeros((10, 40, 1), np.uint8)
+    img[:, :20] = 200                                         # left half bright, right half dark
+    prep = Preprocessing(16, 1, resize_mode="pad")
+    assert prep.content_box((10, 40)) == (6, 0, 4, 16)        # 40 -> 16 wide, 10 -> 4 high, centred
+    x = prep.resize(img)[:, :, 0]
+    assert x.shape == (16, 16)
+    np.testing.assert_array_equal(x[6:10, :8], 200)           # the image, not stretched vertically
+    np.testing.assert_array_equal(x[:6, :8], 200)             # the padding reflects it
+    amap = np.zeros((16, 16), np.float32)
+    amap[6:10] = 1.0                                          # only the content rows matter
+    back = prep.map_to_image(amap, (10, 40))
+    assert back.shape == (10, 40) and np.all(back == 1.0)
+
+
+def test_squash_is_the_default_and_fills_the_square():
+    prep = Preprocessing(16, 1)
+    assert prep.resize_mode == "squash" and prep.content_box((10, 40)) == (0, 0, 16, 16)
+    assert prep.map_to_image(np.ones((16, 16), np.float32), (10, 40)).shape == (10, 40)
+    with pytest.raises(ValueError, match="choose one of: squash, pad"):
+        Preprocessing(16, 1, resize_mode="crop")

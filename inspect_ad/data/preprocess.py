@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..anomaly_map import resize_map
 from .io import convert_channels, read_image
 
 if TYPE_CHECKING:
@@ -21,30 +22,58 @@ AUGMENTATIONS = ("none", "flip", "light")
 # times those of a dark defective one and the image score ranks brightness, not defects.
 # Percentiles, not min/max, so that one hot pixel or a black border does not set the scale.
 NORMALIZATIONS = ("divide_by_255", "stretch")
+# How a non-square image becomes the square input. "squash": resize each side to image_size (the
+# papers', for MVTec AD's square images). "pad": keep the aspect ratio, scale the longer side to
+# image_size and fill the rest by reflecting the image; maps are cropped back to the image before
+# they are resized to it. Not in the papers: MTD's tiles range from 1:4 to 5:2, and squashing
+# changes the shape of their defects from image to image.
+RESIZE_MODES = ("squash", "pad")
 STRETCH_QUANTILES = (0.01, 0.99)
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize to ``image_size`` square (area interpolation), ``channels`` 1 or 3, scale to [0, 1]
-    (``normalization``: divide by 255, or also stretch each image's contrast, see NORMALIZATIONS)."""
+    """Resize to ``image_size`` square (area interpolation; ``resize``: see RESIZE_MODES), ``channels``
+    1 or 3, scale to [0, 1] (``normalization``: divide by 255, or also stretch each image's
+    contrast, see NORMALIZATIONS)."""
 
     image_size: int
     channels: int
     normalization: str = "divide_by_255"
+    resize_mode: str = "squash"
 
     def __post_init__(self):
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {self.normalization!r}; "
                              f"choose one of: {', '.join(NORMALIZATIONS)}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize mode {self.resize_mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
+
+    def content_box(self, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of an image of ``shape`` inside the square model input."""
+        s = self.image_size
+        if self.resize_mode == "squash":
+            return 0, 0, s, s
+        scale = s / max(shape)
+        h, w = max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+        return (s - h) // 2, (s - w) // 2, h, w
 
     def resize(self, img: np.ndarray) -> np.ndarray:
         s = self.image_size
         if img.shape[:2] == (s, s):
             return img
-        interp = cv2.INTER_AREA if min(img.shape[:2]) >= s else cv2.INTER_LINEAR
-        out = cv2.resize(img, (s, s), interpolation=interp)
+        top, left, h, w = self.content_box(img.shape[:2])
+        interp = cv2.INTER_AREA if h <= img.shape[0] and w <= img.shape[1] else cv2.INTER_LINEAR
+        out = cv2.resize(img, (w, h), interpolation=interp)
+        if (h, w) != (s, s):
+            border = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
+            out = cv2.copyMakeBorder(out, top, s - h - top, left, s - w - left, border)
         return out[:, :, None] if out.ndim == 2 else out
+
+    def map_to_image(self, amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """A model-resolution map back onto an image of ``shape``: crop the padding, then resize."""
+        top, left, h, w = self.content_box(shape)
+        return resize_map(amap[top:top + h, left:left + w], shape)
 
     def to_tensor(self, img: np.ndarray) -> torch.Tensor:
         """(H, W, C) uint8 already resized -> (C, S, S) float in [0, 1]."""
