@@ -286,7 +286,8 @@ class Detector:
             return
         maps, scores = self._infer(torch.stack([t for _, t, _ in pending]))
         for (source, _, img), m, s in zip(pending, maps, scores):
-            yield Prediction(source, float(s), self.preprocessing_.map_to_image(m, img.shape[:2]), img if keep_image else None)
+            amap = self.preprocessing_.map_to_image(m, img.shape[:2])
+            yield Prediction(source, float(s), amap, img if keep_image else None)
 
     def _checked(self, inputs) -> list[Prediction]:
         preds = list(self.predict_iter(inputs))

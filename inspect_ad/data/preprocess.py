@@ -25,15 +25,15 @@ NORMALIZATIONS = ("divide_by_255", "stretch")
 # How a non-square image becomes the square input. "squash": resize each side to image_size (the
 # papers', for MVTec AD's square images). "pad": keep the aspect ratio, scale the longer side to
 # image_size and fill the rest by reflecting the image; maps are cropped back to the image before
-# they are resized to it. Not in the papers: MTD's tiles range from 1:4 to 5:2, and squashing
-# changes the shape of their defects from image to image.
+# they are resized to it. Not in the papers: MTD's tiles range from about 1:3 to 8:3 (width:height),
+# and squashing changes the shape of their defects from image to image.
 RESIZE_MODES = ("squash", "pad")
 STRETCH_QUANTILES = (0.01, 0.99)
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize to ``image_size`` square (area interpolation; ``resize``: see RESIZE_MODES), ``channels``
+    """Resize to ``image_size`` square (area interpolation; ``resize_mode``: see RESIZE_MODES), ``channels``
     1 or 3, scale to [0, 1] (``normalization``: divide by 255, or also stretch each image's
     contrast, see NORMALIZATIONS)."""
 
