@@ -13,7 +13,7 @@ from .anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from .data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from .errors import InspectError
 from .models import IMAGE_MODELS, parse_overrides
-from .training import TrainConfig
+from .training import DEVICE_HELP, TrainConfig
 
 
 class Group(click.Group):
@@ -81,7 +81,7 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--image-size", default=256, show_default=True, help="Side of the square model input.")
 @click.option("--lr", default=1e-4, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]))
 @click.option("--normalization", default="divide_by_255", show_default=True, type=click.Choice(NORMALIZATIONS),
@@ -157,7 +157,7 @@ def format_calibration(cal: dict) -> str:
 @click.option("--target-frr", default=0.01, show_default=True, help="Target false-reject rate on good parts.")
 @click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--batch-size", default=16, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def calibrate(model_dir, good, target_frr, min_area, batch_size, device, quiet):
     """Set PASS/FAIL thresholds from good images with a stated false-reject guarantee."""
@@ -187,7 +187,7 @@ def unique_stem(path: Path, used: set[str]) -> str:
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
 @click.option("--out", required=True, type=click.Path(), help="Folder for overlays and maps.")
 @click.option("--batch-size", default=8, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 def segment(inputs, model_dir, out, batch_size, device):
     """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
     model also write the defect mask and a contour overlay, and print PASS/FAIL."""
@@ -233,7 +233,7 @@ def segment(inputs, model_dir, out, batch_size, device):
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Calibrated model bundle folder.")
 @click.option("--out", required=True, type=click.Path(), help="Report folder (results.csv/.jsonl, index.html).")
 @click.option("--batch-size", default=16, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--sort-into", type=click.Path(), help="Link each image into DIR/pass, DIR/fail or DIR/error.")
 @click.option("--copy", is_flag=True, help="With --sort-into: copy the images instead of symlinking them.")
 @click.option("--resume", is_flag=True, help="Continue a report: skip images already in it.")
@@ -262,7 +262,7 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
 @data_source_options
 @click.option("--out", required=True, type=click.Path(), help="Folder for metrics.json and plots.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--sigma", type=float, default=None, help="Override the bundle's map smoothing.")
 @click.option("--map-metric", type=click.Choice(METRICS), default=None, help="Override the bundle's map metric.")
 @click.option("--map-scales", default=None, callback=lambda ctx, param, v: v and parse_scales(v),

@@ -16,12 +16,9 @@ from .atomic import atomic_path, atomic_write_json
 from .bundle import load_bundle, save_bundle
 from .data.video import load_clip_folder, load_video_dataset
 from .models import parse_overrides
-from .training import describe_device, resolve_device
+from .training import DEVICE_HELP, describe_device, resolve_device
 from .video import (RECIPES, SETTINGS, anomaly_score, calibrate, evaluate_videos, fit_video_model,
                     load_frames, recipe_setting, save_score_plot, score_frames, VideoResult)
-
-
-DEVICE_HELP = "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N"
 
 
 def _threads() -> None:
@@ -57,7 +54,7 @@ def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_
     ds = load_video_dataset(data).require_train()
     epochs, batch_size = epochs or st["epochs"], batch_size or st["batch_size"]
     click.echo(f"training {recipe} ({setting}) on {len(ds.train)} videos of {ds.name} for {epochs} epochs")
-    result = fit_video_model(recipe, ds.train, epochs, batch_size, seed, max_steps_per_epoch, str(dev), **model_over)
+    result = fit_video_model(recipe, ds.train, epochs, batch_size, seed, max_steps_per_epoch, dev, **model_over)
     cal = calibrate(result.model, ds.train)
     training = {"data": str(data), "setting": setting, "epochs": epochs, "batch_size": batch_size,
                 "seed": seed, "max_steps_per_epoch": max_steps_per_epoch, "seconds": round(result.seconds, 1),

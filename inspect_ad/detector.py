@@ -20,10 +20,10 @@ from .anomaly_map import MapConfig, anomaly_maps, reference_maps
 from .bundle import load_bundle, save_bundle, update_bundle_sections
 from .calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
 from .corruption import SyntheticDefects
-from .data.preprocess import NORMALIZATIONS, RESIZE_MODES, Preprocessing, TrainImages, augmentation, detect_channels
+from .data.preprocess import Preprocessing, TrainImages, augmentation, check_choices, detect_channels
 from .errors import InspectError
 from .models import IMAGE_MODELS, create_model, make_config
-from .training import TrainConfig, memae_objective, resolve_device, train
+from .training import TrainConfig, memae_objective, model_device, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,7 @@ class Detector:
     def __post_init__(self):
         if self.model not in IMAGE_MODELS:
             raise InspectError(f"unknown model {self.model!r}; choose one of: {', '.join(IMAGE_MODELS)}")
-        if self.normalization not in NORMALIZATIONS:
-            raise InspectError(f"unknown normalization {self.normalization!r}; "
-                               f"choose one of: {', '.join(NORMALIZATIONS)}")
-        if self.resize_mode not in RESIZE_MODES:
-            raise InspectError(f"unknown resize mode {self.resize_mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
+        check_choices(self.normalization, self.resize_mode, InspectError)  # the CLI's one-line error
 
     # --- fitting -----------------------------------------------------------------------
 
@@ -231,7 +227,7 @@ class Detector:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model_.parameters()).device
+        return model_device(self.model_)
 
     @torch.no_grad()
     def _infer(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

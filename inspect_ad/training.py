@@ -44,7 +44,12 @@ class TrainConfig:
         return asdict(self)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+DEVICE_HELP = "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    if isinstance(name, torch.device):
+        return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -53,6 +58,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise InspectError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (the CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def describe_device(device: torch.device) -> str:

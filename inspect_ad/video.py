@@ -36,7 +36,7 @@ from .errors import InspectError
 from .metrics import auroc, psnr
 from .models import create_model, make_config
 from .models.video import MNAD, MemAE3D, per_sample_distance, update_memory, video_loss
-from .training import resolve_device, seed_everything
+from .training import model_device, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ class FitResult:
 
 
 def fit_video_model(name: str, videos: list[Video], epochs: int, batch_size: int = 4, seed: int = 0,
-                    max_steps_per_epoch: int | None = None, device: str = "auto", **overrides) -> FitResult:
+                    max_steps_per_epoch: int | None = None, device: str | torch.device = "auto",
+                    **overrides) -> FitResult:
     """Train registered video model ``name`` on normal ``videos`` (Adam, cosine annealing as
     MNAD §4.1; the memory updates of MNAD eq. 3 / seed 003 eq. 12 after every step) on
     ``device`` (see :func:`~inspect_ad.training.resolve_device`)."""
@@ -215,7 +216,7 @@ def score_frames(model: nn.Module, frames: np.ndarray, test_time_update: bool = 
     raw = RawScores(*(np.full(n, np.nan) for _ in range(3)))
     clips = scored_clips(model, n)
     gate = getattr(model.config, "update_threshold", None) if isinstance(model, MNAD) else None
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     start = time.perf_counter()
     for i in range(0, len(clips), batch_size):
         chunk = clips[i:i + batch_size]

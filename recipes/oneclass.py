@@ -33,7 +33,7 @@ from inspect_ad.metrics import auroc
 from inspect_ad.models import create_model, get_spec, make_config, parse_overrides
 from inspect_ad.models.oneclass import (ERRORS, TrainSettings, VARIANTS, decode_slots, fit_oneclass,
                                         model_name, reconstruction_errors, scale_scores, slots_read)
-from inspect_ad.training import describe_device, resolve_device
+from inspect_ad.training import DEVICE_HELP, describe_device, resolve_device
 
 # MemAE paper, Table 1 (mean AUROC over the 10 one-class tasks).
 PAPER = {"mnist": {"ae": 0.9619, "memae_nonspar": 0.9725, "memae": 0.9751},
@@ -79,7 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override for the memory variants, e.g. -o slot_init_std=1.0")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes, one thread each")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (every process trains on it)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + " (every process trains on it)")
     p.add_argument("--out", type=Path, help="results .md (default recipes/results/<dataset>.md) "
                                             "or, with --visualize, the PNG")
     p.add_argument("--visualize", action="store_true", help="write the Fig. 3-4 style PNG instead")

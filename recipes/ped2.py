@@ -21,7 +21,7 @@ from inspect_ad.bundle import save_bundle
 from inspect_ad.data.synthetic_video import ANOMALY_KINDS
 from inspect_ad.data.video import load_video_dataset
 from inspect_ad.models import create_model, parse_overrides
-from inspect_ad.training import describe_device, resolve_device
+from inspect_ad.training import DEVICE_HELP, describe_device, resolve_device
 from inspect_ad.video import (RECIPES, calibrate, evaluate_videos, fit_video_model, recipe_setting,
                               save_score_plot)
 
@@ -138,7 +138,7 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-steps-per-epoch", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option for every recipe run, e.g. -o logit_scale=10 (repeatable)")
     p.add_argument("--out", default="runs/ped2")

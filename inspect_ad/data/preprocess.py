@@ -31,6 +31,14 @@ RESIZE_MODES = ("squash", "pad")
 STRETCH_QUANTILES = (0.01, 0.99)
 
 
+def check_choices(normalization: str, resize_mode: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the valid options if either setting is unknown."""
+    for what, value, choices in (("normalization", normalization, NORMALIZATIONS),
+                                 ("resize mode", resize_mode, RESIZE_MODES)):
+        if value not in choices:
+            raise error(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Resize to ``image_size`` square (area interpolation; ``resize_mode``: see RESIZE_MODES), ``channels``
@@ -43,11 +51,7 @@ class Preprocessing:
     resize_mode: str = "squash"
 
     def __post_init__(self):
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalization {self.normalization!r}; "
-                             f"choose one of: {', '.join(NORMALIZATIONS)}")
-        if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"unknown resize mode {self.resize_mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
+        check_choices(self.normalization, self.resize_mode)
 
     def content_box(self, shape: tuple[int, int]) -> tuple[int, int, int, int]:
         """(top, left, height, width) of an image of ``shape`` inside the square model input."""

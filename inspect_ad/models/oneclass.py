@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..losses import memae_loss
+from ..training import model_device
 from ..memory import MemAEMemory
 from .outputs import ReconstructionOutput
 from .registry import ModelSpec, register_model
@@ -188,8 +189,7 @@ class TrainSettings:
 
 def _on_model_device(model: nn.Module, images: np.ndarray) -> Tensor:
     """The whole (small) image array on the model's device, moved once rather than per batch."""
-    param = next(model.parameters(), None)
-    return torch.as_tensor(images).to(param.device if param is not None else "cpu")
+    return torch.as_tensor(images).to(model_device(model))
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
