@@ -8,6 +8,7 @@ reconstruction error scaled to [0, 1]; AUROC per class and the mean.
     python recipes/oneclass.py --dataset mnist --data ../shared/data/mnist --jobs 2
     python recipes/oneclass.py --dataset cifar10 --data path/to/cifar-10-batches-py
     python recipes/oneclass.py --dataset folder --data path/to/root --image-size 28 --channels 1
+    python recipes/oneclass.py --dataset mnist --variants memae --seed 0,1,2   # mean ± sd over seeds
     python recipes/oneclass.py --visualize --normal-class 5 --anomaly-class 9
 
 Data defaults to $INSPECT_AD_DATA/<dataset> (INSPECT_AD_DATA defaults to ../shared/data).
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inspect_ad.atomic import atomic_path, atomic_write_text
 from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_folder, load_mnist,
                                       one_class_split)
 from inspect_ad.errors import InspectError
@@ -67,7 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", default="0",
+                   help="seed of the split and the training; a comma-separated list (0,1,2) repeats every task "
+                        "per seed and reports the mean ± sd over seeds (the split changes with the seed too)")
     p.add_argument("--error", choices=ERRORS, default="mse",
                    help="image score: mse (the paper) or relative (mse / mean squared intensity)")
     p.add_argument("--max-per-class", type=int, default=0,
@@ -87,6 +91,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--anomaly-class", default="9", help="--visualize: the anomalous inputs' class")
     args = p.parse_args(argv)
     args.command = " ".join(["python", "recipes/oneclass.py", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        args.seeds = [int(s) for s in args.seed.split(",")]
+    except ValueError:
+        p.error(f"--seed takes integers separated by commas, e.g. 0 or 0,1,2; got {args.seed!r}")
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seed lists a seed twice: {args.seed}")
+    if args.visualize and len(args.seeds) > 1:
+        p.error("--visualize trains one pair of models: give a single --seed")
+    args.seed = args.seeds[0]  # the one seed of --visualize and of --max-per-class's subsample
     if args.code_channels < 0:
         p.error(f"--code-channels must be a positive width (or 0 for the paper's), got {args.code_channels}")
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
@@ -119,9 +132,9 @@ def arch_of(args, data: LabelledImages) -> str:
     return args.arch or ("mnist" if data.images.shape[1] == 1 else "cifar10")
 
 
-def build(args, data: LabelledImages, variant: str):
+def build(args, data: LabelledImages, variant: str, seed: int = 0):
     """A fresh seeded model whose input layout (size, channels) matches ``data``."""
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     name = model_name(arch_of(args, data), variant)
     _, c, h, w = data.images.shape
     if h != w:
@@ -135,18 +148,18 @@ def build(args, data: LabelledImages, variant: str):
     return create_model(name, config=replace(base, image_size=h, in_channels=c, encoder=encoder, decoder=decoder))
 
 
-def run_task(args, normal_class: int, variant: str) -> dict:
+def run_task(args, normal_class: int, variant: str, seed: int) -> dict:
     torch.set_num_threads(1)
     data = _DATA
-    split = one_class_split(data.labels, normal_class, seed=args.seed)
+    split = one_class_split(data.labels, normal_class, seed=seed)
     device = resolve_device(args.device)  # in the worker: a parent that touched CUDA could not fork
-    model = build(args, data, variant).to(device)
+    model = build(args, data, variant, seed).to(device)
     t0 = time.time()
-    settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
+    settings = TrainSettings(args.epochs, args.batch_size, args.lr, seed)
     history = fit_oneclass(model, data.images[split.train], data.images[split.val], settings)
     scores = scale_scores(reconstruction_errors(model, data.images[split.test], error=args.error))
     slots = slots_read(model, data.images[split.test]) if model.memory is not None else None
-    return dict(cls=normal_class, variant=variant, auroc=float(auroc(split.test_labels, scores)), slots_read=slots,
+    return dict(cls=normal_class, variant=variant, seed=seed, auroc=float(auroc(split.test_labels, scores)), slots_read=slots,
                 device=describe_device(device), seconds=time.time() - t0,
                 best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1, n_train=len(split.train),
                 n_test=len(split.test), anomaly_fraction=split.anomaly_fraction)
@@ -159,29 +172,52 @@ def _init_worker(data: LabelledImages) -> None:
 
 
 def run_all(args, data: LabelledImages, classes: list[int], variants: list[str], on_result) -> None:
-    tasks = [(c, v) for c in classes for v in variants]
+    tasks = [(c, v, s) for s in args.seeds for c in classes for v in variants]
     if args.jobs <= 1:
         _init_worker(data)
-        for c, v in tasks:
-            on_result(run_task(args, c, v))
+        for task in tasks:
+            on_result(run_task(args, *task))
         return
     with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("fork"), initializer=_init_worker,
                              initargs=(data,)) as pool:
-        futures = [pool.submit(run_task, args, c, v) for c, v in tasks]
+        futures = [pool.submit(run_task, args, *task) for task in tasks]
         for f in as_completed(futures):
             on_result(f.result())
 
 
-def write_report(path: Path, args, data, classes, variants, results, wall: float, done: bool) -> None:
-    by = {(r["cls"], r["variant"]): r for r in results}
-    head = "| class | " + " | ".join(TITLES[v] for v in variants) + " |"
-    lines = [head, "|" + "---|" * (len(variants) + 1)]
+def _mean_sd(values: list[float]) -> str:
+    """One seed: the value; several: mean ± sample sd."""
+    if not values:
+        return "—"
+    return f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
+
+
+def auroc_rows(results: list[dict], classes: list[int], variants: list[str], seeds: list[int],
+               class_names: list[str]) -> list[str]:
+    """Per-class rows, then the mean over classes; with several seeds each cell is mean ± sd over
+    seeds, the mean row's sd is that of the per-seed means, and one row per seed follows."""
+    auc = {(r["cls"], r["variant"], r["seed"]): r["auroc"] for r in results}
+
+    def seed_mean(v: str, s: int) -> list[float]:
+        """[mean over the classes finished with seed s], or [] when none is."""
+        done = [auc[c, v, s] for c in classes if (c, v, s) in auc]
+        return [float(np.mean(done))] if done else []
+
+    lines = ["| class | " + " | ".join(TITLES[v] for v in variants) + " |", "|" + "---|" * (len(variants) + 1)]
     for c in classes:
-        cells = [f"{by[(c, v)]['auroc']:.4f}" if (c, v) in by else "—" for v in variants]
-        lines.append(f"| {data.class_names[c]} | " + " | ".join(cells) + " |")
-    means = [np.mean([by[(c, v)]["auroc"] for c in classes if (c, v) in by]) if any((c, v) in by for c in classes)
-             else float("nan") for v in variants]
-    lines.append("| **mean (this run)** | " + " | ".join(f"**{m:.4f}**" for m in means) + " |")
+        cells = [_mean_sd([auc[c, v, s] for s in seeds if (c, v, s) in auc]) for v in variants]
+        lines.append(f"| {class_names[c]} | " + " | ".join(cells) + " |")
+    label = "mean (this run)" if len(seeds) == 1 else f"mean ± sd over seeds {', '.join(map(str, seeds))}"
+    means = [_mean_sd([m for s in seeds for m in seed_mean(v, s)]) for v in variants]
+    lines.append(f"| **{label}** | " + " | ".join(f"**{m}**" for m in means) + " |")
+    if len(seeds) > 1:
+        lines += [f"| mean, seed {s} | " + " | ".join(_mean_sd(seed_mean(v, s)) for v in variants) + " |"
+                  for s in seeds]
+    return lines
+
+
+def write_report(path: Path, args, data, classes, variants, results, wall: float, done: bool) -> None:
+    lines = auroc_rows(results, classes, variants, args.seeds, data.class_names)
     if args.dataset in PAPER:
         lines.append("| mean, paper Table 1 | " + " | ".join(f"{PAPER[args.dataset][v]:.4f}" for v in variants) + " |")
     slots = [[r["slots_read"] for r in results if r["variant"] == v and r.get("slots_read") is not None]
@@ -189,8 +225,10 @@ def write_report(path: Path, args, data, classes, variants, results, wall: float
     if any(slots):
         lines.append("| memory slots read per test image (mean) | "
                      + " | ".join(f"{np.mean(s):.1f}" if s else "—" for s in slots) + " |")
-    status = "complete" if done else f"PARTIAL: {len(results)} of {len(classes) * len(variants)} runs finished"
+    total = len(classes) * len(variants) * len(args.seeds)
+    status = "complete" if done else f"PARTIAL: {len(results)} of {total} runs finished"
     r0 = results[0]
+    seeds = ("seed " if len(args.seeds) == 1 else "seeds ") + ", ".join(map(str, args.seeds))
     text = f"""# One-class {args.dataset}: AE vs MemAE-nonSpar vs MemAE (MemAE paper §4.1, Table 1)
 
 Status: {status}.
@@ -201,7 +239,7 @@ AUROC of the reconstruction error scaled to [0, 1] (anomaly = positive class), o
 normal class; the paper reports only the mean over the 10 tasks.
 
 - Command: `{args.command}`
-- Settings: epochs {args.epochs}, batch size {args.batch_size}, Adam lr {args.lr}, seed {args.seed},
+- Settings: epochs {args.epochs}, batch size {args.batch_size}, Adam lr {args.lr}, {seeds},
   score {args.error} reconstruction error,
   memory options {parse_overrides(args.option) or 'none (defaults)'},
   code channels {args.code_channels or "the paper's"},
@@ -215,8 +253,7 @@ normal class; the paper reports only the mean over the 10 tasks.
 
 {DEVIATIONS.format(lr_note=LR_NOTES[args.lr != PAPER_LR].format(lr=args.lr, epochs=args.epochs))}
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write_text(path, text)
 
 
 def protocol(args) -> None:
@@ -253,7 +290,7 @@ def visualize(args) -> None:
     device = resolve_device(args.device)
     models = {}
     for variant in ("ae", "memae"):
-        models[variant] = build(args, data, variant).to(device)
+        models[variant] = build(args, data, variant, args.seed).to(device)
         fit_oneclass(models[variant], data.images[split.train], data.images[split.val], settings)
     # Any image of another class is unseen in training (train holds the normal class only).
     inputs = torch.as_tensor(data.images[np.flatnonzero(data.labels == anomalous)[:6]])
@@ -276,8 +313,8 @@ def visualize(args) -> None:
     fig.suptitle(f"MemAE trained on '{data.class_names[normal]}': single memory slots decoded (top); "
                  f"anomalous '{data.class_names[anomalous]}' inputs and AE / MemAE reconstructions", fontsize=9)
     out = args.out or Path(__file__).parent / "results" / f"{args.dataset}_memory.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     print(f"wrote {out}")
 
 

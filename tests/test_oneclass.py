@@ -287,3 +287,27 @@ def test_code_channels_narrows_the_code_of_every_variant(recipe):
         assert model.latent_shape == (2, 4, 4) and out.reconstruction.shape == (3, 1, 28, 28)
     assert model.memory.slots.shape[1] == 2 * 4 * 4     # the memory addresses the narrower code
     assert recipe.build(recipe.parse_args([]), data, "ae").latent_shape == (64, 4, 4)   # the paper's
+
+
+def test_auroc_rows_average_over_seeds(recipe):
+    results = [dict(cls=c, variant="memae", seed=s, auroc=a)
+               for c, s, a in ((0, 0, 0.9), (0, 1, 0.7), (1, 0, 0.5), (1, 1, 0.9))]
+    rows = recipe.auroc_rows(results, [0, 1], ["memae"], [0, 1], ["zero", "one"])
+    assert rows[2] == "| zero | 0.8000 ± 0.1414 |"                  # sd of (0.9, 0.7), ddof 1
+    assert rows[4] == "| **mean ± sd over seeds 0, 1** | **0.7500 ± 0.0707** |"   # seed means 0.7, 0.8
+    assert rows[5:] == ["| mean, seed 0 | 0.7000 |", "| mean, seed 1 | 0.8000 |"]
+
+
+def test_recipe_repeats_each_task_per_seed(tmp_path, recipe):
+    write_fake_mnist(tmp_path, per_class=30)
+    common = ["--dataset", "mnist", "--data", str(tmp_path), "--classes", "3", "--variants", "memae",
+              "--epochs", "1", "--tiny", "--device", "cpu"]
+    assert recipe.main(common + ["--seed", "0,1", "--out", str(tmp_path / "two.md")]) == 0
+    assert recipe.main(common + ["--seed", "1", "--out", str(tmp_path / "one.md")]) == 0
+    two, one = (tmp_path / "two.md").read_text(), (tmp_path / "one.md").read_text()
+    assert "Status: complete" in two and "seeds 0, 1," in two
+    seed1 = next(line for line in two.splitlines() if line.startswith("| mean, seed 1 |"))
+    single = next(line for line in one.splitlines() if line.startswith("| 3 |"))
+    assert seed1.split(" | ")[1] == single.split(" | ")[1]      # the same task, trained alone, gives the same AUROC
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--seed", "0,0"])
