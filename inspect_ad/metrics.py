@@ -163,6 +163,20 @@ def auroc(labels, scores) -> float:
     return _trapezoid(fpr, tpr)
 
 
+def auroc_per_group(labels, scores, groups) -> dict:
+    """{group: AUROC of every negative against that group's positives only}, e.g. which anomaly
+    class a one-class model confuses most with the normal one. Groups of negatives are ignored."""
+    labels, scores = _labels_scores(labels, scores)
+    groups = np.asarray(groups)
+    if groups.shape != labels.shape:
+        raise MetricInputError(f"got {groups.size} groups for {labels.size} labels; pass one group per label")
+    result = {}
+    for g in np.unique(groups[labels]):
+        keep = ~labels | (groups == g)
+        result[g.item()] = auroc(labels[keep], scores[keep])
+    return result
+
+
 def image_auroc(labels, scores) -> float:
     """Image-level AUROC: one 0/1 label and one anomaly score per image."""
     return auroc(labels, scores)

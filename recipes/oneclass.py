@@ -31,7 +31,7 @@ from inspect_ad.atomic import atomic_path, atomic_write_text
 from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_folder, load_mnist,
                                       one_class_split)
 from inspect_ad.errors import InspectError
-from inspect_ad.metrics import auroc
+from inspect_ad.metrics import auroc, auroc_per_group
 from inspect_ad.models import create_model, get_spec, make_config, parse_overrides
 from inspect_ad.models.oneclass import (ERRORS, TrainSettings, VARIANTS, decode_slots, fit_oneclass,
                                         model_name, reconstruction_errors, scale_scores, slots_read)
@@ -159,7 +159,9 @@ def run_task(args, normal_class: int, variant: str, seed: int) -> dict:
     history = fit_oneclass(model, data.images[split.train], data.images[split.val], settings)
     scores = scale_scores(reconstruction_errors(model, data.images[split.test], error=args.error))
     slots = slots_read(model, data.images[split.test]) if model.memory is not None else None
+    by_anomaly_class = auroc_per_group(split.test_labels, scores, data.labels[split.test])
     return dict(cls=normal_class, variant=variant, seed=seed, auroc=float(auroc(split.test_labels, scores)), slots_read=slots,
+                by_anomaly_class=by_anomaly_class,
                 device=describe_device(device), seconds=time.time() - t0,
                 best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1, n_train=len(split.train),
                 n_test=len(split.test), anomaly_fraction=split.anomaly_fraction)
@@ -216,6 +218,24 @@ def auroc_rows(results: list[dict], classes: list[int], variants: list[str], see
     return lines
 
 
+def hardest_rows(results: list[dict], classes: list[int], variants: list[str], class_names: list[str]) -> list[str]:
+    """Per task, the anomaly class the model tells worst from the normal one: its AUROC against the
+    normal test images alone (mean over seeds)."""
+    per = {}
+    for r in results:
+        for k, a in r["by_anomaly_class"].items():
+            per.setdefault((r["cls"], r["variant"]), {}).setdefault(k, []).append(a)
+
+    def cell(c: int, v: str) -> str:
+        if (c, v) not in per:
+            return "—"
+        k, a = min(((k, np.mean(a)) for k, a in per[c, v].items()), key=lambda ka: ka[1])
+        return f"{class_names[k]} ({a:.3f})"
+
+    lines = ["| class | " + " | ".join(TITLES[v] for v in variants) + " |", "|" + "---|" * (len(variants) + 1)]
+    return lines + [f"| {class_names[c]} | " + " | ".join(cell(c, v) for v in variants) + " |" for c in classes]
+
+
 def write_report(path: Path, args, data, classes, variants, results, wall: float, done: bool) -> None:
     lines = auroc_rows(results, classes, variants, args.seeds, data.class_names)
     if args.dataset in PAPER:
@@ -237,6 +257,10 @@ Status: {status}.
 
 AUROC of the reconstruction error scaled to [0, 1] (anomaly = positive class), one task per
 normal class; the paper reports only the mean over the 10 tasks.
+
+Hardest anomaly class of each task, with the AUROC of the normal test images against that class alone:
+
+{chr(10).join(hardest_rows(results, classes, variants, data.class_names))}
 
 - Command: `{args.command}`
 - Settings: epochs {args.epochs}, batch size {args.batch_size}, Adam lr {args.lr}, {seeds},

@@ -6,6 +6,7 @@ from inspect_ad.metrics import (
     aupro,
     aupro_reference,
     auroc,
+    auroc_per_group,
     f1_max,
     image_auroc,
     image_f1max,
@@ -182,6 +183,16 @@ def test_auroc_hand_cases():
     # pairs: 0.5 vs 0.5 tie = 1/2, 0.5 > 0.2, 0.9 beats both -> 3.5 / 4
     assert image_auroc([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9]) == pytest.approx(0.875)
 
+
+
+def test_auroc_per_group_pits_all_negatives_against_each_group():
+    labels = [0, 0, 1, 1, 1]
+    scores = [0.2, 0.6, 0.9, 0.4, 0.7]
+    groups = ["n", "n", "a", "b", "b"]
+    # a: 0.9 beats both negatives -> 1; b: 0.4 beats 0.2 only, 0.7 beats both -> 3/4
+    assert auroc_per_group(labels, scores, groups) == {"a": 1.0, "b": pytest.approx(0.75)}
+    with pytest.raises(ValueError, match="one group per label"):
+        auroc_per_group(labels, scores, groups[:4])
 
 @pytest.mark.parametrize("seed", range(3))
 def test_auroc_equals_mann_whitney_u(seed):

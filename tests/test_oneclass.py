@@ -247,6 +247,11 @@ def test_recipe_smoke_run_writes_a_table(tmp_path, recipe):
     row = next(line for line in text.splitlines() if line.startswith("| 0 |"))
     values = [float(v) for v in row.strip("| ").split(" | ")[1:]]
     assert len(values) == 3 and all(v > 0.9 for v in values)
+    # the overall AUROC is the size-weighted mean of the per-class ones, so the hardest is no higher
+    hardest = next(line for line in text.split("Hardest anomaly class")[1].splitlines() if line.startswith("| 0 |"))
+    for cell, overall in zip(hardest.strip("| ").split(" | ")[1:], values):
+        name, value = cell.rstrip(")").split(" (")
+        assert name in "123456789" and float(value) <= overall + 5e-4
     fraction = float(text.split("anomaly fraction ")[1].split(")")[0])
     assert abs(fraction - 0.3) < 0.03
     slots = next(line for line in text.splitlines() if line.startswith("| memory slots read"))
