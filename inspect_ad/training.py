@@ -66,11 +66,25 @@ def model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
+def cpu_name() -> str:
+    """The CPU model (Linux /proc/cpuinfo, else what platform knows), for result tables."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe_device(device: torch.device) -> str:
-    """For result tables: the GPU's name, or the CPU's architecture and torch's thread count."""
+    """For result tables: the GPU's name, or the CPU's model, the vector instructions torch uses
+    and its thread count. The CPU matters: the same seed gives bit-identical results on one
+    machine, but other kernels round differently and training drifts (recipes/results/mnist.md)."""
     if device.type == "cuda":
         return f"GPU ({torch.cuda.get_device_name(device)})"
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return (f"CPU ({cpu_name()}, {platform.machine()} {torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads)")
 
 
 def seed_everything(seed: int) -> None:

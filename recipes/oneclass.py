@@ -3,7 +3,8 @@
 For every class c: images of c are normal, split 2:1 into train/test, 10% of train held out for
 validation (used to keep the best epoch); anomalies from the other classes make up ~30% of the
 test set. AE, MemAE-nonSpar and MemAE are trained on normal images only and scored by their
-reconstruction error scaled to [0, 1]; AUROC per class and the mean.
+reconstruction error scaled to [0, 1]; AUROC per class and the mean, and for each task the anomaly
+class the model tells worst from the normal one (for a folder of defect types: the type it misses).
 
     python recipes/oneclass.py --dataset mnist --data ../shared/data/mnist --jobs 2
     python recipes/oneclass.py --dataset cifar10 --data path/to/cifar-10-batches-py
