@@ -161,9 +161,9 @@ def run_task(args, normal_class: int, variant: str, seed: int) -> dict:
     scores = scale_scores(reconstruction_errors(model, data.images[split.test], error=args.error))
     slots = slots_read(model, data.images[split.test]) if model.memory is not None else None
     by_anomaly_class = auroc_per_group(split.test_labels, scores, data.labels[split.test])
-    return dict(cls=normal_class, variant=variant, seed=seed, auroc=float(auroc(split.test_labels, scores)), slots_read=slots,
-                by_anomaly_class=by_anomaly_class,
-                device=describe_device(device), seconds=time.time() - t0,
+    return dict(cls=normal_class, variant=variant, seed=seed, auroc=float(auroc(split.test_labels, scores)),
+                slots_read=slots, by_anomaly_class=by_anomaly_class, device=describe_device(device),
+                seconds=time.time() - t0,
                 best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1, n_train=len(split.train),
                 n_test=len(split.test), anomaly_fraction=split.anomaly_fraction)
 
@@ -188,6 +188,10 @@ def run_all(args, data: LabelledImages, classes: list[int], variants: list[str],
             on_result(f.result())
 
 
+def _header(variants: list[str]) -> list[str]:
+    return ["| class | " + " | ".join(TITLES[v] for v in variants) + " |", "|" + "---|" * (len(variants) + 1)]
+
+
 def _mean_sd(values: list[float]) -> str:
     """One seed: the value; several: mean ± sample sd."""
     if not values:
@@ -206,7 +210,7 @@ def auroc_rows(results: list[dict], classes: list[int], variants: list[str], see
         done = [auc[c, v, s] for c in classes if (c, v, s) in auc]
         return [float(np.mean(done))] if done else []
 
-    lines = ["| class | " + " | ".join(TITLES[v] for v in variants) + " |", "|" + "---|" * (len(variants) + 1)]
+    lines = _header(variants)
     for c in classes:
         cells = [_mean_sd([auc[c, v, s] for s in seeds if (c, v, s) in auc]) for v in variants]
         lines.append(f"| {class_names[c]} | " + " | ".join(cells) + " |")
@@ -233,8 +237,8 @@ def hardest_rows(results: list[dict], classes: list[int], variants: list[str], c
         k, a = min(((k, np.mean(a)) for k, a in per[c, v].items()), key=lambda ka: ka[1])
         return f"{class_names[k]} ({a:.3f})"
 
-    lines = ["| class | " + " | ".join(TITLES[v] for v in variants) + " |", "|" + "---|" * (len(variants) + 1)]
-    return lines + [f"| {class_names[c]} | " + " | ".join(cell(c, v) for v in variants) + " |" for c in classes]
+    return _header(variants) + [f"| {class_names[c]} | " + " | ".join(cell(c, v) for v in variants) + " |"
+                                for c in classes]
 
 
 def write_report(path: Path, args, data, classes, variants, results, wall: float, done: bool) -> None:
