@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--error", choices=ERRORS, default="mse",
                    help="image score: mse (the paper) or relative (mse / mean squared intensity)")
     p.add_argument("--max-per-class", type=int, default=0,
-                   help="keep at most this many images per class (smoke runs); 0 = all")
+                   help="keep at most this many images per class, drawn with the first --seed (smoke runs); 0 = all")
     p.add_argument("--tiny", action="store_true", help="use the registered tiny networks (smoke runs)")
     p.add_argument("--code-channels", type=int, default=0,
                    help="width of the last encoder layer, in every variant (0: the paper's, 64 for MNIST); "
