@@ -133,7 +133,7 @@ def arch_of(args, data: LabelledImages) -> str:
     return args.arch or ("mnist" if data.images.shape[1] == 1 else "cifar10")
 
 
-def build(args, data: LabelledImages, variant: str, seed: int = 0):
+def build(args, data: LabelledImages, variant: str, seed: int):
     """A fresh seeded model whose input layout (size, channels) matches ``data``."""
     torch.manual_seed(seed)
     name = model_name(arch_of(args, data), variant)
@@ -204,21 +204,19 @@ def auroc_rows(results: list[dict], classes: list[int], variants: list[str], see
     """Per-class rows, then the mean over classes; with several seeds each cell is mean ± sd over
     seeds, the mean row's sd is that of the per-seed means, and one row per seed follows."""
     auc = {(r["cls"], r["variant"], r["seed"]): r["auroc"] for r in results}
-
-    def seed_mean(v: str, s: int) -> list[float]:
-        """[mean over the classes finished with seed s], or [] when none is."""
-        done = [auc[c, v, s] for c in classes if (c, v, s) in auc]
-        return [float(np.mean(done))] if done else []
+    # mean over the classes finished so far, per (variant, seed) that has any
+    seed_mean = {(v, s): float(np.mean(done)) for v in variants for s in seeds
+                 if (done := [auc[c, v, s] for c in classes if (c, v, s) in auc])}
 
     lines = _header(variants)
     for c in classes:
         cells = [_mean_sd([auc[c, v, s] for s in seeds if (c, v, s) in auc]) for v in variants]
         lines.append(f"| {class_names[c]} | " + " | ".join(cells) + " |")
     label = "mean (this run)" if len(seeds) == 1 else f"mean ± sd over seeds {', '.join(map(str, seeds))}"
-    means = [_mean_sd([m for s in seeds for m in seed_mean(v, s)]) for v in variants]
+    means = [_mean_sd([seed_mean[v, s] for s in seeds if (v, s) in seed_mean]) for v in variants]
     lines.append(f"| **{label}** | " + " | ".join(f"**{m}**" for m in means) + " |")
     if len(seeds) > 1:
-        lines += [f"| mean, seed {s} | " + " | ".join(_mean_sd(seed_mean(v, s)) for v in variants) + " |"
+        lines += [f"| mean, seed {s} | " + " | ".join(_mean_sd([seed_mean[v, s]] if (v, s) in seed_mean else []) for v in variants) + " |"
                   for s in seeds]
     return lines
 
