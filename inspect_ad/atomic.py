@@ -1,5 +1,11 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then rename, so a crash or
-Ctrl-C never leaves a half-written model, report or image behind."""
+"""Atomic file writes: a temporary file in the same folder, fsync, then rename (and fsync the
+folder, so the rename itself survives a power cut), so a crash or Ctrl-C never leaves a
+half-written model, report or image behind.
+
+Files get the permissions a plain ``open()`` would give them (0666 less the umask): mkstemp and
+safetensors create them 0600, which would hide every bundle and report from colleagues and from a
+web server serving the reports.
+"""
 from __future__ import annotations
 
 import json
@@ -8,6 +14,44 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike) -> None:
+    os.chmod(path, 0o666 & ~current_umask())
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make renames and new entries in ``path`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def finish_file(path: str | os.PathLike) -> None:
+    """Permissions and durability for a file written by someone else's writer (safetensors)."""
+    honour_umask(path)
+    fsync_file(path)
 
 
 @contextmanager
@@ -19,16 +63,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        finish_file(tmp)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

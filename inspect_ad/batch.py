@@ -9,14 +9,23 @@
 - ``summary.json`` and ``index.html`` (counts, failure gallery, sortable table), rewritten
   atomically at the end, also after an interruption.
 
-Rows: ``path, score, normalized_score, decision (PASS/FAIL/ERROR), defect_area (pixels),
+Rows: ``path, score, normalized_score, decision (PASS/FAIL/INVALID/ERROR), defect_area (pixels),
 n_regions, boxes ([[x0, y0, x1, y1], ...], x1/y1 exclusive, largest region first), error``.
-A file that cannot be read is a row with decision ERROR and the reason; the run goes on.
-``resume`` skips every path already in the report (after dropping a half-written last line).
+A file that cannot be read is a row with decision ERROR and the reason; the run goes on. An image
+that is not a plausible part photo (blank, saturated, far outside the training images' grey
+levels: :mod:`inspect_ad.sanity`) is INVALID, with the reason; a non-finite score is a FAIL with
+the reason "invalid score". Neither is ever a PASS.
+
+A run holds an exclusive lock on ``REPORT/.lock`` from start to end, so a second run (a resume
+included) on the same report is refused instead of interleaving rows. Inputs are keyed by their
+resolved path: the same file given twice, or under another spelling on resume, gets one row, and
+the report and ``sort_into`` folders are never scanned as inputs. ``resume`` skips every file
+already in the report (after dropping a half-written last line).
 """
 from __future__ import annotations
 
 import csv
+import fcntl
 import filecmp
 import html
 import json
@@ -24,6 +33,7 @@ import logging
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -33,7 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path, atomic_write_json, atomic_write_text
-from .calibration import ERROR, FAIL, PASS, Judgement, check_calibration
+from .calibration import ERROR, FAIL, INVALID, PASS, Judgement, check_calibration
 from .data.io import list_images
 from .detector import Detector, Prediction
 from .errors import InspectError
@@ -41,7 +51,8 @@ from .visualize import color_overlay
 
 log = logging.getLogger(__name__)
 COLUMNS = ("path", "score", "normalized_score", "decision", "defect_area", "n_regions", "boxes", "error")
-JSONL, CSV, HTML, SUMMARY, THUMBS = "results.jsonl", "results.csv", "index.html", "summary.json", "thumbs"
+JSONL, CSV, HTML, SUMMARY, THUMBS, LOCK = ("results.jsonl", "results.csv", "index.html", "summary.json", "thumbs",
+                                           ".lock")
 THUMB_SIDE = 160
 
 
@@ -54,25 +65,74 @@ class Summary:
     new: int
     seconds: float
     report: str
+    invalid: int = 0
 
     def exit_code(self) -> int:
-        """For ``--fail-exit-code``: 1 if any part failed, else 3 if a file could not be read, else 0."""
-        return 1 if self.failed else 3 if self.errors else 0
+        """For ``--fail-exit-code``: 1 if any part failed, else 3 if a file could not be read or an
+        image was not a valid input, else 0."""
+        return 1 if self.failed else 3 if self.errors or self.invalid else 0
 
 
 # --- inputs and outputs ----------------------------------------------------------------------
 
-def gather(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """(file, name relative to the folder it was found in), folders searched recursively."""
+def _inside(path: Path, folders: list[Path]) -> bool:
+    return any(path == f or f in path.parents for f in folders)
+
+
+def gather(inputs: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> list[tuple[Path, Path]]:
+    """(file, name relative to the folder it was found in), folders searched recursively; each
+    file once (by resolved path), nothing under the ``exclude`` folders (the tool's own output)."""
+    skip = [Path(os.path.abspath(f)) for f in exclude]
     out: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
     for item in map(Path, inputs):
         if item.is_dir():
-            out.extend((p, p.relative_to(item)) for p in list_images(item, recursive=True))
+            found = [(p, p.relative_to(item)) for p in list_images(item, recursive=True)]
         elif item.exists():
-            out.append((item, Path(item.name)))
+            found = [(item, Path(item.name))]
         else:
             raise InspectError(f"{item} does not exist; pass image files or folders")
+        for p, rel in found:
+            key = p.resolve()
+            if key not in seen and not _inside(Path(os.path.abspath(p)), skip):
+                seen.add(key)
+                out.append((p, rel))
     return out
+
+
+def row_key(path: str) -> Path:
+    return Path(path).resolve()
+
+
+def refuse_symlinks(folder: Path, below: Path | None = None) -> None:
+    """Refuse an output folder that is, or lies under, a symlink (from ``below`` down, else the
+    whole path from its first missing part up): writing through it would land files elsewhere."""
+    folder = Path(os.path.abspath(folder))
+    stop = Path(os.path.abspath(below)).parent if below is not None else None
+    for part in (folder, *folder.parents):
+        if part == stop:
+            return
+        if part.is_symlink():
+            raise InspectError(f"{part} is a symbolic link; give a real folder as output so that nothing is "
+                               f"written elsewhere")
+        if below is None and part.exists():
+            return  # only the output's own parts are checked, not where the user keeps it
+
+
+@contextmanager
+def report_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` for the whole run: two runs on one report would interleave or lose rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InspectError(f"another inspect run is writing the report in {out}; wait for it to end, "
+                               f"or choose another --out")
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -87,10 +147,20 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """A text cell that a spreadsheet would run as a formula (a file named "=1+2.png") gets a
+    leading apostrophe, as OWASP advises; numbers stay numbers."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def _csv_line(row: dict) -> str:
     from io import StringIO
     buf = StringIO()
-    csv.DictWriter(buf, COLUMNS, extrasaction="ignore").writerow({**row, "boxes": json.dumps(row["boxes"])})
+    cells = {**row, "boxes": json.dumps(row["boxes"])}
+    csv.DictWriter(buf, COLUMNS, extrasaction="ignore").writerow({k: csv_safe(v) for k, v in cells.items()})
     return buf.getvalue()
 
 
@@ -179,11 +249,14 @@ def write_thumbs(folder: Path, name: str, p: Prediction, j: Judgement, vmax: flo
 
 def make_row(det: Detector, p: Prediction) -> tuple[dict, Judgement | None]:
     if p.error:
-        return {"path": p.source, "score": None, "normalized_score": None, "decision": ERROR, "defect_area": None,
+        return {"path": p.source, "resolved": str(row_key(p.source)), "score": None, "normalized_score": None, "decision": ERROR, "defect_area": None,
                 "n_regions": None, "boxes": [], "error": p.error}, None
     j = det.judge(p)
-    return {"path": p.source, "score": p.score, "normalized_score": round(j.normalized, 6), "decision": j.decision,
-            "defect_area": j.defect_area, "n_regions": len(j.boxes), "boxes": j.boxes, "error": None}, j
+    finite = lambda v: v if np.isfinite(v) else None  # noqa: E731  (JSON has no NaN)
+    normalized = finite(j.normalized)
+    return {"path": p.source, "resolved": str(row_key(p.source)), "score": finite(p.score),
+            "normalized_score": None if normalized is None else round(normalized, 6), "decision": j.decision,
+            "defect_area": j.defect_area, "n_regions": len(j.boxes), "boxes": j.boxes, "error": j.reason}, j
 
 
 def _rows(det: Detector, todo: list[tuple[Path, Path]], batch_size: int) -> Iterator[tuple[Path, Prediction]]:
@@ -197,22 +270,38 @@ def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path,
     """Judge every image under ``inputs``, streaming (memory bounded by ``batch_size``)."""
     cal = check_calibration(getattr(det, "calibration_", None), str(getattr(det, "bundle_path_", "the model")))
     out = Path(out)
+    for folder in (out, sort_into):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise InspectError(f"{folder} is a file, not a folder; choose another folder")
+    refuse_symlinks(out)
+    if sort_into is not None:
+        refuse_symlinks(Path(sort_into))
+    with report_lock(out):
+        return _inspect_locked(det, cal, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress)
+
+
+def _inspect_locked(det, cal, inputs, out: Path, batch_size, resume, overwrite, sort_into, copy,
+                    progress) -> Summary:
     if (out / JSONL).exists() and not (resume or overwrite):
         raise InspectError(f"{out} already holds a report; pass --resume to continue it, --overwrite to "
                            f"replace it, or choose another --out")
+    refuse_symlinks(out / THUMBS, below=out)
     (out / THUMBS).mkdir(parents=True, exist_ok=True)
     rows = read_rows(out / JSONL) if resume else []
-    done = {r["path"] for r in rows}
-    todo = [(p, rel) for p, rel in gather(inputs) if str(p) not in done]
+    done = {Path(r["resolved"]) if r.get("resolved") else row_key(r["path"]) for r in rows}
+    own = [out] + ([Path(sort_into)] if sort_into is not None else [])
+    todo = [(p, rel) for p, rel in gather(inputs, exclude=own) if p.resolve() not in done]
     files, vmax, t0, n_new = ReportFiles(out, rows), det.display_max(), time.perf_counter(), 0
     try:
         for rel, p in tqdm(_rows(det, todo, batch_size), total=len(todo), desc="inspect", disable=not progress):
             row, j = make_row(det, p)
-            if j is not None and j.decision == FAIL:
+            if j is not None and j.decision == FAIL and j.reason is None:  # a NaN map has no picture
                 row["thumb"] = f"{THUMBS}/{len(rows):06d}"
                 write_thumbs(out, row["thumb"], p, j, vmax)
             if sort_into is not None:
-                place(Path(p.source), Path(sort_into) / row["decision"].lower(), rel, copy)
+                folder = Path(sort_into) / row["decision"].lower()
+                refuse_symlinks((folder / rel).parent, below=Path(sort_into))
+                place(Path(p.source), folder, rel, copy)
             files.write(row)
             rows.append(row)
             n_new += 1
@@ -224,8 +313,9 @@ def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path,
 
 
 def _summary(rows: list[dict], n_new: int, seconds: float, out: Path) -> Summary:
-    count = {d: sum(r["decision"] == d for r in rows) for d in (PASS, FAIL, ERROR)}
-    return Summary(len(rows), count[PASS], count[FAIL], count[ERROR], n_new, round(seconds, 2), str(out))
+    count = {d: sum(r["decision"] == d for r in rows) for d in (PASS, FAIL, ERROR, INVALID)}
+    return Summary(len(rows), count[PASS], count[FAIL], count[ERROR], n_new, round(seconds, 2), str(out),
+                   count[INVALID])
 
 
 # --- summary.json and index.html -------------------------------------------------------------
@@ -248,33 +338,38 @@ document.querySelectorAll('th').forEach((th, col) => th.addEventListener('click'
 
 _STYLE = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
           "padding:2px 6px;font-size:13px}th{cursor:pointer;background:#eee}.FAIL{color:#b00;font-weight:bold}"
-          ".ERROR{color:#a60}.card{display:inline-block;margin:4px;font-size:11px;vertical-align:top;"
+          ".ERROR,.INVALID{color:#a60}.card{display:inline-block;margin:4px;font-size:11px;vertical-align:top;"
           "max-width:330px;word-break:break-all}")
 
 
-def _fmt(v) -> str:
-    return "" if v is None else f"{v:.5g}" if isinstance(v, float) else str(v)
+def _fmt(v, spec: str = ".5g") -> str:
+    """Any value as HTML-safe text: every value is escaped, whatever a crafted bundle or row holds."""
+    text = "" if v is None else format(v, spec) if isinstance(v, float) else str(v)
+    return html.escape(text, quote=True)
 
 
 def render_html(s: Summary, cal: dict, rows: list[dict], gallery: int) -> str:
-    fails = sorted((r for r in rows if r.get("thumb")), key=lambda r: -r["normalized_score"])[:gallery]
+    fails = sorted((r for r in rows if r.get("thumb")), key=lambda r: -(r["normalized_score"] or 0))[:gallery]
     cards = "".join(
-        f'<div class="card"><img src="{r["thumb"]}_image.jpg"> <img src="{r["thumb"]}_heat.jpg"><br>'
-        f'{r["normalized_score"]:.3f} {html.escape(r["path"])}</div>' for r in fails)
+        f'<div class="card"><img src="{_fmt(r["thumb"])}_image.jpg"> <img src="{_fmt(r["thumb"])}_heat.jpg"><br>'
+        f'{_fmt(r["normalized_score"], ".3f")} {_fmt(r["path"])}</div>' for r in fails)
     head = "".join(f"<th>{c}</th>" for c in ("#",) + COLUMNS)
     body = "".join(
         f'<tr><td>{i}</td>' + "".join(
-            f'<td class="{r["decision"]}">{r["decision"]}</td>' if c == "decision"
-            else f"<td>{html.escape(json.dumps(r[c]) if c == 'boxes' else _fmt(r.get(c)))}</td>" for c in COLUMNS)
+            f'<td class="{_fmt(r["decision"])}">{_fmt(r["decision"])}</td>' if c == "decision"
+            else f"<td>{_fmt(json.dumps(r[c]) if c == 'boxes' else r.get(c))}</td>" for c in COLUMNS)
         + "</tr>" for i, r in enumerate(rows))
+    c = {k: _fmt(cal.get(k), spec) for k, spec in (("target_frr", "g"), ("n", ""), ("date", ""),
+                                                  ("image_threshold", ".5g"), ("pixel_threshold", ".5g"),
+                                                  ("min_area", ""), ("guarantee", ""))}
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>inspect-ad report</title>"
             f"<style>{_STYLE}</style></head><body><h1>inspect-ad report</h1>"
             f"<p><b>{s.total}</b> images: <b>{s.passed}</b> PASS, <b class='FAIL'>{s.failed}</b> FAIL, "
-            f"<b class='ERROR'>{s.errors}</b> unreadable.</p>"
-            f"<p>Calibration: target false-reject rate {cal['target_frr']:g} on {cal['n']} good images "
-            f"({html.escape(cal.get('date', ''))}); image threshold {cal['image_threshold']:.5g} "
-            f"(normalised 0.5), pixel threshold {cal['pixel_threshold']:.5g}, min area {cal['min_area']} px.<br>"
-            f"{html.escape(cal.get('guarantee', ''))}</p>"
+            f"<b class='INVALID'>{s.invalid}</b> invalid input, <b class='ERROR'>{s.errors}</b> unreadable.</p>"
+            f"<p>Calibration: target false-reject rate {c['target_frr']} on {c['n']} good images "
+            f"({c['date']}); image threshold {c['image_threshold']} "
+            f"(normalised 0.5), pixel threshold {c['pixel_threshold']}, min area {c['min_area']} px.<br>"
+            f"{c['guarantee']}</p>"
             f"<h2>Failures ({s.failed}; highest normalised score first, at most {gallery})</h2>{cards}"
             f"<h2>All results (click a column to sort)</h2><table><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table>{_SORT_JS}</body></html>\n")

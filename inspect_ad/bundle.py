@@ -1,27 +1,39 @@
 """Model bundles: a directory with ``model.safetensors`` (weights) and ``config.json`` (format
 version, model name and config, preprocessing, training metadata, thresholds).
 
-Loading reads JSON and safetensors only, so an untrusted bundle can never execute code.
-Every file is written to a temporary name and moved into place (atomic on POSIX), so an
-interrupted save never leaves a half-written bundle.
+Loading reads JSON and safetensors only, so an untrusted bundle can never execute code. Every
+field is checked against its type and range, the weights' shapes against the safetensors header
+before anything is allocated, and non-finite weights or thresholds are refused: a crafted or
+broken bundle ends in one error line, never in a wrong PASS or a huge allocation.
+
+A save writes a complete new bundle folder beside the old one and swaps it in, so an
+interrupted save leaves either the old bundle or the new one, never new weights with an old
+config. Files of the folder that are not the bundle's (a checkpoint, reports) are kept.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
+import math
 import os
-from dataclasses import asdict, dataclass, field, is_dataclass
+import shutil
+import tempfile
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
-from .atomic import atomic_path, atomic_write_json
+from .atomic import atomic_write_json, current_umask, finish_file, fsync_dir
 from .errors import InspectError
-from .models import create_model, make_config
+from .models import create_model, get_spec, make_config
+
+log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "inspect-ad-bundle"
 BUNDLE_VERSION = 1
@@ -42,28 +54,86 @@ class Bundle:
     tensors: dict = field(default_factory=dict)
 
 
+BUNDLE_FILES = (WEIGHTS, CONFIG, EXTRA)
+
+
 def _save_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
-    with atomic_path(file) as tmp:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp))
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(file))
+    finish_file(file)
+
+
+def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: Any,
                 tensors: dict[str, torch.Tensor] | None = None, **sections: Any) -> Path:
     """Save weights and config; ``sections`` (preprocessing, training, calibration, ...) must be
     JSON-serialisable and are stored as top-level keys of config.json; ``tensors`` (not model
-    weights) go to extra.safetensors."""
+    weights) go to extra.safetensors. Refuses non-finite weights (a diverged training)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    _save_tensors(path / WEIGHTS, model.state_dict())
-    if tensors:
-        _save_tensors(path / EXTRA, tensors)
-    elif (path / EXTRA).exists():
-        (path / EXTRA).unlink()  # a stale file from an earlier save would be read back
+    state = model.state_dict()
+    bad = _non_finite({**state, **(tensors or {})})
+    if bad:
+        raise InspectError(f"refusing to save {path}: {len(bad)} tensors (e.g. {bad[0]}) hold NaN or inf, "
+                           f"so training diverged; fit again with a lower --lr")
+    if path.exists() and not path.is_dir():
+        raise InspectError(f"{path} is a file, not a folder; choose another --out for the bundle")
     cfg = asdict(config) if is_dataclass(config) else dict(config)
-    atomic_write_json(path / CONFIG, {
-        "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "inspect_ad_version": __version__,
-        "model": {"name": name, "config": cfg}, **sections})
+    meta = {"format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "inspect_ad_version": __version__,
+            "model": {"name": name, "config": cfg}, **sections}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
+    try:
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700
+        _save_tensors(staging / WEIGHTS, state)
+        if tensors:
+            _save_tensors(staging / EXTRA, tensors)
+        atomic_write_json(staging / CONFIG, meta)
+        fsync_dir(staging)
+        _swap_in(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two folders (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+    except (AttributeError, OSError):
+        return False
+
+
+def _swap_in(staging: Path, path: Path) -> None:
+    """Make the complete bundle in ``staging`` the folder ``path``; afterwards ``staging`` holds
+    the old folder (or nothing). Entries of the old folder that are not bundle files move over."""
+    if not path.exists():
+        staging.rename(path)
+    elif _exchange(staging, path):
+        pass
+    else:
+        # Without an atomic exchange: the old bundle files are replaced one by one, config.json last
+        # is not enough (weights before config), so the old config goes first: a crash in between
+        # leaves a folder that is not a bundle, never a wrong pairing.
+        (path / CONFIG).unlink(missing_ok=True)
+        for name in (WEIGHTS, EXTRA):
+            (path / name).unlink(missing_ok=True)
+            if (staging / name).exists():
+                os.replace(staging / name, path / name)
+        os.replace(staging / CONFIG, path / CONFIG)
+        fsync_dir(path)
+        return
+    fsync_dir(path.parent)
+    if staging.exists():
+        for entry in staging.iterdir():
+            if entry.name not in BUNDLE_FILES:
+                os.replace(entry, path / entry.name)
 
 
 def read_bundle_config(path: str | os.PathLike) -> dict:
@@ -83,7 +153,134 @@ def read_bundle_config(path: str | os.PathLike) -> dict:
         raise InspectError(f"{path} was saved with bundle format version {meta.get('bundle_version')} "
                            f"(inspect-ad {meta.get('inspect_ad_version')}); this inspect-ad reads version "
                            f"{BUNDLE_VERSION}: retrain with this version or install the matching inspect-ad")
+    validate_meta(meta, cfg_file)
     return meta
+
+
+# --- validation of config.json -----------------------------------------------------------------
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _int_in(lo: int, hi: int | None = None) -> tuple[str, Any]:
+    what = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+    return what, lambda v: _is_int(v) and lo <= v and (hi is None or v <= hi)
+
+
+def _number_in(lo: float = -math.inf, hi: float = math.inf, open_ends: bool = False) -> tuple[str, Any]:
+    inside = (lambda v: lo < v < hi) if open_ends else (lambda v: lo <= v <= hi)
+    what = "a finite number" + ("" if (lo, hi) == (-math.inf, math.inf) else
+                                f" {'strictly ' if open_ends else ''}between {lo:g} and {hi:g}")
+    return what, lambda v: _is_number(v) and inside(v)
+
+
+def _choice(*choices) -> tuple[str, Any]:
+    return f"one of {', '.join(map(str, choices))}", lambda v: isinstance(v, str) and v in choices
+
+
+_TEXT = ("a string", lambda v: isinstance(v, str))
+_NUMBER = _number_in()
+_SCALES = ("a list of integers >= 1", lambda v: isinstance(v, list) and v and all(_is_int(x) and x >= 1 for x in v))
+_NUMBERS = ("an object of finite numbers", lambda v: isinstance(v, dict) and all(map(_is_number, v.values())))
+
+
+def _image_rules() -> dict[str, tuple[set, dict]]:
+    """Per section of an image bundle: (required keys, {key: (what it must be, check)})."""
+    from .anomaly_map import METRICS, POOLINGS, STANDARDIZE
+    from .data.preprocess import NORMALIZATIONS, RESIZE_MODES
+    return {
+        # image_size above 4096 would need gigabytes per image before the first result
+        "preprocessing": ({"image_size", "channels"}, {
+            "image_size": _int_in(8, 4096), "channels": ("1 or 3", lambda v: _is_int(v) and v in (1, 3)),
+            "normalization": _choice(*NORMALIZATIONS), "resize_mode": _choice(*RESIZE_MODES)}),
+        "anomaly_map": (set(), {
+            "sigma": _number_in(0, 1000), "pooling": _choice(*POOLINGS), "metric": _choice(*METRICS),
+            "standardize": ("one of " + ", ".join(STANDARDIZE),
+                            lambda v: isinstance(v, bool) or isinstance(v, str) and v in STANDARDIZE),
+            "scales": _SCALES}),
+        "map_reference": ({"metric", "sigma", "scales"}, {
+            "metric": _choice(*METRICS), "sigma": _number_in(0, 1000), "scales": _SCALES}),
+        "calibration": ({"image_threshold", "pixel_threshold", "min_area", "target_frr", "n"}, {
+            "version": _int_in(1), "target_frr": _number_in(0, 1, open_ends=True), "n": _int_in(1),
+            "rank": _int_in(1), "image_threshold": _NUMBER, "pixel_threshold": _NUMBER, "min_area": _int_in(0),
+            "expected_frr_bound": _NUMBER, "prob_frr_within_target": _NUMBER, "frr_95": _NUMBER,
+            **{k: _TEXT for k in ("min_area_source", "guarantee", "normalized_score", "source", "date",
+                                  "inspect_ad_version")}}),
+        "reference": (set(), {"n": _int_in(0), "pixel_p99": _number_in(0), "score_median": _NUMBER,
+                              "score_max": _NUMBER, "input": _NUMBERS}),
+        "training": (set(), {}),
+    }
+
+
+def _check_section(cfg_file: Path, name: str, section: Any, required: set, rules: dict) -> None:
+    if not isinstance(section, dict):
+        raise InspectError(f"{cfg_file}: '{name}' must be a JSON object; the bundle is damaged or was edited: "
+                           f"re-run 'inspect-ad fit'")
+    missing = sorted(required - set(section))
+    if missing:
+        raise InspectError(f"{cfg_file}: '{name}' lacks {', '.join(missing)}; the bundle is damaged or was "
+                           f"edited: re-run 'inspect-ad fit' (or 'inspect-ad calibrate')")
+    for key, (what, ok) in rules.items():
+        if key in section and not ok(section[key]):
+            raise InspectError(f"{cfg_file}: {name}.{key} is {json.dumps(section[key])[:60]}, but must be {what}; "
+                               f"the bundle is damaged or was edited: re-run 'inspect-ad fit'")
+
+
+def _field_check(default: Any) -> tuple[str, Any] | None:
+    """The type a model config field must have, from its default (None: anything goes)."""
+    if isinstance(default, bool):
+        return "true or false", lambda v: isinstance(v, bool)
+    if isinstance(default, int):
+        return "an integer", _is_int
+    if isinstance(default, float):
+        return "a finite number", _is_number
+    if isinstance(default, str):
+        return _TEXT
+    if isinstance(default, (tuple, list)):
+        return "a list", lambda v: isinstance(v, list)
+    return None
+
+
+def _check_model_config(cfg_file: Path, name: Any, cfg: Any) -> None:
+    try:
+        spec = get_spec(name) if isinstance(name, str) else None
+    except InspectError:
+        spec = None
+    if spec is None:
+        raise InspectError(f"{cfg_file}: model.name {json.dumps(name)[:60]} is not a known model; the bundle "
+                           f"was made by another inspect-ad or edited")
+    defaults = {}
+    for f in fields(spec.build_config()):
+        if f.default is not MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            defaults[f.name] = f.default_factory()
+    rules = {k: rule for k, d in defaults.items() if (rule := _field_check(d)) is not None}
+    _check_section(cfg_file, "model.config", cfg, set(), rules)
+
+
+def validate_meta(meta: dict, cfg_file: Path) -> None:
+    """Refuse a config.json whose fields have the wrong type or an absurd value (one line, naming
+    the field), before any of it is used."""
+    model = meta.get("model")
+    if not isinstance(model, dict) or "name" not in model:
+        raise InspectError(f"{cfg_file} lacks the 'model' name; the bundle is damaged: re-run 'inspect-ad fit'")
+    _check_model_config(cfg_file, model["name"], model.get("config", {}))
+    if get_spec(model["name"]).family != "image" or "preprocessing" not in meta:
+        return  # video and tabular bundles carry their own sections
+    for name, (required, rules) in _image_rules().items():
+        if name in meta or name == "preprocessing":
+            _check_section(cfg_file, name, meta.get(name), required, rules)
+    prep, cfg = meta["preprocessing"], model.get("config", {})
+    for key, model_key in (("channels", "in_channels"), ("image_size", "image_size")):
+        if model_key in cfg and cfg[model_key] != prep[key]:
+            raise InspectError(f"{cfg_file}: preprocessing.{key} {prep[key]} does not match the model's "
+                               f"{model_key} {cfg[model_key]}; the bundle was edited: re-run 'inspect-ad fit'")
 
 
 def update_bundle_sections(path: str | os.PathLike, **sections: Any) -> dict:
@@ -97,18 +294,49 @@ def update_bundle_sections(path: str | os.PathLike, **sections: Any) -> dict:
 def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> Bundle:
     path = Path(path)
     meta = read_bundle_config(path)
-    name, cfg = meta["model"]["name"], meta["model"]["config"]
-    config = make_config(name, **cfg)
+    name, cfg = meta["model"]["name"], meta["model"].get("config", {})
+    try:
+        config = make_config(name, **cfg)
+    except (ValueError, TypeError) as e:
+        raise InspectError(f"{path / CONFIG}: model.config is invalid ({e}); the bundle was edited: "
+                           f"re-run 'inspect-ad fit'")
+    _check_shapes(path / WEIGHTS, name, config)
     model = create_model(name, config)
     state = _read_tensors(path / WEIGHTS)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InspectError(f"{path / WEIGHTS} does not match model {name!r} (missing {len(missing)}, "
                            f"unexpected {len(unexpected)} tensors); the bundle was made by another version")
+    bad = _non_finite(state)
+    if bad:
+        raise InspectError(f"{path / WEIGHTS} holds NaN or inf in {len(bad)} tensors (e.g. {bad[0]}): the model "
+                           f"is broken and would pass every part; fit it again")
     sections = {k: v for k, v in meta.items() if k not in ("format", "bundle_version", "inspect_ad_version", "model")}
     tensors = _read_tensors(path / EXTRA) if (path / EXTRA).is_file() else {}
     return Bundle(model.to(device).eval(), name, config, sections, path,
                   {k: v.to(device) for k, v in tensors.items()})
+
+
+def _check_shapes(file: Path, name: str, config: Any) -> None:
+    """Compare the model's parameter shapes (built on the meta device: nothing is allocated) with
+    the safetensors header, so a crafted config (memory_slots=1e9) fails before it costs memory."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in create_model(name, config).state_dict().items()}
+    except Exception as e:  # a model that cannot be built on meta is checked by load_state_dict
+        log.debug("no meta-device shape check for %s: %s", name, e)
+        return
+    try:
+        with safe_open(str(file), "pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise InspectError(f"{file} cannot be read ({e}); the bundle is damaged: re-run 'inspect-ad fit'")
+    wrong = sorted(k for k in expected if k in stored and stored[k] != expected[k])
+    if wrong:
+        k = wrong[0]
+        raise InspectError(f"{file}: {len(wrong)} tensors do not have the shape the config asks for (e.g. {k}: "
+                           f"stored {list(stored[k])}, config {list(expected[k])}); the bundle's config.json "
+                           f"was edited or belongs to other weights: re-run 'inspect-ad fit'")
 
 
 def _read_tensors(file: Path) -> dict[str, torch.Tensor]:

@@ -44,7 +44,8 @@ from . import __version__
 from .errors import InspectError
 
 CALIBRATION_VERSION = 1
-PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
+PASS, FAIL, ERROR, INVALID = "PASS", "FAIL", "ERROR", "INVALID"
+INVALID_SCORE = "invalid score"
 T = TypeVar("T")
 
 
@@ -151,20 +152,29 @@ def normalized_score(score: float | np.ndarray, threshold: float) -> float | np.
 
 @dataclass
 class Judgement:
-    """One part's decision: FAIL when the image score is above the calibrated threshold."""
+    """One part's decision: FAIL when the image score is above the calibrated threshold, or is not
+    a number at all (a diverged model must never pass a part); INVALID when the input is not a
+    plausible photo of a part (``reason`` says why)."""
 
     decision: str
     normalized: float
     mask: np.ndarray
     boxes: list[list[int]]
+    reason: str | None = None
 
     @property
     def defect_area(self) -> int:
         return int(self.mask.sum())
 
 
-def judge(score: float, amap: np.ndarray, calibration: dict) -> Judgement:
+def judge(score: float, amap: np.ndarray, calibration: dict, invalid_input: str | None = None) -> Judgement:
+    """``invalid_input``: why the image is not a plausible input (see :mod:`inspect_ad.sanity`), if it is not."""
     mask = defect_mask(amap, calibration["pixel_threshold"], calibration["min_area"])
+    if invalid_input:
+        return Judgement(INVALID, float("nan"), mask, region_boxes(mask), f"invalid input: {invalid_input}")
+    if not math.isfinite(score):
+        # NaN compares False with any threshold: without this a broken model passes every part
+        return Judgement(FAIL, 1.0, mask, region_boxes(mask), f"{INVALID_SCORE} ({score})")
     decision = FAIL if score > calibration["image_threshold"] else PASS
     return Judgement(decision, normalized_score(score, calibration["image_threshold"]), mask, region_boxes(mask))
 
@@ -175,6 +185,12 @@ def calibrate(scores: Sequence[float], maps: Sequence[np.ndarray], target_frr: f
               min_area: int | None = None, source: str = "") -> dict:
     """The bundle's "calibration" section from good images' scores and maps (at their own size)."""
     g = guarantee(len(scores), target_frr)
+    bad = int(np.sum(~np.isfinite(np.asarray(scores, dtype=np.float64))))
+    bad += sum(not np.isfinite(m).all() for m in maps)
+    if bad:
+        raise InspectError(f"{source or 'calibration'}: the model gives {bad} non-finite (NaN or inf) scores or maps "
+                           f"on good images, so no threshold can be set; the model is broken (training diverged?): "
+                           f"fit it again, e.g. with a lower --lr")
     image_t = conformal_threshold(scores, target_frr)
     pixel_t = pixel_threshold(maps, target_frr)
     auto = min_area is None

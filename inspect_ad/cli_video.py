@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path, atomic_write_json
-from .bundle import load_bundle, save_bundle
+from .bundle import CONFIG, load_bundle, read_bundle_config, save_bundle
 from .data.video import load_clip_folder, load_video_dataset
+from .errors import InspectError
 from .models import parse_overrides
 from .training import DEVICE_HELP, describe_device, resolve_device
 from .video import (RECIPES, SETTINGS, anomaly_score, calibrate, evaluate_videos, fit_video_model,
@@ -39,15 +40,19 @@ def video() -> None:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="bundle folder to write")
 @click.option("--setting", type=click.Choice(SETTINGS), default="cpu", show_default=True,
               help="paper: the papers' sizes (GPU); cpu: 64×64 grey, narrow nets; tiny: tests")
-@click.option("--epochs", type=int, help="override the setting's epochs")
-@click.option("--batch-size", type=int, help="override the setting's batch size")
-@click.option("--max-steps-per-epoch", type=int, help="cap each epoch (for quick CPU runs)")
+@click.option("--epochs", type=click.IntRange(1), help="override the setting's epochs")
+@click.option("--batch-size", type=click.IntRange(1), help="override the setting's batch size")
+@click.option("--max-steps-per-epoch", type=click.IntRange(1), help="cap each epoch (for quick CPU runs)")
 @click.option("--no-memory", is_flag=True, help="train the paper's no-memory ablation")
 @click.option("--set", "overrides", multiple=True, help="model config KEY=VALUE (repeatable)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_memory, overrides, seed, device):
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
+def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_memory, overrides, seed, device,
+        overwrite):
     """Train a recipe on the normal training videos of DATA and save a bundle."""
+    if (Path(out) / CONFIG).exists() and not overwrite:
+        raise InspectError(f"{out} already holds a model bundle; pass --overwrite to replace it, or choose another --out")
     dev = resolve_device(device)  # before the data: a missing GPU should not cost a dataset load
     st = recipe_setting(recipe, setting)
     model_over = {**st["model"], **parse_overrides(overrides, "--set"), **({"use_memory": False} if no_memory else {})}
@@ -73,7 +78,7 @@ def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 def evaluate(model_dir, data, out, no_update, device):
     """Frame-level AUC over all test frames (per-video and calibrated normalisation)."""
-    bundle = load_bundle(model_dir, resolve_device(device))
+    bundle = _load_video_bundle(model_dir, device)
     ds = load_video_dataset(data).require_test()
     metrics, results = evaluate_videos(bundle.model, ds.test, bundle.sections.get("calibration"),
                                        test_time_update=not no_update)
@@ -84,6 +89,14 @@ def evaluate(model_dir, data, out, no_update, device):
     save_score_plot(out / "scores.png", results, f"{bundle.name} on {ds.name}: frame AUC {metrics['frame_auc']:.3f}")
     click.echo(json.dumps({k: metrics[k] for k in ("frame_auc", "frame_auc_calibrated", "frames_scored", "fps")
                            if k in metrics}))
+
+
+def _load_video_bundle(model_dir, device):
+    name = read_bundle_config(model_dir)["model"]["name"]
+    if name not in RECIPES:
+        raise InspectError(f"{model_dir} holds a {name!r} model, not a video model ({', '.join(RECIPES)}); "
+                           f"use 'inspect-ad evaluate' or 'inspect-ad segment' for image models")
+    return load_bundle(model_dir, resolve_device(device))
 
 
 def _summary(training: dict) -> dict:
@@ -97,7 +110,7 @@ def _summary(training: dict) -> dict:
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 def score(clip_dir, model_dir, out, device):
     """Per-frame scores of one clip: CSV (raw, calibrated and per-clip normalised) and a plot."""
-    bundle = load_bundle(model_dir, resolve_device(device))
+    bundle = _load_video_bundle(model_dir, device)
     video_obj = load_clip_folder(clip_dir)
     start = time.perf_counter()
     raw = score_frames(bundle.model, load_frames(bundle.model, video_obj), test_time_update=False)

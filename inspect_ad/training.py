@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, finish_file, fsync_dir
 from .errors import InspectError
 from .losses import memae_loss
 
@@ -99,24 +99,37 @@ def _save_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
     tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    opt_sd = opt.state_dict()
-    tensors = {f"{pid}/{k}": v.detach().cpu().contiguous()
-               for pid, st in opt_sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    atomic_write_json(tmp / "state.json", {**state, "param_groups": opt_sd["param_groups"]})
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        opt_sd = opt.state_dict()
+        tensors = {f"{pid}/{k}": v.detach().cpu().contiguous()
+                   for pid, st in opt_sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        for f in ("model.safetensors", "optimizer.safetensors"):
+            finish_file(tmp / f)
+        atomic_write_json(tmp / "state.json", {**state, "param_groups": opt_sd["param_groups"]})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # e.g. disk full: leave the previous checkpoint, no debris
+        raise
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
         folder.rename(old)
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(folder.parent)
 
 
-def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict:
+def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                     fingerprint: dict | None = None) -> dict:
     if not (folder / "state.json").is_file() and folder.with_name(folder.name + ".old").is_dir():
         folder = folder.with_name(folder.name + ".old")  # interrupted between the two renames
     try:
         state = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InspectError(f"cannot resume from {folder} ({e.__class__.__name__}); delete it to start over")
+    _check_fingerprint(folder, state.get("fingerprint"), fingerprint)
+    try:
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         tensors = load_file(str(folder / "optimizer.safetensors"))
     except (OSError, ValueError, RuntimeError) as e:
@@ -127,6 +140,22 @@ def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer)
         opt_state.setdefault(int(pid), {})[name] = v
     opt.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
     return state
+
+
+def _check_fingerprint(folder: Path, saved: dict | None, wanted: dict | None) -> None:
+    """Refuse to resume a checkpoint made with other data or settings: it would silently give
+    weights trained on something else under this run's name."""
+    if wanted is None:
+        return
+    wanted = json.loads(json.dumps(wanted))  # as it reads back from state.json (tuples -> lists)
+    if saved == wanted:
+        return
+    if saved is None:
+        raise InspectError(f"{folder} does not record what it was trained on, so it cannot be checked against "
+                           f"this run; fit without --resume (and with --overwrite) to start over")
+    differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    raise InspectError(f"cannot resume from {folder}: it was trained with other {', '.join(differ)}; "
+                       f"use the same data and settings, or fit with --overwrite to start over")
 
 
 # --- loop --------------------------------------------------------------------------------
@@ -145,8 +174,10 @@ def memae_objective(entropy_weight: float, ssim_weight: float = 0.0, gms_weight:
 
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, loss_fn: LossFn,
           checkpoint_dir: Path | None = None, resume: bool = False, progress: bool = True,
-          on_epoch: Callable[[int], None] | None = None) -> list[dict]:
-    """Adam on ``loss_fn`` for ``cfg.epochs``; returns the per-epoch history (mean losses)."""
+          on_epoch: Callable[[int], None] | None = None, fingerprint: dict | None = None) -> list[dict]:
+    """Adam on ``loss_fn`` for ``cfg.epochs``; returns the per-epoch history (mean losses).
+    ``fingerprint`` (JSON: settings, training list) is stored in checkpoints, and a resume from a
+    checkpoint with another one is refused."""
     if len(data) == 0:
         raise InspectError("the training set is empty; add defect-free images")
     device = resolve_device(cfg.device)
@@ -156,7 +187,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, loss_fn: LossFn,
     history: list[dict] = []
     start = 0
     if resume and checkpoint_dir is not None and (checkpoint_dir.exists() or checkpoint_dir.with_name(checkpoint_dir.name + ".old").exists()):
-        state = _load_checkpoint(checkpoint_dir, model, opt)
+        state = _load_checkpoint(checkpoint_dir, model, opt, fingerprint)
         start, history = state["epoch"], state["history"]
         log.info("resumed from %s at epoch %d", checkpoint_dir, start)
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc="train",
@@ -170,7 +201,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, loss_fn: LossFn,
             on_epoch(epoch + 1)
         due = cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0
         if checkpoint_dir is not None and (due or epoch + 1 == cfg.epochs):
-            _save_checkpoint(checkpoint_dir, model, opt, {"epoch": epoch + 1, "history": history})
+            _save_checkpoint(checkpoint_dir, model, opt, {"epoch": epoch + 1, "history": history,
+                                                          "fingerprint": fingerprint})
     model.eval()
     return history
 

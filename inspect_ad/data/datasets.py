@@ -90,11 +90,19 @@ def from_manifest(path: str | Path) -> ImageSet:
     if not isinstance(doc, dict) or not isinstance(doc.get("train", []), list):
         raise InspectError(f"manifest {path} must be an object with a 'train' list and a 'test' list")
     base = path.parent
+    bad = next((i for i, p in enumerate(doc.get("train", [])) if not isinstance(p, str) or not p), None)
+    if bad is not None:
+        raise InspectError(f"manifest {path}: train entry {bad} is {json.dumps(doc['train'][bad])[:60]}, not a path; "
+                           f"list image paths as strings")
     train = [base / p for p in doc.get("train", [])]
     test = []
+    if not isinstance(doc.get("test", []), list):
+        raise InspectError(f"manifest {path}: 'test' must be a list of {{\"image\", \"mask\", \"label\"}} objects")
     for i, entry in enumerate(doc.get("test", [])):
-        if not isinstance(entry, dict) or "image" not in entry:
-            raise InspectError(f"manifest {path}: test entry {i} needs an 'image' key (and 'mask', 'label')")
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str) \
+                or not isinstance(entry.get("mask") or "", str) or not isinstance(entry.get("label") or "", str):
+            raise InspectError(f"manifest {path}: test entry {i} needs an 'image' path (and a 'mask' path or null, "
+                               f"a 'label' string)")
         label = entry.get("label") or (GOOD if entry.get("mask") is None else "defect")
         mask = base / entry["mask"] if entry.get("mask") else None
         test.append(Sample(base / entry["image"], mask, label))

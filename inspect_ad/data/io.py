@@ -22,24 +22,62 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(p for p in Path(folder).glob(pattern) if is_image_file(p))
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
+def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
     if img.dtype == np.uint8:
         return img
     if img.dtype == np.uint16:
         return (img / 257).round().astype(np.uint8)
+    if img.dtype.kind == "f":
+        if not np.isfinite(img).all():
+            raise InspectError(f"image {path} has NaN or infinite pixels; re-export it")
+        if img.min() >= 0 and img.max() <= 1:
+            img = img * 255.0  # float images are usually 0-1: clipped to 0-255 they would read as black
+        return np.clip(img, 0, 255).round().astype(np.uint8)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# The last bytes of a complete file. OpenCV decodes a truncated JPEG (libjpeg only prints
+# "Premature end of JPEG file", naming no file) and fills the rest grey: such a photo would be
+# judged, trained on and calibrated on as if it were whole.
+_TRAILERS = {b"\xff\xd8\xff": b"\xff\xd9", b"\x89PNG\r\n\x1a\n": b"IEND\xaeB`\x82"}  # by magic number
+
+
+def is_truncated(path: Path) -> bool:
+    """Whether a JPEG or PNG file lacks its end marker (other formats: False)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        trailer = next((t for magic, t in _TRAILERS.items() if head.startswith(magic)), None)
+        if trailer is None:
+            return False
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 1024))
+        tail = f.read()
+    # "in", not "endswith": some cameras append data after the end marker. Inside JPEG scan data
+    # 0xFF is always followed by 0x00 or a restart marker, so 0xFFD9 there is the real end.
+    return trailer not in tail
+
+
+def _imread(path: Path, flags: int, what: str) -> np.ndarray:
+    """cv2.imread that refuses corrupt and truncated files with one line naming the file."""
+    if not path.is_file():
+        raise InspectError(f"{what} {path} does not exist; check the path")
+    try:
+        truncated = is_truncated(path)
+    except OSError as e:
+        raise InspectError(f"cannot read {what} {path} ({e.strerror}); check its permissions")
+    img = None if truncated else cv2.imread(str(path), flags)
+    if img is None or img.size == 0:
+        why = "the file is truncated (an interrupted copy or upload?)" if truncated else \
+            "the file is corrupt or not an image"
+        raise InspectError(f"cannot read {what} {path}: {why}; replace or remove it")
+    return img
 
 
 def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
     """(H, W, C) uint8, RGB order. ``channels`` (1 or 3) converts when it loses nothing:
     grey -> RGB always; RGB -> grey only if the three channels are equal."""
     path = Path(path)
-    if not path.is_file():
-        raise InspectError(f"image {path} does not exist; check the path")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise InspectError(f"cannot read image {path}: the file is corrupt or not an image; replace or remove it")
-    img = _to_uint8(img)
+    img = _to_uint8(_imread(path, cv2.IMREAD_UNCHANGED, "image"), path)
     if img.ndim == 2:
         img = img[:, :, None]
     if img.shape[2] == 4:
@@ -61,7 +99,8 @@ def convert_channels(img: np.ndarray, channels: int | None, path: Path | str = "
     if np.array_equal(img[:, :, 0], img[:, :, 1]) and np.array_equal(img[:, :, 0], img[:, :, 2]):
         return img[:, :, :1]
     raise InspectError(f"image {path} is a colour image but the model works on grayscale images; "
-                       f"convert it to grayscale or train a model with --channels 3")
+                       f"convert it to grayscale, or fit the model on colour images (fit takes the channels "
+                       f"from the training images)")
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -69,9 +108,7 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InspectError(f"mask {path} does not exist; add it or mark the image as good")
-    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if m is None:
-        raise InspectError(f"cannot read mask {path}: the file is corrupt or not an image; replace it")
+    m = _imread(path, cv2.IMREAD_GRAYSCALE, "mask")
     if m.shape != tuple(shape):
         raise InspectError(f"mask {path} is {m.shape[1]}×{m.shape[0]} but its image is {shape[1]}×{shape[0]}; "
                            f"masks must have their image's size")

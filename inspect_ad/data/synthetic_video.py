@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..atomic import atomic_path
+from .io import write_image
 from .video import Video, VideoSet
 
 ANOMALY_KINDS = ("fast", "shape", "against")
@@ -165,7 +167,8 @@ def write_frame_folders(videos: VideoSet, root) -> Path:
             folder = root / split / "frames" / v.name
             folder.mkdir(parents=True, exist_ok=True)
             for i, frame in enumerate(v.array):
-                cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
+                write_image(folder / f"{i:03d}.png", frame)
     if videos.test:
-        np.save(root / f"frame_labels_{videos.name}.npy", np.concatenate([v.labels for v in videos.test])[None])
+        with atomic_path(root / f"frame_labels_{videos.name}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, np.concatenate([v.labels for v in videos.test])[None])
     return root

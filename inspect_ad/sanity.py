@@ -1,0 +1,44 @@
+"""Is an image a plausible photo of a part at all? A camera or lighting failure (a black, blank
+or blown-out frame) reconstructs easily and would otherwise PASS; such an image is judged
+INVALID instead, counted apart from PASS and FAIL.
+
+At fit, :func:`input_stats` records the training images' range of mean grey level, their
+smallest contrast and their largest fraction of clipped (0 or 255) pixels; :func:`input_problem`
+flags an image far outside that range. Bundles without the record get the fixed checks only.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+BLANK_STD = 0.5        # grey levels: below this an 8-bit frame is one flat value
+CLIPPED_FRACTION = 0.5  # more than half the pixels at 0 or 255: under- or overexposed
+MEAN_MARGIN = 32.0     # grey levels a part's mean may lie outside the training range, at least
+
+
+def _measure(img: np.ndarray) -> tuple[float, float, float]:
+    x = np.asarray(img, dtype=np.float32)
+    return float(x.mean()), float(x.std()), float(np.mean((img == 0) | (img == 255)))
+
+
+def input_stats(images: Sequence[np.ndarray]) -> dict:
+    """What the (uint8) training images look like, for :func:`input_problem`."""
+    means, stds, clipped = zip(*(_measure(im) for im in images))
+    return {"mean_min": min(means), "mean_max": max(means), "std_min": min(stds), "clipped_max": max(clipped)}
+
+
+def input_problem(img: np.ndarray, stats: dict | None = None) -> str | None:
+    """Why ``img`` (uint8, as read) is not a plausible input, or None if it is."""
+    mean, std, clipped = _measure(img)
+    stats = stats or {}
+    if std < min(BLANK_STD, stats.get("std_min", BLANK_STD) / 4):
+        return f"blank frame (every pixel about {mean:.0f}); check the camera and lighting"
+    if clipped > max(CLIPPED_FRACTION, stats.get("clipped_max", 0.0) + 0.25):
+        return f"{clipped:.0%} of the pixels are black or saturated; check the exposure"
+    if "mean_min" in stats:
+        margin = max(MEAN_MARGIN, stats["mean_max"] - stats["mean_min"])
+        if not stats["mean_min"] - margin <= mean <= stats["mean_max"] + margin:
+            return (f"mean grey level {mean:.0f} is far outside the training images' "
+                    f"{stats['mean_min']:.0f}-{stats['mean_max']:.0f}; check the camera and lighting")
+    return None
