@@ -31,7 +31,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_write_json, current_umask, finish_file, fsync_dir
 from .errors import InspectError
-from .models import create_model, get_spec, make_config
+from .models import IMAGE_MODELS, create_model, get_spec, make_config
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +217,15 @@ def _image_rules() -> dict[str, tuple[set, dict]]:
     }
 
 
-def _check_section(cfg_file: Path, name: str, section: Any, required: set, rules: dict) -> None:
+def _check_section(cfg_file: Path, name: str, section: Any, required: set, rules: dict,
+                   allowed: set | None = None) -> None:
     if not isinstance(section, dict):
         raise InspectError(f"{cfg_file}: '{name}' must be a JSON object; the bundle is damaged or was edited: "
                            f"re-run 'inspect-ad fit'")
+    unknown = sorted(set(section) - allowed) if allowed is not None else []
+    if unknown:
+        raise InspectError(f"{cfg_file}: '{name}' has unknown fields {', '.join(unknown)[:80]}; the bundle was "
+                           f"made by another inspect-ad or edited: re-run 'inspect-ad fit'")
     missing = sorted(required - set(section))
     if missing:
         raise InspectError(f"{cfg_file}: '{name}' lacks {', '.join(missing)}; the bundle is damaged or was "
@@ -246,6 +251,10 @@ def _field_check(default: Any) -> tuple[str, Any] | None:
     return None
 
 
+def _required_fields(spec) -> set:
+    return {f.name for f in fields(spec.build_config()) if f.default is MISSING and f.default_factory is MISSING}
+
+
 def _check_model_config(cfg_file: Path, name: Any, cfg: Any) -> None:
     try:
         spec = get_spec(name) if isinstance(name, str) else None
@@ -261,7 +270,7 @@ def _check_model_config(cfg_file: Path, name: Any, cfg: Any) -> None:
         elif f.default_factory is not MISSING:
             defaults[f.name] = f.default_factory()
     rules = {k: rule for k, d in defaults.items() if (rule := _field_check(d)) is not None}
-    _check_section(cfg_file, "model.config", cfg, set(), rules)
+    _check_section(cfg_file, "model.config", cfg, set(), rules, set(defaults) | _required_fields(spec))
 
 
 def validate_meta(meta: dict, cfg_file: Path) -> None:
@@ -271,11 +280,15 @@ def validate_meta(meta: dict, cfg_file: Path) -> None:
     if not isinstance(model, dict) or "name" not in model:
         raise InspectError(f"{cfg_file} lacks the 'model' name; the bundle is damaged: re-run 'inspect-ad fit'")
     _check_model_config(cfg_file, model["name"], model.get("config", {}))
-    if get_spec(model["name"]).family != "image" or "preprocessing" not in meta:
+    if model["name"] not in IMAGE_MODELS:
         return  # video and tabular bundles carry their own sections
+    from .anomaly_map import MapConfig
+    from .data.preprocess import Preprocessing
+    # these two are passed to their dataclass as keyword arguments: an unknown key would be a TypeError
+    allowed = {"preprocessing": {f.name for f in fields(Preprocessing)}, "anomaly_map": {f.name for f in fields(MapConfig)}}
     for name, (required, rules) in _image_rules().items():
         if name in meta or name == "preprocessing":
-            _check_section(cfg_file, name, meta.get(name), required, rules)
+            _check_section(cfg_file, name, meta.get(name), required, rules, allowed.get(name))
     prep, cfg = meta["preprocessing"], model.get("config", {})
     for key, model_key in (("channels", "in_channels"), ("image_size", "image_size")):
         if model_key in cfg and cfg[model_key] != prep[key]:

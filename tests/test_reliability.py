@@ -156,12 +156,11 @@ def test_float_tiff_is_read_by_its_range(tmp_path):
     assert read_image(tmp_path / "f.tif").mean() == 128
 
 
-@pytest.mark.parametrize("ext", [".jpg", ".png"])
-def test_truncated_file_is_unreadable(tmp_path, ext):
-    ok, buf = cv2.imencode(ext, noise(np.random.default_rng(0)))
-    (tmp_path / f"t{ext}").write_bytes(buf.tobytes()[: len(buf) * 2 // 3])
-    with pytest.raises(InspectError, match="truncated"):
-        read_image(tmp_path / f"t{ext}")
+def test_truncated_jpeg_is_unreadable(tmp_path):
+    ok, buf = cv2.imencode(".jpg", noise(np.random.default_rng(0)))
+    (tmp_path / "t.jpg").write_bytes(buf.tobytes()[: len(buf) * 2 // 3])
+    with pytest.raises(InspectError, match="file is truncated"):
+        read_image(tmp_path / "t.jpg")
 
 
 # --- 3. permissions and injection --------------------------------------------------------
@@ -186,11 +185,12 @@ def test_every_html_value_is_escaped():
     assert "<script>x" not in page and "<img src=x" not in page
 
 
-def test_csv_cells_cannot_start_a_formula(qa, tmp_path):
+def test_csv_cells_cannot_start_a_formula(qa, tmp_path, monkeypatch):
     _, det = qa
     parts = parts_copy(qa, tmp_path)
     shutil.copy(parts / "g0.png", parts / "=1+2.png")
-    inspect_images(det, [parts / "=1+2.png"], tmp_path / "rep", progress=False)
+    monkeypatch.chdir(parts)
+    inspect_images(det, ["=1+2.png"], tmp_path / "rep", progress=False)
     with open(tmp_path / "rep" / CSV) as f:
         cells = [row["path"] for row in csv.DictReader(f)]
     assert cells and all(not c.startswith(("=", "+", "-", "@")) for c in cells)
