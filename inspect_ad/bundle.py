@@ -241,7 +241,9 @@ def _field_check(default: Any) -> tuple[str, Any] | None:
     if isinstance(default, bool):
         return "true or false", lambda v: isinstance(v, bool)
     if isinstance(default, int):
-        return "an integer", _is_int
+        # every int field with a positive default is a size (channels, slots, scales, stride):
+        # 0 or less builds no model or fails deep inside torch
+        return _int_in(1) if default > 0 else ("an integer", _is_int)
     if isinstance(default, float):
         return "a finite number", _is_number
     if isinstance(default, str):
@@ -263,14 +265,32 @@ def _check_model_config(cfg_file: Path, name: Any, cfg: Any) -> None:
     if spec is None:
         raise InspectError(f"{cfg_file}: model.name {json.dumps(name)[:60]} is not a known model; the bundle "
                            f"was made by another inspect-ad or edited")
+    rules, allowed = _model_rules(name, cfg)
+    _check_section(cfg_file, "model.config", cfg, set(), rules, allowed | _required_fields(spec))
+
+
+def _model_rules(name: str, cfg: Any) -> tuple[dict, set]:
+    """{field: (what it must be, check)} for the model's config fields, and the fields with defaults."""
     defaults = {}
-    for f in fields(spec.build_config()):
+    for f in fields(get_spec(name).build_config()):
         if f.default is not MISSING:
             defaults[f.name] = f.default
         elif f.default_factory is not MISSING:
             defaults[f.name] = f.default_factory()
-    rules = {k: rule for k, d in defaults.items() if (rule := _field_check(d)) is not None}
-    _check_section(cfg_file, "model.config", cfg, set(), rules, set(defaults) | _required_fields(spec))
+    return {k: rule for k, d in defaults.items() if (rule := _field_check(d)) is not None}, set(defaults)
+
+
+def check_model_options(name: str, options: dict, flag: str = "-o") -> None:
+    """The fit-time twin of the load-time check: each model option against its field's type and range,
+    before a model is built (unknown names are make_config's to report, with the valid ones)."""
+    try:
+        get_spec(name)
+    except InspectError:
+        return  # the Detector names the image models to choose from
+    rules, _ = _model_rules(name, options)
+    for key, value in options.items():
+        if key in rules and not rules[key][1](value):
+            raise InspectError(f"{flag} {key}={json.dumps(value)[:40]}: {key} must be {rules[key][0]}")
 
 
 def validate_meta(meta: dict, cfg_file: Path) -> None:

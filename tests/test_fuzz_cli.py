@@ -116,9 +116,11 @@ def world(tmp_path_factory):
     return root, len(manifests)
 
 
-def _cases(n_manifests: int) -> list[tuple[str, list[str]]]:
+def _cases(n_manifests: int) -> list[tuple[str, list[str], str]]:
+    """(name, arguments, a word the error line must contain, so that a case cannot pass by failing
+    for another reason)."""
     fit = ["fit", "--train-dir", "{root}/train", "--out", "{out}/m", *FAST]
-    cases = [(f"fit {' '.join(extra)}", fit + extra) for extra in (
+    cases = [(f"fit {' '.join(extra)}", fit + extra, _needle(extra)) for extra in (
         ["--batch-size", "0"], ["--batch-size", "-1"], ["--batch-size", "x"], ["--image-size", "0"],
         ["--image-size", "-32"], ["--image-size", "4"], ["--image-size", "30"], ["--image-size", "5000"],
         ["--epochs", "0"], ["--epochs", "-1"], ["--lr", "-1"], ["--lr", "0"], ["--lr", "1e6"],
@@ -131,49 +133,79 @@ def _cases(n_manifests: int) -> list[tuple[str, list[str]]]:
         ["-o", "grid_stride=3"], ["-o", "nope=1"], ["-o", "memory_slots=-1"], ["-o", "latent_channels=0"],
         ["-o", "noequals"], ["--out", "{root}/afile.txt"])]
     src = ["fit", "--out", "{out}/m", *FAST]
-    cases += [(f"fit source {' '.join(extra)}", src + extra) for extra in (
+    cases += [(f"fit source {' '.join(extra)}", src + extra, _needle(extra)) for extra in (
         ["--train-dir", "{root}/missing"], ["--train-dir", "{root}/empty"], ["--train-dir", "{root}/corrupt"],
         ["--train-dir", "{root}/truncated"], ["--manifest", "{root}/missing.json"],
         ["--data-root", "{root}/missing", "--category", "x"], ["--data-root", "{root}", "--category", "bottle"],
         ["--data-root", "{root}"], [], ["--train-dir", "{root}/train", "--manifest", "{root}/manifest0.json"],
         *(["--manifest", f"{{root}}/manifest{i}.json"] for i in range(n_manifests)))]
     cal = ["calibrate", "--model", "{root}/model", "--good", "{root}/parts", "--quiet", "--device", "cpu"]
-    cases += [(f"calibrate {' '.join(extra)}", cal + extra) for extra in (
+    cases += [(f"calibrate {' '.join(extra)}", cal + extra, _needle(extra)) for extra in (
         ["--target-frr", "0"], ["--target-frr", "2"], ["--min-area", "-1"], ["--batch-size", "0"],
         ["--good", "{root}/missing"], ["--target-frr", "0.01"], ["--good", "{root}/truncated", "--target-frr", "0.5"])]
-    cases += [("calibrate not a bundle", ["calibrate", "--model", "{root}/train", "--good", "{root}/parts"]),
-              ("calibrate model a file", ["calibrate", "--model", "{root}/afile.txt", "--good", "{root}/parts"])]
+    cases += [("calibrate not a bundle", ["calibrate", "--model", "{root}/train", "--good", "{root}/parts"], "bundle"),
+              ("calibrate model a file", ["calibrate", "--model", "{root}/afile.txt", "--good", "{root}/parts"],
+               "afile.txt")]
     seg = ["segment", "{root}/parts", "--model", "{root}/model", "--out", "{out}/seg", "--device", "cpu"]
-    cases += [("segment batch 0", seg + ["--batch-size", "0"]), ("segment out file", seg + ["--out", "{root}/afile.txt"]),
-              ("segment all missing", ["segment", "{root}/a.png", "{root}/b.png"] + seg[2:]),
-              ("segment only truncated", ["segment", "{root}/truncated"] + seg[2:]),
-              ("segment not a bundle", ["segment", "{root}/parts", "--model", "{root}/parts", "--out", "{out}/s"])]
+    cases += [("segment batch 0", seg + ["--batch-size", "0"], "--batch-size"),
+              ("segment out file", seg + ["--out", "{root}/afile.txt"], "afile.txt"),
+              ("segment all missing", ["segment", "{root}/a.png", "{root}/b.png"] + seg[2:], "none of the 2"),
+              ("segment only truncated", ["segment", "{root}/truncated"] + seg[2:], "none of the 1"),
+              ("segment not a bundle", ["segment", "{root}/parts", "--model", "{root}/parts", "--out", "{out}/s"],
+               "not a model bundle")]
     ins = ["inspect", "{root}/parts", "--model", "{root}/model", "--out", "{out}/rep", "--device", "cpu", "--quiet"]
-    cases += [("inspect batch 0", ins + ["--batch-size", "0"]), ("inspect out file", ins + ["--out", "{root}/afile.txt"]),
-              ("inspect sort-into file", ins + ["--sort-into", "{root}/afile.txt"]),
-              ("inspect uncalibrated", ["inspect", "{root}/parts", "--model", "{root}/uncalibrated", "--out", "{out}/r"]),
-              ("inspect input missing", ["inspect", "{root}/missing"] + ins[2:])]
-    cases += [("data synth size 0", ["data", "synth", "--out", "{out}/d", "--size", "0"]),
-              ("data synth size -1", ["data", "synth", "--out", "{out}/d", "--size", "-1"]),
-              ("data synth n-train 0", ["data", "synth", "--out", "{out}/d", "--n-train", "0"]),
-              ("data synth out file", ["data", "synth", "--out", "{root}/afile.txt"]),
-              ("demo epochs 0", ["demo", "--out", "{out}/demo", "--epochs", "0"]),
-              ("video evaluate image bundle", ["video", "evaluate", "--model", "{root}/model", "--data", "synthetic"]),
-              ("video score image bundle", ["video", "score", "{root}/parts", "--model", "{root}/model"]),
+    cases += [("inspect batch 0", ins + ["--batch-size", "0"], "--batch-size"),
+              ("inspect out file", ins + ["--out", "{root}/afile.txt"], "afile.txt"),
+              ("inspect sort-into file", ins + ["--sort-into", "{root}/afile.txt"], "afile.txt"),
+              ("inspect uncalibrated", ["inspect", "{root}/parts", "--model", "{root}/uncalibrated", "--out", "{out}/r"],
+               "no threshold"),
+              ("inspect input missing", ["inspect", "{root}/missing"] + ins[2:], "missing")]
+    cases += [("data synth size 0", ["data", "synth", "--out", "{out}/d", "--size", "0"], "--size"),
+              ("data synth size -1", ["data", "synth", "--out", "{out}/d", "--size", "-1"], "--size"),
+              ("data synth n-train 0", ["data", "synth", "--out", "{out}/d", "--n-train", "0"], "--n-train"),
+              ("data synth out file", ["data", "synth", "--out", "{root}/afile.txt"], "afile.txt"),
+              ("demo epochs 0", ["demo", "--out", "{out}/demo", "--epochs", "0"], "--epochs"),
+              ("video evaluate image bundle", ["video", "evaluate", "--model", "{root}/model", "--data", "synthetic"],
+               "not a video model"),
+              ("video score image bundle", ["video", "score", "{root}/parts", "--model", "{root}/model"],
+               "not a video model"),
               ("video fit batch 0", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic", "--out", "{out}/v",
-                                     "--batch-size", "0"]),
+                                     "--batch-size", "0"], "--batch-size"),
               ("video fit over a bundle", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic",
-                                           "--setting", "tiny", "--out", "{root}/model"])]
+                                           "--setting", "tiny", "--out", "{root}/model"], "--overwrite")]
     bundles = [(f"c{i}", name) for i, name in enumerate(CONFIG_EDITS)] + [(f"f{i}", name) for i, name in enumerate(FILE_EDITS)]
     for folder, name in bundles:
         model = f"{{root}}/bundles/{folder}"
         cases += [(f"segment bundle {name}", ["segment", "{root}/parts", "--model", model, "--out", "{out}/s",
-                                              "--device", "cpu"]),
+                                              "--device", "cpu"], folder),
                   (f"inspect bundle {name}", ["inspect", "{root}/parts", "--model", model, "--out", "{out}/r",
-                                              "--device", "cpu", "--quiet"]),
+                                              "--device", "cpu", "--quiet"], folder),
                   (f"calibrate bundle {name}", ["calibrate", "--model", model, "--good", "{root}/train",
-                                                "--target-frr", "0.2", "--device", "cpu", "--quiet"])]
+                                                "--target-frr", "0.2", "--device", "cpu", "--quiet"], folder)]
     return cases
+
+
+NEEDLES = {"--lr 1e6": "diverged", "--image-size 30": "multiple of grid_stride", "--calibration-split 0.999": "calibration split",
+           "--calibration-split 0.5": "calibration split", "--reference-split 0.5": "reference split",
+           "--map-scales 0": "scales", "--map-scales a": "scales", "--device tpu": "device",
+           "--model mmea": "mmea", "--out {root}/afile.txt": "afile.txt", "--train-dir {root}/missing": "missing",
+           "--train-dir {root}/empty": "no training images", "--train-dir {root}/corrupt": "x.png",
+           "--train-dir {root}/truncated": "truncated", "--manifest {root}/missing.json": "missing.json",
+           "--data-root {root}/missing --category x": "missing", "--data-root {root} --category bottle": "bottle",
+           "--data-root {root}": "--category", "": "exactly one data source",
+           "--train-dir {root}/train --manifest {root}/manifest0.json": "exactly one data source",
+           "--good {root}/missing": "missing", "--target-frr 0.01": "at least",
+           "--good {root}/truncated --target-frr 0.5": "truncated"}
+
+
+def _needle(extra: list[str]) -> str:
+    """What the error line names: the option, the model option's key, or what NEEDLES says."""
+    text = " ".join(extra)
+    if text in NEEDLES:
+        return NEEDLES[text]
+    if text.startswith("--manifest"):
+        return "manifest"
+    return extra[1].split("=")[0] if extra[0] == "-o" else extra[0]
 
 
 CASES = _cases(7)
@@ -188,8 +220,8 @@ def test_there_are_at_least_100_cases():
     assert len(CASES) >= 100
 
 
-@pytest.mark.parametrize("name,args", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_exit_2(world, tmp_path, name, args):
+@pytest.mark.parametrize("name,args,needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(world, tmp_path, name, args, needle):
     root, _ = world
     before = _digest(root)
     r = CliRunner().invoke(main, [a.format(root=root, out=tmp_path) for a in args])
@@ -197,4 +229,5 @@ def test_bad_input_is_one_line_and_exit_2(world, tmp_path, name, args):
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in r.output, r.stderr
+    assert needle.format(root=root) in lines[0], lines[0]
     assert _digest(root) == before, "the inputs changed"
