@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,6 +32,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .errors import InspectError
 from .gms import msgms_map
+from .models.outputs import FeatureOutput, ReconstructionOutput
 from .ssim import ssim_map
 
 POOLINGS = ("max", "mean")
@@ -126,9 +126,25 @@ def pool(maps: Tensor, pooling: str) -> Tensor:
 
 def anomaly_maps(x: Tensor, recon: Tensor, cfg: MapConfig,
                  reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """(maps at model resolution, image scores); ``reference`` is the (2, H, W) mean and std
-    from :func:`reference_maps`, required when ``cfg.standardized``."""
-    maps = smooth(raw_map(x, recon, cfg), cfg.sigma)
+    """(maps at model resolution, image scores) of a reconstruction; ``reference`` is the
+    (2, H, W) mean and std from :func:`reference_maps`, required when ``cfg.standardized``."""
+    return finish_maps(raw_map(x, recon, cfg), cfg, reference)
+
+
+def model_maps(x: Tensor, out: ReconstructionOutput | FeatureOutput, cfg: MapConfig,
+               reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """:func:`anomaly_maps` from a model's output: a reconstruction is compared with ``x`` by
+    ``cfg.metric``; a feature model's own map is resized (bilinear) to the input."""
+    if isinstance(out, FeatureOutput):
+        raw = F.interpolate(out.anomaly_map.unsqueeze(1), size=x.shape[-2:], mode="bilinear",
+                            align_corners=False).squeeze(1)
+        return finish_maps(raw, cfg, reference)
+    return anomaly_maps(x, out.reconstruction, cfg, reference)
+
+
+def finish_maps(raw: Tensor, cfg: MapConfig, reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Smooth a (B, H, W) raw map, standardize it if asked, and pool it into image scores."""
+    maps = smooth(raw, cfg.sigma)
     if not cfg.standardized:
         return maps, pool(maps, cfg.pooling)
     if reference is None or reference.shape[-2:] != maps.shape[-2:]:
@@ -145,10 +161,3 @@ def reference_maps(maps: Tensor, floor: float = 0.1) -> Tensor:
         raise ValueError("reference maps need at least 2 defect-free images")
     mean, std = maps.mean(dim=0), maps.std(dim=0)
     return torch.stack([mean, std.clamp_min(floor * float(std.mean()) + 1e-12)])
-
-
-def resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A map at model resolution -> the original image's (H, W), bilinear."""
-    if m.shape == tuple(shape):
-        return m
-    return cv2.resize(m.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -31,7 +31,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_write_json, current_umask, finish_file, fsync_dir
 from .errors import InspectError
-from .models import IMAGE_MODELS, create_model, get_spec, make_config
+from .models import IMAGE_MODELS, create_model, get_spec, make_config, model_config_class
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ def _check_model_config(cfg_file: Path, name: Any, cfg: Any) -> None:
 def _model_rules(name: str, cfg: Any) -> tuple[dict, set]:
     """{field: (what it must be, check)} for the model's config fields, and the fields with defaults."""
     defaults = {}
-    for f in fields(get_spec(name).build_config()):
+    for f in fields(model_config_class(name, cfg if isinstance(cfg, dict) else {})):
         if f.default is not MISSING:
             defaults[f.name] = f.default
         elif f.default_factory is not MISSING:
@@ -346,8 +346,22 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
                            f"is broken and would pass every part; fit it again")
     sections = {k: v for k, v in meta.items() if k not in ("format", "bundle_version", "inspect_ad_version", "model")}
     tensors = _read_tensors(path / EXTRA) if (path / EXTRA).is_file() else {}
+    _check_extra(path / EXTRA, tensors, meta)
     return Bundle(model.to(device).eval(), name, config, sections, path,
                   {k: v.to(device) for k, v in tensors.items()})
+
+
+def _check_extra(file: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Reference maps are z-scoring denominators: a wrong shape fails deep in scoring, a zero or
+    NaN std turns every score into inf or NaN."""
+    ref = tensors.get("map_reference")
+    if ref is None:
+        return
+    size = meta.get("preprocessing", {}).get("image_size")
+    if (size is not None and tuple(ref.shape) != (2, size, size)) or _non_finite(tensors) \
+            or not bool((ref[1] > 0).all()):
+        raise InspectError(f"{file}: map_reference must be finite (2, {size}, {size}) means and positive stds, "
+                           f"got shape {list(ref.shape)}; the bundle is damaged: re-run 'inspect-ad fit'")
 
 
 def _check_shapes(file: Path, name: str, config: Any) -> None:

@@ -12,12 +12,14 @@ from . import __version__
 from .anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from .data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from .errors import InspectError
-from .models import IMAGE_MODELS, parse_overrides
+from .backbones import DEFAULT_BACKBONE, WHEELS
+from .models import BACKBONE_MODELS, IMAGE_MODELS, parse_overrides
 from .training import DEVICE_HELP, TrainConfig
 
 
 class Group(click.Group):
-    """Turns InspectError into one line on stderr and exit code 2."""
+    """Turns InspectError, a config's ValueError and OSError (read-only folder, disk full) into one
+    line on stderr and exit code 2."""
 
     def invoke(self, ctx):
         try:
@@ -25,6 +27,17 @@ class Group(click.Group):
         except InspectError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except click.UsageError as e:  # click's own is four lines: usage, hint, blank, error
+            click.echo(f"error: {e.format_message()} (see --help)", err=True)
+            ctx.exit(e.exit_code)
+        except ValueError as e:  # config dataclasses validate their fields in __post_init__
+            click.echo(f"error: {' '.join(str(e).split())}; check the options", err=True)
+            ctx.exit(InspectError.exit_code)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            click.echo(f"error: {e.strerror or e}{where}; check that the folder exists, is writable and has "
+                       f"free space", err=True)
+            ctx.exit(InspectError.exit_code)
 
 
 @click.group(cls=Group)
@@ -47,6 +60,16 @@ def parse_options(pairs: tuple[str, ...]) -> dict:
     return parse_overrides(pairs, "-o")
 
 
+def backbone_options(model: str, backbone: str, options: dict) -> dict:
+    """``--backbone`` as the model option it is; 'none' is the pixel model (no option at all)."""
+    if backbone.lower() != "none":
+        return {"backbone": backbone, **options}
+    if model in BACKBONE_MODELS:
+        raise InspectError(f"--model {model} works on pretrained features; choose a --backbone "
+                           f"(e.g. {DEFAULT_BACKBONE}) instead of 'none'")
+    return options
+
+
 # --- data ------------------------------------------------------------------------------------
 
 @main.group(cls=Group)
@@ -55,12 +78,12 @@ def data() -> None:
 
 
 @data.command("synth")
-@click.option("--out", required=True, type=click.Path(), help="Folder to write the MVTec-layout dataset into.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the MVTec-layout dataset into.")
 @click.option("--categories", default=None, help="Comma-separated categories (default: all).")
-@click.option("--size", default=128, show_default=True, help="Image size in pixels.")
-@click.option("--n-train", default=60, show_default=True)
-@click.option("--n-test-good", default=20, show_default=True)
-@click.option("--n-test-per-defect", default=4, show_default=True)
+@click.option("--size", default=128, show_default=True, type=click.IntRange(16, 4096), help="Image size in pixels.")
+@click.option("--n-train", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--n-test-good", default=20, show_default=True, type=click.IntRange(0))
+@click.option("--n-test-per-defect", default=4, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=0, show_default=True)
 def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, seed):
     """Write the built-in dataset (real scikit-image textures + synthetic defects with exact masks)."""
@@ -75,12 +98,18 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 
 @main.command()
 @data_source_options
-@click.option("--out", required=True, type=click.Path(), help="Folder for the model bundle.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the model bundle.")
 @click.option("--model", "model_name", default="mmae", show_default=True, help=f"One of: {', '.join(IMAGE_MODELS)}.")
-@click.option("--epochs", default=100, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--image-size", default=256, show_default=True, help="Side of the square model input.")
-@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
+              help=f"Pretrained feature extractor ({', '.join(WHEELS)}, or any timm model with --backbone-weights); "
+                   "'none' trains the pixel model from scratch (mmae, memae, ae only).")
+@click.option("--backbone-weights", type=click.Path(dir_okay=False),
+              help="Weights of --backbone from a file (safetensors or a state dict); default: the installed ImageNet wheel.")
+@click.option("--epochs", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--image-size", default=256, show_default=True, type=click.IntRange(8, 4096),
+              help="Side of the square model input.")
+@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]))
@@ -88,36 +117,41 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
               help="Pixel scaling; 'stretch' also maps each image's 1st-99th percentile to 0-1 (uneven exposure).")
 @click.option("--resize", "resize_mode", default="squash", show_default=True, type=click.Choice(RESIZE_MODES),
               help="Non-square images: 'squash' to the square input, or 'pad' (keep the aspect ratio, reflect).")
-@click.option("--sigma", default=4.0, show_default=True, help="Gaussian smoothing of anomaly maps (pixels).")
+@click.option("--sigma", default=4.0, show_default=True, type=click.FloatRange(0, 1000),
+              help="Gaussian smoothing of anomaly maps (pixels).")
 @click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]))
 @click.option("--map-scales", default="1", show_default=True, callback=lambda ctx, param, v: parse_scales(v),
               help="Comma-separated pooling factors whose squared errors are averaged (e.g. 1,2,4).")
 @click.option("--map-metric", default="l2", show_default=True, type=click.Choice(METRICS),
               help="Anomaly map: squared error (the papers'), 1 - SSIM, or 1 - multi-scale gradient similarity.")
-@click.option("--ssim-weight", default=0.0, show_default=True, help="Weight of an SSIM term added to the loss.")
-@click.option("--gms-weight", default=0.0, show_default=True,
+@click.option("--ssim-weight", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Weight of an SSIM term added to the loss.")
+@click.option("--gms-weight", default=0.0, show_default=True, type=click.FloatRange(0),
               help="Weight of a multi-scale gradient-similarity term added to the loss.")
-@click.option("--synthetic-defects", default=0.0, show_default=True,
+@click.option("--synthetic-defects", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Fraction of training inputs given pasted blob defects to repair (0 = plain reconstruction).")
 @click.option("--standardize", type=click.Choice(STANDARDIZE), default="off", show_default=True, is_flag=False,
               flag_value="map", help="Z-score each pixel against the training images' maps at that pixel: "
                                      "'map' (alone: --standardize) the heatmap and score, 'score' the image score only.")
-@click.option("--reference-split", default=0.0, show_default=True,
+@click.option("--reference-split", default=0.0, show_default=True, type=click.FloatRange(0),
               help="With --standardize: hold out this fraction of the training images for the reference maps.")
 @click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o num_scales=3).")
-@click.option("--checkpoint-every", default=10, show_default=True, help="Epochs between checkpoints.")
+@click.option("--checkpoint-every", default=10, show_default=True, type=click.IntRange(0),
+              help="Epochs between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
-@click.option("--calibration-split", default=0.0, show_default=True,
+@click.option("--calibration-split", default=0.0, show_default=True, type=click.FloatRange(0),
               help="Hold out this fraction of the training images (chosen by --seed) and calibrate on them.")
-@click.option("--target-frr", default=0.01, show_default=True, help="With --calibration-split: target false-reject rate.")
-@click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
+@click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="With --calibration-split: target false-reject rate.")
+@click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch_size, image_size, lr, device,
+def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size, lr, device,
         seed, augment, normalization, resize_mode, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
         synthetic_defects, standardize, reference_split, options, checkpoint_every, resume, overwrite,
         calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
+    from .bundle import check_model_options
     from .data.datasets import load_image_set
     from .detector import Detector
 
@@ -125,19 +159,26 @@ def fit(data_root, category, manifest, train_dir, out, model_name, epochs, batch
     if (out / "config.json").exists() and not (resume or overwrite):
         raise InspectError(f"{out} already holds a model bundle; pass --overwrite to replace it, "
                            f"--resume to continue it, or choose another --out")
+    if (out / "checkpoint").exists() and not (resume or overwrite):
+        raise InspectError(f"{out} holds the checkpoint of an unfinished fit; pass --resume to continue it, "
+                           f"--overwrite to start over, or choose another --out")
+    model_options = backbone_options(model_name, backbone, parse_options(options))
+    check_model_options(model_name, model_options)
     images = load_image_set(data_root, category, manifest, train_dir)
     det = Detector(model_name, image_size, train_config=TrainConfig(epochs, batch_size, lr, seed=seed, device=device,
                                                                     checkpoint_every=checkpoint_every),
                    map_config=MapConfig(sigma, pooling, map_metric, standardize, map_scales), augment=augment,
-                   model_options=parse_options(options), ssim_weight=ssim_weight,
-                   gms_weight=gms_weight, synthetic_defects=synthetic_defects, normalization=normalization,
-                   resize_mode=resize_mode)
+                   model_options=model_options,
+                   ssim_weight=ssim_weight, gms_weight=gms_weight, synthetic_defects=synthetic_defects,
+                   normalization=normalization, resize_mode=resize_mode, backbone_weights=backbone_weights)
     det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
             calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
             reference_split=reference_split)
     info = det.training_info_
-    click.echo(f"trained {model_name} on {info['n_train']} images of {images.name} for {epochs} epochs "
-               f"in {info['seconds']:.0f}s (final loss {info['final_loss']:.5f}); bundle: {out}")
+    what = (f"filled a memory bank of {det.model_.memory.num_slots} patches" if info["final_loss"] is None
+            else f"trained for {epochs} epochs (final loss {info['final_loss']:.5f})")
+    click.echo(f"{det.describe()} on {info['n_train']} images of {images.name}: {what} in {info['seconds']:.0f}s; "
+               f"bundle: {out}")
     if det.calibration_:
         click.echo(format_calibration(det.calibration_))
 
@@ -154,9 +195,10 @@ def format_calibration(cal: dict) -> str:
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
 @click.option("--good", required=True, multiple=True, type=click.Path(),
               help="Defect-free images (folders or files) NOT used for training; repeatable.")
-@click.option("--target-frr", default=0.01, show_default=True, help="Target false-reject rate on good parts.")
-@click.option("--min-area", default=None, type=int, help="Smallest defect region in pixels (default: calibrated).")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Target false-reject rate on good parts.")
+@click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def calibrate(model_dir, good, target_frr, min_area, batch_size, device, quiet):
@@ -174,6 +216,9 @@ def calibrate(model_dir, good, target_frr, min_area, batch_size, device, quiet):
 
 # --- segment ---------------------------------------------------------------------------------
 
+SEGMENT_OUTPUTS = ("_map.npy", "_overlay.png", "_mask.png", "_contour.png")
+
+
 def unique_stem(path: Path, used: set[str]) -> str:
     stem, k = path.stem, 1
     while stem in used:
@@ -185,10 +230,11 @@ def unique_stem(path: Path, used: set[str]) -> str:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
-@click.option("--out", required=True, type=click.Path(), help="Folder for overlays and maps.")
-@click.option("--batch-size", default=8, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for overlays and maps.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-def segment(inputs, model_dir, out, batch_size, device):
+@click.option("--overwrite", is_flag=True, help="Replace files left in --out by an earlier segment.")
+def segment(inputs, model_dir, out, batch_size, device, overwrite):
     """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
     model also write the defect mask and a contour overlay, and print PASS/FAIL."""
     from .atomic import atomic_path
@@ -200,15 +246,20 @@ def segment(inputs, model_dir, out, batch_size, device):
     det = Detector.load(model_dir, device)
     paths = expand_inputs(inputs)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
+    stems = [unique_stem(p, used) for p in paths]
+    if not overwrite:
+        taken = next((out / f"{st}{kind}" for st in stems for kind in SEGMENT_OUTPUTS
+                      if (out / f"{st}{kind}").exists()), None)
+        if taken is not None:
+            raise InspectError(f"{taken} already exists; pass --overwrite to replace it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
     vmax, n_bad = det.display_max(), 0
-    for p in det.predict_iter(paths, batch_size, keep_image=True):
+    for stem, p in zip(stems, det.predict_iter(paths, batch_size, keep_image=True)):
         if p.error:
             n_bad += 1
             click.echo(f"{p.source}\terror: {p.error}")
             continue
-        stem = unique_stem(Path(p.source), used)
         with atomic_path(out / f"{stem}_map.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, p.map)
         if not det.calibration_:
@@ -220,8 +271,11 @@ def segment(inputs, model_dir, out, batch_size, device):
                      f"{j.decision} {j.normalized:.3f} (score {p.score:.5g})", mask=j.mask)
         write_mask(out / f"{stem}_mask.png", j.mask)
         write_rgb(out / f"{stem}_contour.png", contour_overlay(p.image, j.mask))
-        click.echo(f"{p.source}\tscore={p.score:.6g}\tnormalised={j.normalized:.4f}\t{j.decision}")
+        click.echo(f"{p.source}\tscore={p.score:.6g}\tnormalised={j.normalized:.4f}\t{j.decision}"
+                   + (f"\t{j.reason}" if j.reason else ""))
     click.echo(f"{len(paths) - n_bad} images segmented, {n_bad} unreadable; results in {out}")
+    if n_bad == len(paths):
+        raise InspectError(f"none of the {len(paths)} inputs could be read; pass existing image files or folders")
     if not det.calibration_:
         click.echo("no PASS/FAIL: the model is not calibrated; run 'inspect-ad calibrate' to get decisions and masks")
 
@@ -231,15 +285,17 @@ def segment(inputs, model_dir, out, batch_size, device):
 @main.command("inspect")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Calibrated model bundle folder.")
-@click.option("--out", required=True, type=click.Path(), help="Report folder (results.csv/.jsonl, index.html).")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--sort-into", type=click.Path(), help="Link each image into DIR/pass, DIR/fail or DIR/error.")
+@click.option("--sort-into", type=click.Path(file_okay=False),
+              help="Link each image into DIR/pass, DIR/fail, DIR/invalid or DIR/error.")
 @click.option("--copy", is_flag=True, help="With --sort-into: copy the images instead of symlinking them.")
 @click.option("--resume", is_flag=True, help="Continue a report: skip images already in it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report in --out.")
 @click.option("--fail-exit-code", is_flag=True,
-              help="Exit 1 if any image FAILs, else 3 if a file could not be read, else 0 (errors: 2).")
+              help="Exit 1 if any image FAILs, else 3 if a file could not be read or was an invalid input, "
+                   "else 0 (errors: 2).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy, resume, overwrite,
@@ -250,7 +306,8 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 
     det = Detector.load(model_dir, device)
     s = inspect_images(det, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet)
-    click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.errors} unreadable "
+    click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.invalid} INVALID input, "
+               f"{s.errors} unreadable "
                f"in {s.seconds:.1f}s; report: {Path(out) / 'index.html'}")
     if fail_exit_code:
         ctx.exit(s.exit_code())
@@ -261,9 +318,9 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 @main.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
 @data_source_options
-@click.option("--out", required=True, type=click.Path(), help="Folder for metrics.json and plots.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.json and plots.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--sigma", type=float, default=None, help="Override the bundle's map smoothing.")
+@click.option("--sigma", type=click.FloatRange(0, 1000), default=None, help="Override the bundle's map smoothing.")
 @click.option("--map-metric", type=click.Choice(METRICS), default=None, help="Override the bundle's map metric.")
 @click.option("--map-scales", default=None, callback=lambda ctx, param, v: v and parse_scales(v),
               help="Override the bundle's map scales (e.g. 1,2,4).")
@@ -301,10 +358,10 @@ def format_metrics(m: dict) -> str:
 # --- demo ------------------------------------------------------------------------------------
 
 @main.command()
-@click.option("--out", default="demo", show_default=True, type=click.Path())
+@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--categories", default="brick", show_default=True, help="Built-in categories, comma-separated.")
 @click.option("--models", default="mmae,ae", show_default=True, help="Models to train and compare.")
-@click.option("--epochs", default=None, type=int, help="Training epochs (default: the demo preset).")
+@click.option("--epochs", default=None, type=click.IntRange(1), help="Training epochs (default: the demo preset).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quiet", is_flag=True)
 def demo(out, categories, models, epochs, seed, quiet):

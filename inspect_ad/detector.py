@@ -7,22 +7,26 @@ threshold (``threshold_``, set by calibration). Fitted state ends with ``_``.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .anomaly_map import MapConfig, anomaly_maps, reference_maps
+from .anomaly_map import MapConfig, model_maps, reference_maps
 from .bundle import load_bundle, save_bundle, update_bundle_sections
 from .calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
 from .corruption import SyntheticDefects
-from .data.preprocess import Preprocessing, TrainImages, augmentation, check_choices, detect_channels
+from .data.preprocess import CachedTargets, Preprocessing, TrainImages, augmentation, check_choices, detect_channels
 from .errors import InspectError
-from .models import IMAGE_MODELS, create_model, make_config
+from .losses import feature_loss
+from .models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
+from .sanity import input_problem, input_stats
 from .training import TrainConfig, memae_objective, model_device, resolve_device, train
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ class Prediction:
     map: np.ndarray | None = None        # float32, the input's own (H, W)
     image: np.ndarray | None = None      # the input as read (H, W, C) uint8, when asked for
     error: str | None = None
+    invalid: str | None = None           # why the input is not a plausible part photo (see sanity)
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Detector:
     synthetic_defects: float = 0.0       # > 0: this fraction of training inputs get pasted defects
     normalization: str = "divide_by_255"  # or "stretch": per-image contrast (see data.preprocess)
     resize_mode: str = "squash"           # or "pad": keep the aspect ratio (see data.preprocess)
+    backbone_weights: str | None = None   # a file with the backbone's weights; None: the bundled ImageNet ones
 
     def __post_init__(self):
         if self.model not in IMAGE_MODELS:
@@ -88,18 +94,32 @@ class Detector:
                                          **self.model_options)
         torch.manual_seed(self.train_config.seed)
         self.model_ = create_model(self.model, self.model_config_)
+        weights_source = self._load_backbone()
         data = TrainImages(images, self.preprocessing_, augmentation(self.augment, self.train_config.seed))
         t0 = time.perf_counter()
-        ckpt = Path(out) / "checkpoint" if out is not None else None
-        self.history_ = train(self.model_, data, self.train_config,
-                              memae_objective(self.model_config_.entropy_weight, self.ssim_weight, self.gms_weight,
-                                              self._corruption()),
-                              checkpoint_dir=ckpt, resume=resume, progress=progress)
+        if hasattr(self.model_, "fit_memory"):  # non-parametric (patchcore): one pass fills the bank
+            self.model_.to(resolve_device(self.train_config.device))
+            loader = DataLoader(data, batch_size=self.train_config.batch_size)
+            self.model_.fit_memory(loader, len(data), self.train_config.seed, progress)
+            self.model_config_ = self.model_.config   # now with the bank's fitted size
+            self.history_ = []
+        else:
+            ckpt = Path(out) / "checkpoint" if out is not None else None
+            if hasattr(self.model_, "targets") and self.augment == "none":
+                self.model_.to(resolve_device(self.train_config.device))
+                data = CachedTargets(data, self.model_.targets, self.train_config.batch_size, self.device, progress)
+            self.history_ = train(self.model_, data, self.train_config, self._objective(),
+                                  checkpoint_dir=ckpt, resume=resume, progress=progress,
+                                  fingerprint=self._fingerprint(images))
+        if self.history_ and not math.isfinite(self.history_[-1]["loss"]):
+            raise InspectError(f"training diverged (final loss {self.history_[-1]['loss']}); nothing was saved: "
+                               f"fit again with a lower --lr")
         self.training_info_ = {**self.train_config.to_dict(), "augment": self.augment, "ssim_weight": self.ssim_weight,
                                "gms_weight": self.gms_weight, "synthetic_defects": self.synthetic_defects,
                                "n_train": len(images), "n_reference_held_out": len(reference) if reference_split else 0,
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
-                               "final_loss": self.history_[-1]["loss"] if self.history_ else None}
+                               "final_loss": self.history_[-1]["loss"] if self.history_ else None,
+                               **({"backbone_weights": weights_source} if weights_source else {})}
         self.calibration_: dict | None = None
         self.map_reference_ = self.map_reference_settings_ = None
         if self.map_config.standardized:
@@ -111,6 +131,41 @@ class Detector:
         if out is not None:
             self.save(out)
         return self
+
+    def _fingerprint(self, images: Sequence[Path]) -> dict:
+        """What a checkpoint must have been trained on to be resumed (epochs may grow)."""
+        return {"model": self.model, "model_config": asdict(self.model_config_),
+                "preprocessing": self.preprocessing_.to_dict(), "augment": self.augment,
+                "train": {**self.train_config.to_dict(), "epochs": None, "device": None,
+                          "checkpoint_every": None},
+                "loss": [self.ssim_weight, self.gms_weight, self.synthetic_defects],
+                "images": [str(Path(p).resolve()) for p in images]}
+
+    def describe(self) -> str:
+        """The model's name as a user reads it: ``mmae (efficientnet_lite0 features)`` or ``mmae (pixels)``."""
+        backbone = getattr(getattr(self, "model_config_", None), "backbone", None) or self.model_options.get("backbone")
+        return f"{self.model} ({backbone + ' features' if backbone else 'pixels'})"
+
+    def _load_backbone(self) -> str | None:
+        """Put pretrained weights into the model's backbone, if it has one; returns their source."""
+        backbone = getattr(self.model_, "backbone", None)
+        if backbone is None:
+            if self.backbone_weights:
+                raise InspectError(f"model {self.model!r} without a backbone takes no --backbone-weights; "
+                                   f"drop it or choose a --backbone")
+            return None
+        return backbone.load_weights(self.backbone_weights)
+
+    def _objective(self):
+        if isinstance(self.model_config_, FeatureMMAEConfig):
+            if self.synthetic_defects or self.ssim_weight or self.gms_weight:
+                raise InspectError("--synthetic-defects, --ssim-weight and --gms-weight apply to pixel models; "
+                                   "drop them or use --backbone none")
+            weight = self.model_config_.entropy_weight
+            return lambda model, batch: feature_loss(
+                model.reconstruct(batch) if isinstance(batch, list) else model(batch), weight)
+        return memae_objective(self.model_config_.entropy_weight, self.ssim_weight, self.gms_weight,
+                               self._corruption())
 
     def _corruption(self) -> SyntheticDefects | None:
         return SyntheticDefects(self.synthetic_defects, self.train_config.seed) if self.synthetic_defects else None
@@ -127,7 +182,7 @@ class Detector:
         with torch.no_grad():
             for i in tqdm(range(0, len(images), batch_size), desc="reference maps", disable=not progress):
                 x = torch.stack([self._to_input(self._read(p)) for p in images[i:i + batch_size]]).to(self.device)
-                maps.append(anomaly_maps(x, self.model_(x).reconstruction, plain)[0])
+                maps.append(model_maps(x, self.model_(x), plain)[0])
         self.map_reference_ = reference_maps(torch.cat(maps))
         self.map_reference_settings_ = self.map_config.raw_settings()
         return self
@@ -140,11 +195,13 @@ class Detector:
 
     def _reference_stats(self, images: Sequence[Path], n: int = 32) -> dict:
         """Map statistics on (up to n) training images: the scale for heatmap colour bars."""
-        preds = [p for p in self.predict_iter(images[:: max(1, len(images) // n)][:n]) if not p.error]
+        preds = [p for p in self.predict_iter(images[:: max(1, len(images) // n)][:n], keep_image=True)
+                 if not p.error]
         pixels = np.concatenate([p.map.ravel() for p in preds])
         return {"n": len(preds), "pixel_p99": float(np.quantile(pixels, 0.99)),
                 "score_median": float(np.median([p.score for p in preds])),
-                "score_max": float(max(p.score for p in preds))}
+                "score_max": float(max(p.score for p in preds)),
+                "input": input_stats([p.image for p in preds])}
 
     def display_max(self) -> float:
         """Upper end of heatmap colour bars: twice the calibrated pixel threshold when there is
@@ -165,8 +222,9 @@ class Detector:
         scores, maps = [], []
         preds = self.predict_iter(images, batch_size)
         for p in tqdm(preds, total=len(images), desc="calibrate", disable=not progress):
-            if p.error:
-                raise InspectError(f"{p.error} (calibration needs every good image)")
+            if p.error or p.invalid:
+                raise InspectError(f"{p.error or f'{p.source}: invalid input: {p.invalid}'} "
+                                   f"(calibration needs every good image)")
             scores.append(p.score)
             maps.append(p.map)
         self.calibration_ = calibrate(scores, maps, target_frr, min_area, source)
@@ -182,7 +240,7 @@ class Detector:
 
     def judge(self, prediction: Prediction) -> Judgement:
         """PASS/FAIL, normalised score, defect mask and boxes for one successful prediction."""
-        return judge(prediction.score, prediction.map, check_calibration(self.calibration_))
+        return judge(prediction.score, prediction.map, check_calibration(self.calibration_), prediction.invalid)
 
     # --- persistence -------------------------------------------------------------------
 
@@ -234,7 +292,7 @@ class Detector:
         x = batch.to(self.device)
         if self.map_config.standardized and not self.reference_is_current():
             raise InspectError(self._reference_problem())
-        maps, scores = anomaly_maps(x, self.model_(x).reconstruction, self.map_config,
+        maps, scores = model_maps(x, self.model_(x), self.map_config,
                                     getattr(self, "map_reference_", None))
         return maps.float().cpu().numpy(), scores.float().cpu().numpy()
 
@@ -281,9 +339,10 @@ class Detector:
         if not pending:
             return
         maps, scores = self._infer(torch.stack([t for _, t, _ in pending]))
+        stats = (getattr(self, "reference_", None) or {}).get("input")
         for (source, _, img), m, s in zip(pending, maps, scores):
             amap = self.preprocessing_.map_to_image(m, img.shape[:2])
-            yield Prediction(source, float(s), amap, img if keep_image else None)
+            yield Prediction(source, float(s), amap, img if keep_image else None, invalid=input_problem(img, stats))
 
     def _checked(self, inputs) -> list[Prediction]:
         preds = list(self.predict_iter(inputs))
@@ -307,5 +366,7 @@ class Detector:
         return float(self.calibration_["image_threshold"])
 
     def predict(self, inputs: Iterable[str | Path | np.ndarray]) -> np.ndarray:
-        """True where an image fails (score above the calibrated threshold)."""
-        return self.score_samples(inputs) > self.threshold_
+        """True where an image fails: its score is above the calibrated threshold or not a number,
+        or the image is not a plausible input (blank, saturated: see :mod:`inspect_ad.sanity`)."""
+        threshold = self.threshold_
+        return np.array([p.invalid is not None or not p.score <= threshold for p in self._checked(inputs)])

@@ -12,7 +12,7 @@ from .memory import addressing_entropy
 from .ssim import ssim_map
 
 if TYPE_CHECKING:  # models import losses; avoid the cycle at run time
-    from .models.outputs import ReconstructionOutput
+    from .models.outputs import FeatureOutput, ReconstructionOutput
 
 
 def memory_entropy(weights: list[Tensor]) -> Tensor:
@@ -41,3 +41,12 @@ def memae_loss(out: "ReconstructionOutput", x: Tensor, entropy_weight: float,
         total = total + gms_weight * dgms
         parts["dgms"] = float(dgms.detach())
     return total, parts
+
+
+def feature_loss(out: "FeatureOutput", entropy_weight: float) -> tuple[Tensor, dict]:
+    """Feature MMAE: mean per-position cosine distance between each scale's features and their
+    reconstruction (the same quantity as its anomaly map) + α · addressing entropy (MemAE eq. 10)."""
+    cos = torch.stack([(1 - F.cosine_similarity(t, r, dim=1, eps=1e-6)).mean()
+                       for t, r in zip(out.features, out.reconstructions)]).mean()
+    ent = memory_entropy(out.weights).to(cos.device)
+    return cos + entropy_weight * ent, {"cosine": float(cos.detach()), "entropy": float(ent.detach())}

@@ -219,12 +219,14 @@ def _run_epoch(model, data, cfg, loss_fn, opt, device, epoch) -> dict:
     totals: dict[str, float] = {}
     n = 0
     for x in loader:
-        x = x.to(device, non_blocking=True)
+        # a batch is a tensor, or a list of per-scale tensors (cached backbone features)
+        x = [t.to(device, non_blocking=True) for t in x] if isinstance(x, list) else x.to(device, non_blocking=True)
         loss, parts = loss_fn(model, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        size = len(x[0]) if isinstance(x, list) else len(x)
         for k, v in {"loss": float(loss.detach()), **parts}.items():
-            totals[k] = totals.get(k, 0.0) + v * len(x)
-        n += len(x)
+            totals[k] = totals.get(k, 0.0) + v * size
+        n += size
     return {k: v / n for k, v in totals.items()}

@@ -4,9 +4,9 @@ import numpy as np
 from click.testing import CliRunner
 
 from inspect_ad.cli import main
-from conftest import TINY_OPTIONS, write_png
+from conftest import PIXEL, TINY_OPTIONS, write_png
 
-FAST = ["--epochs", "2", "--batch-size", "4", "--image-size", "32", "--quiet", *TINY_OPTIONS]
+FAST = ["--epochs", "2", "--batch-size", "4", "--image-size", "32", "--quiet", *PIXEL, *TINY_OPTIONS]
 
 
 def run(*args):

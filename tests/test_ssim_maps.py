@@ -3,7 +3,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from inspect_ad.anomaly_map import METRICS, MapConfig, anomaly_maps, resize_map, smooth
+from inspect_ad.anomaly_map import METRICS, MapConfig, anomaly_maps, smooth
+from inspect_ad.data.preprocess import resize_map
 from inspect_ad.errors import InspectError
 from inspect_ad.gms import C, gms_map, msgms_map
 from inspect_ad.ssim import ssim_map

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..anomaly_map import resize_map
 from .io import convert_channels, read_image
 
 if TYPE_CHECKING:
@@ -142,3 +141,31 @@ class TrainImages(Dataset):
             img = self.augment(image=img)["image"]
             img = img[:, :, None] if img.ndim == 2 else img
         return self.prep.to_tensor(img)
+
+
+class CachedTargets(Dataset):
+    """The frozen-backbone targets of every training image, computed once: a feature model's
+    backbone never changes, so training epochs reuse them instead of re-running it."""
+
+    def __init__(self, images: Dataset, targets, batch_size: int = 16, device: torch.device | None = None,
+                 progress: bool = True):
+        from tqdm.auto import tqdm
+        self.items: list[list[torch.Tensor]] = []
+        loader = torch.utils.data.DataLoader(images, batch_size=batch_size)
+        with torch.no_grad():
+            for x in tqdm(loader, desc="backbone features", disable=not progress, unit="batch"):
+                feats = [f.cpu() for f in targets(x.to(device) if device is not None else x)]
+                self.items.extend([f[i] for f in feats] for i in range(len(x)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> list[torch.Tensor]:
+        return self.items[i]
+
+
+def resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A map at model resolution -> the original image's (H, W), bilinear."""
+    if m.shape == tuple(shape):
+        return m
+    return cv2.resize(m.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -3,24 +3,36 @@ from functools import partial
 
 import torch
 
-from .mmae import MMAE, MMAEConfig, build_config
-from .outputs import ReconstructionOutput
-from .registry import (ModelSpec, create_model, get_spec, list_models, make_config, parse_overrides,
+from .feature_mmae import FeatureMMAE, FeatureMMAEConfig
+from .mmae import MMAE, MMAEConfig, build_config, build_model, config_class
+from .outputs import FeatureOutput, ReconstructionOutput
+from .patchcore import PatchCore, PatchCoreConfig
+from .registry import (ModelSpec, config_class as model_config_class, create_model, get_spec, list_models, make_config, parse_overrides,
                        register_model)
 
-IMAGE_MODELS = ("ae", "memae", "mmae")
+IMAGE_MODELS = ("ae", "memae", "mmae", "patchcore")
+BACKBONE_MODELS = ("patchcore",)   # image models that need a backbone (the others take one optionally)
 _TINY_IMAGE = dict(image_size=32, num_scales=3, latent_channels=8, grid_stride=8,
                    base_channels=4, max_channels=8, memory_slots=10)
 
 
-def _image_example(cfg: MMAEConfig) -> torch.Tensor:
+# Feature variants at 32 px: lite0's stages 1-2 there are 8×8 and 4×4 grids, a fast forward pass.
+TINY_FEATURE = dict(image_size=32, backbone="efficientnet_lite0", stages=(1, 2), latent_channels=8,
+                    memory_slots=10, decoder_channels=8, grid_stride=8)
+
+
+def _image_example(cfg) -> torch.Tensor:
     return torch.rand(2, cfg.in_channels, cfg.image_size, cfg.image_size)
 
 
-for _name in IMAGE_MODELS:
-    register_model(ModelSpec(_name, partial(build_config, _name), MMAE, _TINY_IMAGE, _image_example))
+for _name in ("ae", "memae", "mmae"):
+    register_model(ModelSpec(_name, partial(build_config, _name), build_model, _TINY_IMAGE, _image_example,
+                             config_class=config_class))
+register_model(ModelSpec("patchcore", PatchCoreConfig, PatchCore, dict(image_size=32, stages=(1, 2)),
+                         _image_example))
 
-__all__ = ["MMAE", "MMAEConfig", "ReconstructionOutput", "ModelSpec", "create_model", "get_spec",
+__all__ = ["MMAE", "MMAEConfig", "FeatureMMAE", "FeatureMMAEConfig", "PatchCore", "PatchCoreConfig",
+           "FeatureOutput", "ReconstructionOutput", "BACKBONE_MODELS", "TINY_FEATURE", "model_config_class", "ModelSpec", "create_model", "get_spec",
            "list_models", "make_config", "parse_overrides", "register_model", "IMAGE_MODELS"]
 from . import oneclass  # noqa: E402,F401  (registers one-class models)
 from . import video  # noqa: E402,F401  (registers the video models)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..memory import MemAEMemory
 from .blocks import PixelShuffleDecoder, StridedEncoder
+from .feature_mmae import FeatureMMAE, FeatureMMAEConfig
 from .outputs import ReconstructionOutput
 
 
@@ -123,11 +124,21 @@ class MMAE(nn.Module):
         return fused, attention
 
 
-def build_config(name: str, **overrides) -> MMAEConfig:
-    """The config of a named variant: ``mmae``, ``memae`` (K = 1) or ``ae`` (no memory)."""
-    base = MMAEConfig(**overrides)
+def build_config(name: str, backbone: str | None = None, **overrides) -> MMAEConfig | FeatureMMAEConfig:
+    """The config of a named variant: ``mmae``, ``memae`` (K = 1) or ``ae`` (no memory), on
+    pixels (``backbone=None``) or on the features of a pretrained ``backbone``."""
+    base = FeatureMMAEConfig(backbone=backbone, **overrides) if backbone else MMAEConfig(**overrides)
     if name == "memae":
         return replace(base, num_scales=1)
     if name == "ae":
         return replace(base, use_memory=False)
     return base
+
+
+def config_class(overrides: dict) -> type:
+    """The feature model's config with a ``backbone``, else the pixel model's."""
+    return FeatureMMAEConfig if overrides.get("backbone") else MMAEConfig
+
+
+def build_model(config: MMAEConfig | FeatureMMAEConfig) -> nn.Module:
+    return FeatureMMAE(config) if isinstance(config, FeatureMMAEConfig) else MMAE(config)

@@ -18,3 +18,22 @@ class ReconstructionOutput:
     weights: list[Tensor] = field(default_factory=list)
     features: list[Tensor] = field(default_factory=list)
     attention: Tensor | None = None
+
+
+@dataclass
+class FeatureOutput:
+    """Output of the models that work on pretrained features (``patchcore``, feature MMAE).
+
+    anomaly_map: (B, h, w) per-position discrepancy at the feature grid's resolution (larger =
+        more anomalous); scoring resizes it to the input and smooths it.
+    features: the backbone's per-scale features (the reconstruction targets).
+    reconstructions: per-scale reconstructions of ``features`` (empty for ``patchcore``).
+    weights: addressing weights of each memory, as in :class:`ReconstructionOutput`.
+    attention: fuser weights over scales (B, K, h, w), or None.
+    """
+
+    anomaly_map: Tensor
+    features: list[Tensor] = field(default_factory=list)
+    reconstructions: list[Tensor] = field(default_factory=list)
+    weights: list[Tensor] = field(default_factory=list)
+    attention: Tensor | None = None

@@ -19,6 +19,9 @@ class ModelSpec:
     tiny: dict                         # overrides for a fast test variant
     example_input: Callable[[Any], Any]  # config -> a batch for smoke tests
     family: str = "image"              # image | video | tabular
+    # overrides -> the config dataclass they build, for families whose options choose it (the image
+    # models' ``backbone``: pixel MMAEConfig or FeatureMMAEConfig); default: build_config()'s type
+    config_class: Callable[[dict], type] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -40,12 +43,20 @@ def get_spec(name: str) -> ModelSpec:
 
 def make_config(name: str, **overrides):
     spec = get_spec(name)
-    cfg_fields = {f.name for f in fields(spec.build_config())}
+    cfg_fields = {f.name for f in fields(config_class(name, overrides))}
+    if spec.config_class is not None:
+        cfg_fields.add("backbone")  # the option that chooses the config (None: the pixel model)
     unknown = sorted(set(overrides) - cfg_fields)
     if unknown:
         raise InspectError(f"model {name!r} has no option {', '.join(unknown)}; "
                            f"valid options: {', '.join(sorted(cfg_fields))}")
     return spec.build_config(**overrides)
+
+
+def config_class(name: str, overrides: dict) -> type:
+    """The config dataclass that ``overrides`` build for model ``name``."""
+    spec = get_spec(name)
+    return spec.config_class(overrides) if spec.config_class else type(spec.build_config())
 
 
 def parse_overrides(pairs, flag: str = "-o") -> dict:

@@ -1,0 +1,187 @@
+"""MMAE on pretrained features: ``--model mmae|memae|ae --backbone efficientnet_lite0``.
+
+The MMAE paper (seed 002) reconstructs pixels; here the same architecture reconstructs the
+frozen ImageNet features of the input, where a defect is far easier to tell from a good
+surface than in grey levels (``../shared/notes/accuracy-checks.md``):
+
+* K scale encoders: the frozen backbone gives K feature maps (``scale_source``: "stages", K
+  backbone stages from one pass; or "input", the same stages on the input resized by γ^(k-1),
+  the paper's own multi-scale input), each averaged over a 3 × 3 neighbourhood as in PatchCore;
+  a trainable encoder per scale maps it to ``latent_channels`` on one common grid;
+* one MemAE memory per scale (the shared core), addressing every grid position;
+* the attention fuser (a per-position softmax over scales, as the pixel MMAE);
+* one pixel-shuffle decoder from the fused grid that reconstructs every scale's features.
+
+Loss: mean over scales of 1 − cos(f, f̂) per position, plus α · the memories' addressing
+entropy (MemAE eq. 10). Map: the same per-position 1 − cos, resized to the finest scale and
+averaged over scales. ``memae`` is K = 1, ``ae`` drops the memories, as for the pixel model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..backbones import FeatureExtractor
+from ..memory import MemAEMemory
+from .blocks import SLOPE
+from .outputs import FeatureOutput
+from .patchcore import local_patches
+
+SCALE_SOURCES = ("stages", "input")
+
+
+@dataclass
+class FeatureMMAEConfig:
+    """Paper values cite seed 002 §4.1 or MemAE; where both are silent we chose and measured
+    (recipes/results/mtd.md, "Pretrained features"):
+
+    * ``scale_source`` / ``stages``: "stages" takes K = len(stages) backbone stages from one
+      pass (strides 4, 8, 16 for lite0 stages 1, 2, 3); "input" runs the backbone on the input
+      at K = ``num_scales`` sizes γ^(k-1) and concatenates ``stages`` at each.
+    * ``grid_stride``: the common grid where the memories address and the fuser weighs scales;
+      8 (32 × 32 at 256²) keeps the stride-4 detail one pixel-shuffle step away.
+    * ``memory_slots``: the paper's 60 slots hold grey-level patterns; ImageNet features of a
+      textured surface are more varied, so 256 (measured against 60 and 1024).
+    * ``logit_scale``: 1 is eq. 4's raw cosine, which over 256 slots can weigh no slot above
+      e²/(e² + 255) = 0.03; the read then averages most slots and cannot follow the features.
+    * Loss and map: cosine distance, because feature norms vary with contrast across images and
+      stages while their direction carries the pattern (the choice of RD4AD and of the
+      reconstruction heads in ``accuracy-checks.md``).
+    """
+
+    in_channels: int = 3
+    image_size: int = 256
+    backbone: str = "efficientnet_lite0"
+    stages: tuple[int, ...] = (1, 2, 3)
+    scale_source: str = "stages"
+    num_scales: int = 3                # K (§4.1: 5 for pixels; with "stages" it is len(stages))
+    scale_factor: float = 0.5          # §4.1: γ = 0.5 ("input" scales only)
+    patch_size: int = 3                # PatchCore §3.1 neighbourhood averaging of the targets
+    memory_slots: int = 256            # see docstring (§4.1: 60 for pixels)
+    use_memory: bool = True            # False = AE ablation
+    shrink_threshold: float | None = None  # MemAE eq. 7; None = 1/N (see MemAEMemory)
+    similarity: str = "cosine"         # MMAE eq. 4 / MemAE eq. 5
+    logit_scale: float = 1.0           # eq. 4 softmax temperature (see docstring)
+    slot_init_std: float | None = 1.0  # as the pixel MMAE (see MMAEConfig)
+    entropy_weight: float = 0.0002     # MemAE eq. 10: α
+    latent_channels: int = 64
+    grid_stride: int = 8               # see docstring
+    decoder_channels: int = 128
+
+    def __post_init__(self):
+        self.stages = tuple(int(s) for s in self.stages)
+        if self.scale_source not in SCALE_SOURCES:
+            raise ValueError(f"unknown scale_source {self.scale_source!r}; choose one of: {', '.join(SCALE_SOURCES)}")
+        if self.scale_source == "stages":
+            self.stages = self.stages[:self.num_scales] if self.num_scales < len(self.stages) else self.stages
+            self.num_scales = len(self.stages)
+        if self.num_scales < 1:
+            raise ValueError("num_scales must be >= 1")
+        if self.grid_stride < 1 or self.grid_stride & (self.grid_stride - 1):
+            raise ValueError("grid_stride must be a power of 2")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def upsampler(c_in: int, c_out: int, steps: int) -> nn.Sequential:
+    """``steps`` × (3×3 conv to 4c, PixelShuffle(2), LeakyReLU), then a 1×1 conv to ``c_out``."""
+    layers: list[nn.Module] = []
+    for _ in range(steps):
+        layers += [nn.Conv2d(c_in, 4 * c_in, 3, 1, 1), nn.PixelShuffle(2), nn.LeakyReLU(SLOPE, inplace=True)]
+    return nn.Sequential(*layers, nn.Conv2d(c_in, c_out, 1))
+
+
+def cosine_distance(f: Tensor, g: Tensor) -> Tensor:
+    """(B, C, h, w) pair -> (B, h, w) per-position 1 − cos."""
+    return 1 - F.cosine_similarity(f, g, dim=1, eps=1e-6)
+
+
+class FeatureMMAE(nn.Module):
+    def __init__(self, config: FeatureMMAEConfig):
+        super().__init__()
+        self.config = c = config
+        self.backbone = FeatureExtractor(c.backbone, c.stages)
+        if c.scale_source == "stages":
+            channels, strides = self.backbone.channels, self.backbone.strides
+        else:
+            channels = [sum(self.backbone.channels)] * c.num_scales
+            strides = [self.backbone.strides[0] / c.scale_factor ** k for k in range(c.num_scales)]
+        self.strides = strides
+        self.encoders = nn.ModuleList(self._encoder(ch, s) for ch, s in zip(channels, strides))
+        self.memories = nn.ModuleList(
+            MemAEMemory(c.memory_slots, c.latent_channels, c.shrink_threshold, c.similarity, c.logit_scale,
+                        c.slot_init_std)
+            for _ in channels) if c.use_memory else nn.ModuleList()
+        self.fuser = nn.Conv2d(len(channels) * c.latent_channels, len(channels), 1) if len(channels) > 1 else None
+        w = c.decoder_channels
+        self.trunk = nn.Sequential(nn.Conv2d(c.latent_channels, w, 3, 1, 1), nn.LeakyReLU(SLOPE, inplace=True),
+                                   nn.Conv2d(w, w, 3, 1, 1), nn.LeakyReLU(SLOPE, inplace=True))
+        self.heads = nn.ModuleList(upsampler(w, ch, max(0, round(math.log2(c.grid_stride / s))))
+                                   for ch, s in zip(channels, strides))
+
+    def _encoder(self, channels: int, stride: float) -> nn.Sequential:
+        """1×1 projection, then stride-2 3×3 convs down to the grid (finer scales only)."""
+        c = self.config
+        layers: list[nn.Module] = [nn.Conv2d(channels, c.latent_channels, 1), nn.LeakyReLU(SLOPE, inplace=True)]
+        for _ in range(max(0, round(math.log2(c.grid_stride / stride)))):
+            layers += [nn.Conv2d(c.latent_channels, c.latent_channels, 3, 2, 1), nn.LeakyReLU(SLOPE, inplace=True)]
+        return nn.Sequential(*layers, nn.Conv2d(c.latent_channels, c.latent_channels, 1))
+
+    def targets(self, x: Tensor) -> list[Tensor]:
+        """The K per-scale feature maps to reconstruct (frozen: no gradient)."""
+        c = self.config
+        if c.scale_source == "stages":
+            return [local_patches([f], c.patch_size) for f in self.backbone(x)]
+        out = []
+        for k in range(c.num_scales):
+            xk = x if k == 0 else F.interpolate(x, scale_factor=c.scale_factor ** k, mode="bilinear",
+                                                 align_corners=False, antialias=True)
+            out.append(local_patches(self.backbone(xk), c.patch_size))
+        return out
+
+    def forward(self, x: Tensor) -> FeatureOutput:
+        return self.reconstruct(self.targets(x), x.shape[-2:])
+
+    def reconstruct(self, targets: list[Tensor], size: tuple[int, int] | None = None) -> FeatureOutput:
+        """Encode, address, fuse and decode precomputed :meth:`targets` (training caches them)."""
+        c = self.config
+        h, w = size or (targets[0].shape[-2] * self.strides[0], targets[0].shape[-1] * self.strides[0])
+        grid = (math.ceil(h / c.grid_stride), math.ceil(w / c.grid_stride))
+        latents, weights = [], []
+        for k, (enc, t) in enumerate(zip(self.encoders, targets)):
+            z = enc(t)
+            if z.shape[-2:] != grid:
+                z = F.interpolate(z, size=grid, mode="bilinear", align_corners=False)
+            if self.memories:
+                read = self.memories[k](z)
+                z, weights = read.features, weights + [read.weights]
+            latents.append(z)
+        fused, attention = self.fuse(latents)
+        trunk = self.trunk(fused)
+        recons = []
+        for head, t in zip(self.heads, targets):
+            r = head(trunk)
+            recons.append(r if r.shape[-2:] == t.shape[-2:] else
+                          F.interpolate(r, size=t.shape[-2:], mode="bilinear", align_corners=False))
+        return FeatureOutput(self.discrepancy(targets, recons), targets, recons, weights, attention)
+
+    def fuse(self, latents: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        if self.fuser is None:
+            return latents[0], None
+        attention = torch.softmax(self.fuser(torch.cat(latents, dim=1)), dim=1)
+        return (attention.unsqueeze(2) * torch.stack(latents, dim=1)).sum(dim=1), attention
+
+    @staticmethod
+    def discrepancy(targets: list[Tensor], recons: list[Tensor]) -> Tensor:
+        """Mean over scales of the per-position cosine distance, on the finest scale's grid."""
+        size = max((t.shape[-2:] for t in targets), key=lambda s: s[0] * s[1])
+        maps = [cosine_distance(t, r) for t, r in zip(targets, recons)]
+        maps = [m if m.shape[-2:] == size else
+                F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+                for m in maps]
+        return torch.stack(maps).mean(dim=0)
