@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from conftest import TINY_OPTIONS, write_png
+from inspect_ad.anomaly_map import MapConfig
 from inspect_ad.cli import main
 from inspect_ad.detector import Detector
 from inspect_ad.training import TrainConfig
@@ -77,6 +78,26 @@ FILE_EDITS = {
 }
 
 
+def _reference_edit(change):
+    def edit(b):
+        ref = load_file(str(b / "extra.safetensors"))["map_reference"]
+        save_file({"map_reference": change(ref).contiguous()}, str(b / "extra.safetensors"))
+    return edit
+
+
+def _zero_std(ref):
+    ref[1] = 0
+    return ref
+
+
+REFERENCE_EDITS = {  # on a bundle with standardized maps (extra.safetensors holds the reference maps)
+    "reference map too small": _reference_edit(lambda ref: ref[:, :8, :8]),
+    "reference std zero": _reference_edit(_zero_std),
+    "reference NaN": _reference_edit(lambda ref: ref * float("nan")),
+    "reference file garbage": lambda b: (b / "extra.safetensors").write_bytes(b"garbage"),
+}
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
@@ -113,6 +134,14 @@ def world(tmp_path_factory):
     for i, edit in enumerate(FILE_EDITS.values()):
         shutil.copytree(root / "model", root / "bundles" / f"f{i}")
         edit(root / "bundles" / f"f{i}")
+    det = Detector("mmae", 32, train_config=TrainConfig(epochs=1, batch_size=4, seed=0, device="cpu"),
+                   model_options=TINY, map_config=MapConfig(standardize="map"))
+    det.fit(train[:5], out=root / "standardized", progress=False)
+    det.calibrate(train[5:], target_frr=0.2, progress=False)
+    det.save_calibration(root / "standardized")
+    for i, edit in enumerate(REFERENCE_EDITS.values()):
+        shutil.copytree(root / "standardized", root / "bundles" / f"r{i}")
+        edit(root / "bundles" / f"r{i}")
     return root, len(manifests)
 
 
@@ -173,7 +202,8 @@ def _cases(n_manifests: int) -> list[tuple[str, list[str], str]]:
                                      "--batch-size", "0"], "--batch-size"),
               ("video fit over a bundle", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic",
                                            "--setting", "tiny", "--out", "{root}/model"], "--overwrite")]
-    bundles = [(f"c{i}", name) for i, name in enumerate(CONFIG_EDITS)] + [(f"f{i}", name) for i, name in enumerate(FILE_EDITS)]
+    bundles = [(f"{prefix}{i}", name) for prefix, edits in (("c", CONFIG_EDITS), ("f", FILE_EDITS), ("r", REFERENCE_EDITS))
+               for i, name in enumerate(edits)]
     for folder, name in bundles:
         model = f"{{root}}/bundles/{folder}"
         cases += [(f"segment bundle {name}", ["segment", "{root}/parts", "--model", model, "--out", "{out}/s",
