@@ -31,7 +31,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_write_json, current_umask, finish_file, fsync_dir
 from .errors import InspectError
-from .models import IMAGE_MODELS, create_model, get_spec, make_config
+from .models import IMAGE_MODELS, create_model, get_spec, make_config, model_config_class
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ def _check_model_config(cfg_file: Path, name: Any, cfg: Any) -> None:
 def _model_rules(name: str, cfg: Any) -> tuple[dict, set]:
     """{field: (what it must be, check)} for the model's config fields, and the fields with defaults."""
     defaults = {}
-    for f in fields(get_spec(name).build_config()):
+    for f in fields(model_config_class(name, cfg if isinstance(cfg, dict) else {})):
         if f.default is not MISSING:
             defaults[f.name] = f.default
         elif f.default_factory is not MISSING:

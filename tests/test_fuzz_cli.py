@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from conftest import TINY_OPTIONS, write_png
+from conftest import PIXEL, TINY_OPTIONS, write_png
 from inspect_ad.anomaly_map import MapConfig
 from inspect_ad.cli import main
 from inspect_ad.detector import Detector
 from inspect_ad.training import TrainConfig
 
 TINY = {k: int(v) for k, v in (o.split("=") for o in TINY_OPTIONS[1::2])}
-FAST = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--quiet", "--device", "cpu", *TINY_OPTIONS]
+FAST = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--quiet", "--device", "cpu", *PIXEL, *TINY_OPTIONS]
 
 
 def _set(section, **values):

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from conftest import TINY_OPTIONS, write_png
+from conftest import PIXEL, TINY_OPTIONS, write_png
 from inspect_ad import atomic, bundle, training
 from inspect_ad.batch import CSV, JSONL, Summary, inspect_images, read_rows, render_html, report_lock
 from inspect_ad.calibration import FAIL, INVALID, calibrate, judge
@@ -22,7 +22,7 @@ from inspect_ad.errors import InspectError
 from inspect_ad.training import TrainConfig
 
 TINY = {k: int(v) for k, v in (o.split("=") for o in TINY_OPTIONS[1::2])}
-FAST = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--quiet", "--device", "cpu", *TINY_OPTIONS]
+FAST = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--quiet", "--device", "cpu", *PIXEL, *TINY_OPTIONS]
 
 
 def run(*args):
