@@ -105,8 +105,9 @@ def row_key(path: str) -> Path:
 
 
 def refuse_symlinks(folder: Path, below: Path | None = None) -> None:
-    """Refuse an output folder that is, or lies under, a symlink (from ``below`` down, else the
-    whole path from its first missing part up): writing through it would land files elsewhere."""
+    """Refuse to write through a symlink, which would land files elsewhere. With ``below``: no part
+    of ``folder`` from ``below`` down may be one; without: neither the parts the run will create nor
+    the first existing one (the output folder, not the folders where the user keeps it)."""
     folder = Path(os.path.abspath(folder))
     stop = Path(os.path.abspath(below)).parent if below is not None else None
     for part in (folder, *folder.parents):
@@ -247,14 +248,17 @@ def write_thumbs(folder: Path, name: str, p: Prediction, j: Judgement, vmax: flo
 
 # --- the run ---------------------------------------------------------------------------------
 
+def _finite_or_none(v: float) -> float | None:
+    return v if np.isfinite(v) else None  # JSON has no NaN
+
+
 def make_row(det: Detector, p: Prediction) -> tuple[dict, Judgement | None]:
     if p.error:
         return {"path": p.source, "resolved": str(row_key(p.source)), "score": None, "normalized_score": None, "decision": ERROR, "defect_area": None,
                 "n_regions": None, "boxes": [], "error": p.error}, None
     j = det.judge(p)
-    finite = lambda v: v if np.isfinite(v) else None  # noqa: E731  (JSON has no NaN)
-    normalized = finite(j.normalized)
-    return {"path": p.source, "resolved": str(row_key(p.source)), "score": finite(p.score),
+    normalized = _finite_or_none(j.normalized)
+    return {"path": p.source, "resolved": str(row_key(p.source)), "score": _finite_or_none(p.score),
             "normalized_score": None if normalized is None else round(normalized, 6), "decision": j.decision,
             "defect_area": j.defect_area, "n_regions": len(j.boxes), "boxes": j.boxes, "error": j.reason}, j
 

@@ -85,6 +85,17 @@ def test_calibration_refuses_non_finite_scores():
         calibrate([0.1] * 8 + [float("nan")], maps, target_frr=0.2)
 
 
+def test_inspect_fails_every_part_of_a_nan_model(qa, tmp_path, monkeypatch):
+    _, det = qa
+    monkeypatch.setattr(Detector, "_infer", lambda self, x: (np.full((len(x), 32, 32), np.nan, np.float32),
+                                                              np.full(len(x), np.nan, np.float32)))
+    s = inspect_images(det, [parts_copy(qa, tmp_path)], tmp_path / "rep", progress=False)
+    text = (tmp_path / "rep" / JSONL).read_text()
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert "NaN" not in text  # not JSON: other readers of the report would choke on it
+    assert s.failed == 2 and all(r["decision"] == FAIL and "invalid score" in r["error"] for r in rows)
+
+
 def test_predict_fails_a_nan_score(qa, monkeypatch):
     root, det = qa
     p = next(det.predict_iter([root / "parts" / "g0.png"]))
