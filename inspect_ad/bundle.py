@@ -249,7 +249,7 @@ def _field_check(default: Any) -> tuple[str, Any] | None:
     if isinstance(default, str):
         return _TEXT
     if isinstance(default, (tuple, list)):
-        return "a list", lambda v: isinstance(v, list)
+        return "a list", lambda v: isinstance(v, (list, tuple))  # JSON gives lists, Python settings tuples
     return None
 
 

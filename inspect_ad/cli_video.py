@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path, atomic_write_json
-from .bundle import CONFIG, load_bundle, read_bundle_config, save_bundle
+from .bundle import CONFIG, check_model_options, load_bundle, read_bundle_config, save_bundle
 from .data.video import load_clip_folder, load_video_dataset
 from .errors import InspectError
 from .models import parse_overrides
@@ -56,6 +56,7 @@ def fit(recipe, data, out, setting, epochs, batch_size, max_steps_per_epoch, no_
     dev = resolve_device(device)  # before the data: a missing GPU should not cost a dataset load
     st = recipe_setting(recipe, setting)
     model_over = {**st["model"], **parse_overrides(overrides, "--set"), **({"use_memory": False} if no_memory else {})}
+    check_model_options(recipe, model_over, "--set")
     ds = load_video_dataset(data).require_train()
     epochs, batch_size = epochs or st["epochs"], batch_size or st["batch_size"]
     click.echo(f"training {recipe} ({setting}) on {len(ds.train)} videos of {ds.name} for {epochs} epochs")

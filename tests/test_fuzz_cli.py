@@ -200,6 +200,13 @@ def _cases(n_manifests: int) -> list[tuple[str, list[str], str]]:
                "not a video model"),
               ("video fit batch 0", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic", "--out", "{out}/v",
                                      "--batch-size", "0"], "--batch-size"),
+              ("video fit memory_slots -1", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic",
+                                             "--setting", "tiny", "--out", "{out}/v", "--set", "memory_slots=-1"],
+               "memory_slots"),
+              ("video fit unknown option", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic",
+                                            "--setting", "tiny", "--out", "{out}/v", "--set", "nope=1"], "nope"),
+              ("no such command", ["nosuchcommand"], "nosuchcommand"),
+              ("fit unknown flag", fit + ["--no-such-flag"], "--no-such-flag"),
               ("video fit over a bundle", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic",
                                            "--setting", "tiny", "--out", "{root}/model"], "--overwrite")]
     bundles = [(f"{prefix}{i}", name) for prefix, edits in (("c", CONFIG_EDITS), ("f", FILE_EDITS), ("r", REFERENCE_EDITS))
