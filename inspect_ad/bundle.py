@@ -72,6 +72,8 @@ def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: An
     JSON-serialisable and are stored as top-level keys of config.json; ``tensors`` (not model
     weights) go to extra.safetensors. Refuses non-finite weights (a diverged training)."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()  # "models/current -> models/v3": the swap must replace v3, not the link
     state = model.state_dict()
     bad = _non_finite({**state, **(tensors or {})})
     if bad:

@@ -313,6 +313,14 @@ def test_bundle_save_keeps_other_files_of_the_folder(qa, tmp_path):
     assert (tmp_path / "b" / "checkpoint").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
+def test_bundle_save_through_a_symlink_writes_where_it_points(qa, tmp_path):
+    _, det = qa
+    det.save(tmp_path / "v3")
+    (tmp_path / "current").symlink_to(tmp_path / "v3")
+    det.save(tmp_path / "current")
+    assert (tmp_path / "current").is_symlink() and (tmp_path / "v3" / "config.json").is_file()
+
+
 def test_disk_full_checkpoint_leaves_no_debris(qa, tmp_path, monkeypatch):
     _, det = qa
 
