@@ -64,6 +64,14 @@ class Detector:
         if self.model not in IMAGE_MODELS:
             raise InspectError(f"unknown model {self.model!r}; choose one of: {', '.join(IMAGE_MODELS)}")
         check_choices(self.normalization, self.resize_mode, InspectError)  # the CLI's one-line error
+        tc = self.train_config
+        for name, value, lo, hi in (("image_size", self.image_size, 8, 4096), ("epochs", tc.epochs, 1, math.inf),
+                                    ("batch_size", tc.batch_size, 1, math.inf), ("lr", tc.lr, 1e-300, math.inf),
+                                    ("ssim_weight", self.ssim_weight, 0, math.inf),
+                                    ("gms_weight", self.gms_weight, 0, math.inf),
+                                    ("synthetic_defects", self.synthetic_defects, 0, 1)):
+            if not lo <= value <= hi or value == math.inf:  # NaN fails the comparison too
+                raise InspectError(f"{name} is {value}; it must lie in [{lo:g}, {hi:g}]")
 
     # --- fitting -----------------------------------------------------------------------
 

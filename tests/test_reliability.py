@@ -375,6 +375,13 @@ def test_options_out_of_range_are_one_line_before_anything_is_written(qa, tmp_pa
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("bad", [dict(image_size=0), dict(synthetic_defects=2.0), dict(ssim_weight=float("nan")),
+                                 dict(train_config=TrainConfig(epochs=0)), dict(train_config=TrainConfig(lr=-1.0))])
+def test_detector_refuses_settings_out_of_range(bad):
+    with pytest.raises(InspectError, match="must lie in"):
+        Detector("mmae", **bad)
+
+
 def test_model_option_errors_are_one_line(qa, tmp_path):
     root, _ = qa
     one_line_error(run("fit", "--train-dir", root / "train", "--out", tmp_path / "m", *FAST, "-o", "grid_stride=3"),
