@@ -264,7 +264,7 @@ def segment(inputs, model_dir, out, batch_size, device, overwrite):
             np.save(f, p.map)
         if not det.calibration_:
             save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax, f"score {p.score:.5g}")
-            click.echo(f"{p.source}\tscore={p.score:.6g}")
+            click.echo(f"{p.source}\tscore={p.score:.6g}" + (f"\tINVALID input: {p.invalid}" if p.invalid else ""))
             continue
         j = det.judge(p)
         save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax,

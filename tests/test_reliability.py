@@ -157,6 +157,17 @@ def test_black_frame_is_invalid_never_pass(qa, tmp_path):
     assert s.invalid == 1 and s.exit_code() != 0
 
 
+def test_segment_without_calibration_still_flags_a_black_frame(qa, tmp_path):
+    root, _ = qa
+    shutil.copytree(root / "model", tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    del cfg["calibration"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    write_png(tmp_path / "black.png", np.zeros((40, 48), np.uint8))
+    r = run("segment", tmp_path / "black.png", "--model", tmp_path / "m", "--out", tmp_path / "seg", "--device", "cpu")
+    assert r.exit_code == 0 and "INVALID input: blank" in r.output
+
+
 def test_frame_far_brighter_than_training_is_invalid(qa):
     _, det = qa
     bright = np.full((40, 48, 1), 230, np.uint8) + np.random.default_rng(1).integers(0, 5, (40, 48, 1), dtype=np.uint8)
