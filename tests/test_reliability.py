@@ -356,6 +356,15 @@ def test_disk_full_output_is_one_line(qa, tmp_path, monkeypatch):
                        "--device", "cpu", "--quiet"), "No space left", "results.jsonl")
 
 
+def test_read_only_output_folder_is_one_line(qa, tmp_path, monkeypatch):
+    root, _ = qa
+
+    def read_only(*a, **k):  # the tests run as root, whom chmod does not stop
+        raise PermissionError(13, "Permission denied", str(tmp_path / "m"))
+    monkeypatch.setattr(bundle.tempfile, "mkdtemp", read_only)
+    one_line_error(run("fit", "--train-dir", root / "train", "--out", tmp_path / "m", *FAST), "Permission denied")
+
+
 def test_segment_with_every_input_missing_exits_2(qa, tmp_path):
     root, _ = qa
     one_line_error(run("segment", tmp_path / "a.png", tmp_path / "b.png", "--model", root / "model",
