@@ -134,3 +134,15 @@ def test_pad_resize_mode_is_saved_and_maps_keep_the_input_shape(tiny_mvtec, tmp_
     assert amap.shape == (20, 50)
     with pytest.raises(InspectError, match="choose one of: squash, pad"):
         Detector("ae", 32, resize_mode="fit")
+
+
+def test_a_pixel_bundle_saved_before_the_pretrained_backbones_still_loads_and_scores_the_same():
+    """Made by inspect-ad at commit 8517bbc (a 2-epoch tiny MMAE on 6 noise images, seed 0): its
+    config has no ``backbone`` and must load as the pixel model, scoring the probe as it did then."""
+    from pathlib import Path
+
+    from inspect_ad.models import MMAEConfig
+    data = Path(__file__).parent / "data"
+    det = Detector.load(data / "bundle_0.1_pixel_mmae", "cpu")
+    assert isinstance(det.model_config_, MMAEConfig) and det.describe() == "mmae (pixels)"
+    assert det.score_samples([data / "probe_square.png"])[0] == pytest.approx(0.7531087398529053, rel=1e-5)
