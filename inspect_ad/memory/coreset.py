@@ -70,7 +70,7 @@ class CoresetMemory(Memory):
         self.register_buffer("slots", torch.zeros(num_slots, dim))
 
     def fill(self, features: Tensor, ratio: float, max_slots: int, seed: int = 0,
-             max_candidates: int = 200_000) -> int:
+             max_candidates: int = 1_000_000) -> int:
         """Keep a coreset of ``ratio`` × len(features) (at most ``max_slots``) of (M, dim)
         defect-free features; more than ``max_candidates`` are first subsampled at random."""
         gen = torch.Generator().manual_seed(seed)

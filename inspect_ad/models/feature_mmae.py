@@ -71,6 +71,7 @@ class FeatureMMAEConfig:
     latent_channels: int = 64
     grid_stride: int = 8               # see docstring
     decoder_channels: int = 128
+    kernel_size: int = 3               # of the encoders', trunk's and heads' convs (1: per position, as DFR)
 
     def __post_init__(self):
         self.stages = tuple(int(s) for s in self.stages)
@@ -88,11 +89,11 @@ class FeatureMMAEConfig:
         return asdict(self)
 
 
-def upsampler(c_in: int, c_out: int, steps: int) -> nn.Sequential:
-    """``steps`` × (3×3 conv to 4c, PixelShuffle(2), LeakyReLU), then a 1×1 conv to ``c_out``."""
+def upsampler(c_in: int, c_out: int, steps: int, k: int = 3) -> nn.Sequential:
+    """``steps`` × (k×k conv to 4c, PixelShuffle(2), LeakyReLU), then a 1×1 conv to ``c_out``."""
     layers: list[nn.Module] = []
     for _ in range(steps):
-        layers += [nn.Conv2d(c_in, 4 * c_in, 3, 1, 1), nn.PixelShuffle(2), nn.LeakyReLU(SLOPE, inplace=True)]
+        layers += [nn.Conv2d(c_in, 4 * c_in, k, 1, k // 2), nn.PixelShuffle(2), nn.LeakyReLU(SLOPE, inplace=True)]
     return nn.Sequential(*layers, nn.Conv2d(c_in, c_out, 1))
 
 
@@ -118,10 +119,10 @@ class FeatureMMAE(nn.Module):
                         c.slot_init_std)
             for _ in channels) if c.use_memory else nn.ModuleList()
         self.fuser = nn.Conv2d(len(channels) * c.latent_channels, len(channels), 1) if len(channels) > 1 else None
-        w = c.decoder_channels
-        self.trunk = nn.Sequential(nn.Conv2d(c.latent_channels, w, 3, 1, 1), nn.LeakyReLU(SLOPE, inplace=True),
-                                   nn.Conv2d(w, w, 3, 1, 1), nn.LeakyReLU(SLOPE, inplace=True))
-        self.heads = nn.ModuleList(upsampler(w, ch, max(0, round(math.log2(c.grid_stride / s))))
+        w, k = c.decoder_channels, c.kernel_size
+        self.trunk = nn.Sequential(nn.Conv2d(c.latent_channels, w, k, 1, k // 2), nn.LeakyReLU(SLOPE, inplace=True),
+                                   nn.Conv2d(w, w, k, 1, k // 2), nn.LeakyReLU(SLOPE, inplace=True))
+        self.heads = nn.ModuleList(upsampler(w, ch, max(0, round(math.log2(c.grid_stride / s))), k)
                                    for ch, s in zip(channels, strides))
 
     def _encoder(self, channels: int, stride: float) -> nn.Sequential:
@@ -130,6 +131,9 @@ class FeatureMMAE(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, c.latent_channels, 1), nn.LeakyReLU(SLOPE, inplace=True)]
         for _ in range(max(0, round(math.log2(c.grid_stride / stride)))):
             layers += [nn.Conv2d(c.latent_channels, c.latent_channels, 3, 2, 1), nn.LeakyReLU(SLOPE, inplace=True)]
+        if c.kernel_size > 1:
+            layers += [nn.Conv2d(c.latent_channels, c.latent_channels, c.kernel_size, 1, c.kernel_size // 2),
+                       nn.LeakyReLU(SLOPE, inplace=True)]
         return nn.Sequential(*layers, nn.Conv2d(c.latent_channels, c.latent_channels, 1))
 
     def targets(self, x: Tensor) -> list[Tensor]:
