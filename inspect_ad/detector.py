@@ -105,20 +105,7 @@ class Detector:
         weights_source = self._load_backbone()
         data = TrainImages(images, self.preprocessing_, augmentation(self.augment, self.train_config.seed))
         t0 = time.perf_counter()
-        if hasattr(self.model_, "fit_memory"):  # non-parametric (patchcore): one pass fills the bank
-            self.model_.to(resolve_device(self.train_config.device))
-            loader = DataLoader(data, batch_size=self.train_config.batch_size)
-            self.model_.fit_memory(loader, len(data), self.train_config.seed, progress)
-            self.model_config_ = self.model_.config   # now with the bank's fitted size
-            self.history_ = []
-        else:
-            ckpt = Path(out) / "checkpoint" if out is not None else None
-            if hasattr(self.model_, "targets") and self.augment == "none":
-                self.model_.to(resolve_device(self.train_config.device))
-                data = CachedTargets(data, self.model_.targets, self.train_config.batch_size, self.device, progress)
-            self.history_ = train(self.model_, data, self.train_config, self._objective(),
-                                  checkpoint_dir=ckpt, resume=resume, progress=progress,
-                                  fingerprint=self._fingerprint(images))
+        self.history_ = self._fit_model(data, images, out, resume, progress)
         if self.history_ and not math.isfinite(self.history_[-1]["loss"]):
             raise InspectError(f"training diverged (final loss {self.history_[-1]['loss']}); nothing was saved: "
                                f"fit again with a lower --lr")
@@ -149,6 +136,22 @@ class Detector:
                 "loss": [self.ssim_weight, self.gms_weight, self.synthetic_defects],
                 "images": [str(Path(p).resolve()) for p in images]}
 
+    def _fit_model(self, data: TrainImages, images: Sequence[Path], out, resume: bool, progress: bool) -> list[dict]:
+        """Fill patchcore's bank in one pass, or train (a feature model on its backbone's
+        features, computed once); returns the training history."""
+        device = resolve_device(self.train_config.device)
+        if hasattr(self.model_, "fit_memory"):
+            self.model_.to(device).fit_memory(DataLoader(data, batch_size=self.train_config.batch_size), len(data),
+                                              self.train_config.seed, progress)
+            self.model_config_ = self.model_.config   # now with the bank's fitted size
+            return []
+        objective = self._objective()
+        if hasattr(self.model_, "targets"):
+            data = CachedTargets(data, self.model_.to(device).targets, self.train_config.batch_size, device, progress)
+        ckpt = Path(out) / "checkpoint" if out is not None else None
+        return train(self.model_, data, self.train_config, objective, checkpoint_dir=ckpt, resume=resume,
+                     progress=progress, fingerprint=self._fingerprint(images))
+
     def describe(self) -> str:
         """The model's name as a user reads it: ``mmae (efficientnet_lite0 features)`` or ``mmae (pixels)``."""
         backbone = getattr(getattr(self, "model_config_", None), "backbone", None) or self.model_options.get("backbone")
@@ -166,12 +169,11 @@ class Detector:
 
     def _objective(self):
         if isinstance(self.model_config_, FeatureMMAEConfig):
-            if self.synthetic_defects or self.ssim_weight or self.gms_weight:
-                raise InspectError("--synthetic-defects, --ssim-weight and --gms-weight apply to pixel models; "
-                                   "drop them or use --backbone none")
+            if self.synthetic_defects or self.ssim_weight or self.gms_weight or self.augment != "none":
+                raise InspectError("--synthetic-defects, --ssim-weight, --gms-weight and --augment apply to pixel "
+                                   "models; drop them or use --backbone none")
             weight = self.model_config_.entropy_weight
-            return lambda model, batch: feature_loss(
-                model.reconstruct(batch) if isinstance(batch, list) else model(batch), weight)
+            return lambda model, targets: feature_loss(model.reconstruct(targets), weight)
         return memae_objective(self.model_config_.entropy_weight, self.ssim_weight, self.gms_weight,
                                self._corruption())
 

@@ -9,8 +9,8 @@ import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-# The pixel models (trained from scratch): the CLI's default is a pretrained backbone.
-PIXEL = ["--backbone", "none"]
+# The pixel MMAE (trained from scratch): the CLI's default is patchcore on a pretrained backbone.
+PIXEL = ["--model", "mmae", "--backbone", "none"]
 # Small enough that a fit takes a second or two on a CPU.
 TINY_OPTIONS = ["-o", "grid_stride=8", "-o", "latent_channels=8", "-o", "base_channels=4",
                 "-o", "max_channels=8", "-o", "num_scales=3", "-o", "memory_slots=10"]

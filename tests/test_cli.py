@@ -36,7 +36,7 @@ def test_fit_on_manifest(tiny_mvtec, tmp_path):
     manifest = {"train": [f"widget/train/good/{i:03d}.png" for i in range(6)],
                 "test": [{"image": "widget/test/good/000.png", "mask": None, "label": "good"}]}
     (tiny_mvtec / "m.json").write_text(json.dumps(manifest))
-    r = run("fit", "--manifest", tiny_mvtec / "m.json", "--out", tmp_path / "m", "--model", "ae", *FAST)
+    r = run("fit", "--manifest", tiny_mvtec / "m.json", "--out", tmp_path / "m", *FAST, "--model", "ae")
     assert r.exit_code == 0, r.output
     assert "on 6 images" in r.output
 
@@ -157,9 +157,8 @@ def test_bad_map_scales_give_one_line_error(tiny_mvtec, tmp_path):
 
 def test_repair_training_stretch_and_gradient_map_are_saved(tiny_mvtec, tmp_path):
     from inspect_ad.detector import Detector
-    r = run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m", "--model", "ae",
-            "--synthetic-defects", "0.5", "--gms-weight", "0.5", "--map-metric", "gms", "--normalization", "stretch",
-            *FAST)
+    r = run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m", *FAST, "--model", "ae",
+            "--synthetic-defects", "0.5", "--gms-weight", "0.5", "--map-metric", "gms", "--normalization", "stretch")
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["anomaly_map"]["metric"] == "gms" and cfg["preprocessing"]["normalization"] == "stretch"

@@ -116,3 +116,26 @@ def test_feature_mmae_refuses_pixel_only_training_terms(tiny_mvtec):
                    synthetic_defects=0.5)
     with pytest.raises(InspectError, match="apply to pixel models"):
         det.fit(data.train, progress=False)
+
+
+def test_cli_fit_defaults_to_patchcore_on_pretrained_features_and_segments(tiny_mvtec, tmp_path):
+    from click.testing import CliRunner
+
+    from inspect_ad.cli import main
+    out = tmp_path / "pc"
+    r = CliRunner().invoke(main, ["fit", "--data-root", str(tiny_mvtec), "--category", "widget", "--out", str(out),
+                                  "--image-size", "32", "--device", "cpu", "--quiet", "-o", "stages=[1,2]"])
+    assert r.exit_code == 0, r.output
+    assert "patchcore (efficientnet_lite0 features)" in r.output and "memory bank of" in r.output
+    r = CliRunner().invoke(main, ["evaluate", "--model", str(out), "--data-root", str(tiny_mvtec), "--category",
+                                  "widget", "--out", str(tmp_path / "rep"), "--device", "cpu"])
+    assert r.exit_code == 0 and "image_auroc=1.0000" in r.output, r.output
+
+
+def test_cli_refuses_patchcore_without_a_backbone(tiny_mvtec, tmp_path):
+    from click.testing import CliRunner
+
+    from inspect_ad.cli import main
+    r = CliRunner().invoke(main, ["fit", "--data-root", str(tiny_mvtec), "--category", "widget", "--out",
+                                  str(tmp_path / "x"), "--backbone", "none"])
+    assert r.exit_code == 2 and "works on pretrained features" in r.output

@@ -56,9 +56,9 @@ class FeatureMMAEConfig:
     in_channels: int = 3
     image_size: int = 256
     backbone: str = "efficientnet_lite0"
-    stages: tuple[int, ...] = (1, 2, 3)
+    stages: tuple[int, ...] = (2, 3)
     scale_source: str = "stages"
-    num_scales: int = 3                # K (§4.1: 5 for pixels; with "stages" it is len(stages))
+    num_scales: int = 2                # K (§4.1: 5 for pixels; with "stages" it is len(stages))
     scale_factor: float = 0.5          # §4.1: γ = 0.5 ("input" scales only)
     patch_size: int = 3                # PatchCore §3.1 neighbourhood averaging of the targets
     memory_slots: int = 256            # see docstring (§4.1: 60 for pixels)
@@ -69,8 +69,8 @@ class FeatureMMAEConfig:
     slot_init_std: float | None = 1.0  # as the pixel MMAE (see MMAEConfig)
     entropy_weight: float = 0.0002     # MemAE eq. 10: α
     latent_channels: int = 64
-    grid_stride: int = 8               # see docstring
-    decoder_channels: int = 128
+    grid_stride: int = 16              # see docstring
+    decoder_channels: int = 64
     kernel_size: int = 3               # of the encoders', trunk's and heads' convs (1: per position, as DFR)
 
     def __post_init__(self):
