@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from inspect_ad.anomaly_map import MapConfig
 from inspect_ad.data import from_mvtec
 from inspect_ad.detector import Detector
 from inspect_ad.errors import InspectError
@@ -139,3 +140,16 @@ def test_cli_refuses_patchcore_without_a_backbone(tiny_mvtec, tmp_path):
     r = CliRunner().invoke(main, ["fit", "--data-root", str(tiny_mvtec), "--category", "widget", "--out",
                                   str(tmp_path / "x"), "--backbone", "none"])
     assert r.exit_code == 2 and "works on pretrained features" in r.output
+
+
+@pytest.mark.parametrize("settings", [dict(resize_mode="pad"), dict(normalization="stretch"),
+                                      dict(map_config=MapConfig(sigma=2, standardize="score"))])
+def test_patchcore_takes_the_preprocessing_and_map_options(tiny_mvtec, tmp_path, settings):
+    data = from_mvtec(tiny_mvtec, "widget")
+    det = Detector("patchcore", 32, train_config=TrainConfig(batch_size=4, device="cpu"),
+                   model_options={"stages": [1, 2], "coreset_ratio": 0.5}, **settings)
+    det.fit(data.train, out=tmp_path / "m", progress=False)
+    again = Detector.load(tmp_path / "m", "cpu")
+    paths = [s.image for s in data.test]
+    np.testing.assert_array_equal(det.score_samples(paths), again.score_samples(paths))
+    assert [m.shape for m in again.anomaly_maps(paths)] == [(40, 48)] * len(paths)

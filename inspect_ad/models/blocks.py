@@ -3,7 +3,11 @@ pixel-shuffle decoders), as the MMAE paper prescribes: 3×3 convolutions, stride
 pixel shuffle to double, LeakyReLU(0.2) everywhere but the output."""
 from __future__ import annotations
 
-from torch import nn
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 SLOPE = 0.2
 
@@ -39,3 +43,28 @@ class PixelShuffleDecoder(nn.Sequential):
                        nn.LeakyReLU(SLOPE, inplace=True)]
         layers.append(nn.Conv2d(w[-1], out_channels, 3, 1, 1))
         super().__init__(*layers)
+
+
+def memory_on_grid(encodings: Iterable[Tensor], grid: tuple[int, int],
+                   memories: nn.ModuleList) -> tuple[list[Tensor], list[Tensor]]:
+    """MMAE's per-scale step: each scale's encoding resized (bilinear) to the common grid and read
+    through that scale's memory, if there are memories; returns the features and the weights."""
+    feats, weights = [], []
+    for k, f in enumerate(encodings):
+        if f.shape[-2:] != grid:
+            f = F.interpolate(f, size=grid, mode="bilinear", align_corners=False)
+        if memories:
+            read = memories[k](f)
+            f = read.features
+            weights.append(read.weights)
+        feats.append(f)
+    return feats, weights
+
+
+def attention_fuse(fuser: nn.Module | None, feats: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+    """MMAE's fuser: a per-position softmax over scales of ``fuser`` (a 1×1 conv of the
+    concatenated features), fused = Σ_k a_k F_k; a single scale passes through."""
+    if fuser is None:
+        return feats[0], None
+    attention = torch.softmax(fuser(torch.cat(feats, dim=1)), dim=1)
+    return (attention.unsqueeze(2) * torch.stack(feats, dim=1)).sum(dim=1), attention

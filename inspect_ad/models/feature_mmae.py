@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..backbones import FeatureExtractor
 from ..memory import MemAEMemory
-from .blocks import SLOPE
+from .blocks import SLOPE, attention_fuse, memory_on_grid
 from .outputs import FeatureOutput
 from .patchcore import local_patches
 
@@ -156,16 +156,8 @@ class FeatureMMAE(nn.Module):
         c = self.config
         h, w = size or (targets[0].shape[-2] * self.strides[0], targets[0].shape[-1] * self.strides[0])
         grid = (math.ceil(h / c.grid_stride), math.ceil(w / c.grid_stride))
-        latents, weights = [], []
-        for k, (enc, t) in enumerate(zip(self.encoders, targets)):
-            z = enc(t)
-            if z.shape[-2:] != grid:
-                z = F.interpolate(z, size=grid, mode="bilinear", align_corners=False)
-            if self.memories:
-                read = self.memories[k](z)
-                z, weights = read.features, weights + [read.weights]
-            latents.append(z)
-        fused, attention = self.fuse(latents)
+        latents, weights = memory_on_grid((enc(t) for enc, t in zip(self.encoders, targets)), grid, self.memories)
+        fused, attention = attention_fuse(self.fuser, latents)
         trunk = self.trunk(fused)
         recons = []
         for head, t in zip(self.heads, targets):
@@ -173,12 +165,6 @@ class FeatureMMAE(nn.Module):
             recons.append(r if r.shape[-2:] == t.shape[-2:] else
                           F.interpolate(r, size=t.shape[-2:], mode="bilinear", align_corners=False))
         return FeatureOutput(self.discrepancy(targets, recons), targets, recons, weights, attention)
-
-    def fuse(self, latents: list[Tensor]) -> tuple[Tensor, Tensor | None]:
-        if self.fuser is None:
-            return latents[0], None
-        attention = torch.softmax(self.fuser(torch.cat(latents, dim=1)), dim=1)
-        return (attention.unsqueeze(2) * torch.stack(latents, dim=1)).sum(dim=1), attention
 
     @staticmethod
     def discrepancy(targets: list[Tensor], recons: list[Tensor]) -> Tensor:

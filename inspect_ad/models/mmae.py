@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..memory import MemAEMemory
-from .blocks import PixelShuffleDecoder, StridedEncoder
+from .blocks import PixelShuffleDecoder, StridedEncoder, attention_fuse, memory_on_grid
 from .feature_mmae import FeatureMMAE, FeatureMMAEConfig
 from .outputs import ReconstructionOutput
 
@@ -97,16 +97,9 @@ class MMAE(nn.Module):
         if h % c.grid_stride or w % c.grid_stride:
             raise ValueError(f"input size {h}×{w} must be a multiple of grid_stride={c.grid_stride}")
         grid = (h // c.grid_stride, w // c.grid_stride)
-        feats, weights = [], []
-        for i, enc in enumerate(self.encoders):
-            f = enc(self.rescale(x, c.scale_factor ** i))
-            if f.shape[-2:] != grid:
-                f = F.interpolate(f, size=grid, mode="bilinear", align_corners=False)
-            if self.memories:
-                read = self.memories[i](f)
-                f, weights = read.features, weights + [read.weights]
-            feats.append(f)
-        fused, attention = self.fuse(feats)
+        encodings = (enc(self.rescale(x, c.scale_factor ** i)) for i, enc in enumerate(self.encoders))
+        feats, weights = memory_on_grid(encodings, grid, self.memories)
+        fused, attention = attention_fuse(self.fuser, feats)
         return ReconstructionOutput(self.decoder(fused), weights, feats, attention)
 
     @staticmethod
@@ -115,13 +108,6 @@ class MMAE(nn.Module):
             return x
         size = (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor)))
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-    def fuse(self, feats: list[Tensor]) -> tuple[Tensor, Tensor | None]:
-        if self.fuser is None:
-            return feats[0], None
-        attention = torch.softmax(self.fuser(torch.cat(feats, dim=1)), dim=1)
-        fused = (attention.unsqueeze(2) * torch.stack(feats, dim=1)).sum(dim=1)
-        return fused, attention
 
 
 def build_config(name: str, backbone: str | None = None, **overrides) -> MMAEConfig | FeatureMMAEConfig:
