@@ -12,9 +12,10 @@ model's config, so that a bundle's shapes can be checked before loading); its si
 ``max_slots`` (bank bytes = slots × dim × 4), and so is the pool of candidate features the
 coreset is drawn from (``max_candidates``), which bounds fit memory whatever the training set.
 
-The k-NN search is a chunked exact torch search (‖q‖² − 2 q·m + ‖m‖²): on the 2-core CPU it was
-as fast as faiss-cpu's exact ``IndexFlatL2`` at these sizes (``recipes/bench_knn.py``), so faiss
-is not a dependency.
+The k-NN search is a chunked exact torch search (‖q‖² − 2 q·m + ‖m‖²): on the 2-core CPU faiss-cpu's
+exact ``IndexFlatL2`` ran at 0.9-1.0× its speed for 16k queries against 7.8k-16k slots
+(``recipes/results/knn.md``; an earlier check on a busier CPU gave faiss up to 1.4×), and the search is
+a minority of scoring time next to the backbone, so faiss is not a dependency.
 """
 from __future__ import annotations
 
