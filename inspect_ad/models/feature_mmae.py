@@ -36,21 +36,23 @@ SCALE_SOURCES = ("stages", "input")
 
 @dataclass
 class FeatureMMAEConfig:
-    """Paper values cite seed 002 §4.1 or MemAE; where both are silent we chose and measured
-    (recipes/results/mtd.md, "Pretrained features"):
+    """Paper values cite seed 002 §4.1 or MemAE; where both are silent we chose, and measured where
+    it says so (recipes/results/mtd.md, "Pretrained features (issue 17)"; the demo's brick):
 
     * ``scale_source`` / ``stages``: "stages" takes K = len(stages) backbone stages from one
-      pass (strides 4, 8, 16 for lite0 stages 1, 2, 3); "input" runs the backbone on the input
-      at K = ``num_scales`` sizes γ^(k-1) and concatenates ``stages`` at each.
-    * ``grid_stride``: the common grid where the memories address and the fuser weighs scales;
-      8 (32 × 32 at 256²) keeps the stride-4 detail one pixel-shuffle step away.
-    * ``memory_slots``: the paper's 60 slots hold grey-level patterns; ImageNet features of a
-      textured surface are more varied, so 256 (measured against 60 and 1024).
-    * ``logit_scale``: 1 is eq. 4's raw cosine, which over 256 slots can weigh no slot above
-      e²/(e² + 255) = 0.03; the read then averages most slots and cannot follow the features.
+      pass (strides 8 and 16 for lite0 stages 2, 3, those of patchcore); "input" runs the backbone
+      on the input at K = ``num_scales`` sizes γ^(k-1) and concatenates ``stages`` at each. On MTD
+      "input" lost 0.07 AUPRO (run E5), so "stages" is the default.
+    * ``grid_stride`` 16 with ``decoder_channels`` 64: the common grid where the memories address
+      and the fuser weighs scales. Stages 1+2+3 on a stride-8 grid with a 128-channel decoder did
+      better on the built-in brick (image AUROC 0.951 against 0.901) but trains ~10x slower at
+      256 px: addressing every stride-8 position is the costly step on a CPU.
+    * ``memory_slots`` 256: the paper's 60 slots hold grey-level patterns, and ImageNet features
+      are more varied (our choice, not measured; 512 slots with ``logit_scale`` 10 did not help).
+    * ``logit_scale`` 1 is eq. 4's raw cosine; 10 (a sharper read) did not help on MTD.
+    * ``kernel_size`` 3: 1 × 1 convolutions (per position, as DFR) did not help on MTD.
     * Loss and map: cosine distance, because feature norms vary with contrast across images and
-      stages while their direction carries the pattern (the choice of RD4AD and of the
-      reconstruction heads in ``accuracy-checks.md``).
+      stages while their direction carries the pattern (RD4AD's choice); not compared with MSE.
     """
 
     in_channels: int = 3
