@@ -35,7 +35,7 @@ class PatchCoreConfig:
       1% already near the top (on MTD 1% beat 0.5% slightly, at twice the fit time).
     * ``max_candidates``: the coreset is drawn from every training patch up to this many (MTD at
       256² has 761 × 32 × 32 = 779k); beyond it, each image gives an equal random share. Drawing
-      from a random 200k of MTD's 779k cost 0.03 image AUROC: the greedy selection keeps rare
+      from a random 200k of MTD's 779k cost 0.04 image AUROC at 1%: the greedy selection keeps rare
       normal patches, and a random subsample drops them first.
     * Memory: the bank is at most ``max_slots`` × channels × 4 bytes (16384 × 152 × 4 = 9.5 MiB
       for lite0 stages 2, 3); fitting holds at most ``max_candidates`` × channels × 4 bytes
