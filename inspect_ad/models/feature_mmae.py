@@ -45,8 +45,9 @@ class FeatureMMAEConfig:
       "input" lost 0.07 AUPRO (run E5), so "stages" is the default.
     * ``grid_stride`` 16 with ``decoder_channels`` 64: the common grid where the memories address
       and the fuser weighs scales. Stages 1+2+3 on a stride-8 grid with a 128-channel decoder did
-      better on the built-in brick (image AUROC 0.951 against 0.901) but trains ~10x slower at
-      256 px: addressing every stride-8 position is the costly step on a CPU.
+      better on the built-in brick (image AUROC 0.951 against 0.901), but on MTD (run E3) it lost
+      0.08 image AUROC for +0.08 AUPRO and fit 4.6x slower (212 s against 46 s): addressing every
+      stride-8 position is the costly step on a CPU.
     * ``memory_slots`` 256: the paper's 60 slots hold grey-level patterns, and ImageNet features
       are more varied (our choice, not measured; 512 slots with ``logit_scale`` 10 did not help).
     * ``logit_scale`` 1 is eq. 4's raw cosine; 10 (a sharper read) did not help on MTD.
