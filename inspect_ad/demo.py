@@ -58,8 +58,7 @@ def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | 
         per_cat[cat] = {}
         for name in models:
             echo(f"[{cat}] fitting {name} on {len(data.train)} images ...")
-            det = Detector(name, p["image_size"], train_config=train_cfg,
-                           model_options=options if name != "patchcore" else {"backbone": backbone})
+            det = Detector(name, p["image_size"], train_config=train_cfg, model_options=options)
             det.fit(data.train, out=out / "models" / cat / name, progress=progress, dataset=data.name)
             m = evaluate(det, data, out / "reports" / cat / name, progress=progress)
             _heatmaps(det, data.test, out / "heatmaps" / cat / name)

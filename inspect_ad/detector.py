@@ -100,6 +100,7 @@ class Detector:
         self.preprocessing_ = Preprocessing(self.image_size, channels, self.normalization, self.resize_mode)
         self.model_config_ = make_config(self.model, in_channels=channels, image_size=self.image_size,
                                          **self.model_options)
+        self._check_pixel_only_options()
         torch.manual_seed(self.train_config.seed)
         self.model_ = create_model(self.model, self.model_config_)
         weights_source = self._load_backbone()
@@ -167,11 +168,16 @@ class Detector:
             return None
         return backbone.load_weights(self.backbone_weights)
 
+    def _check_pixel_only_options(self) -> None:
+        """Models on a frozen backbone (patchcore, feature MMAE) see each image's features once and
+        compare features, not pixels: refuse the pixel models' training options instead of ignoring them."""
+        if getattr(self.model_config_, "backbone", None) and (
+                self.synthetic_defects or self.ssim_weight or self.gms_weight or self.augment != "none"):
+            raise InspectError("--synthetic-defects, --ssim-weight, --gms-weight and --augment apply to pixel "
+                               "models; drop them or use --backbone none")
+
     def _objective(self):
         if isinstance(self.model_config_, FeatureMMAEConfig):
-            if self.synthetic_defects or self.ssim_weight or self.gms_weight or self.augment != "none":
-                raise InspectError("--synthetic-defects, --ssim-weight, --gms-weight and --augment apply to pixel "
-                                   "models; drop them or use --backbone none")
             weight = self.model_config_.entropy_weight
             return lambda model, targets: feature_loss(model.reconstruct(targets), weight)
         return memae_objective(self.model_config_.entropy_weight, self.ssim_weight, self.gms_weight,

@@ -110,10 +110,11 @@ def test_feature_mmae_fits_on_cached_features_and_reloads_identically(tiny_mvtec
     np.testing.assert_array_equal(det.score_samples(paths), again.score_samples(paths))
 
 
-def test_feature_mmae_refuses_pixel_only_training_terms(tiny_mvtec):
+@pytest.mark.parametrize("name", ["mmae", "patchcore"])
+def test_feature_models_refuse_pixel_only_training_terms(tiny_mvtec, name):
     data = from_mvtec(tiny_mvtec, "widget")
-    options = {k: v for k, v in TINY_FEATURE.items() if k != "image_size"}
-    det = Detector("mmae", 32, train_config=TrainConfig(epochs=1, device="cpu"), model_options=options,
+    options = {k: v for k, v in TINY_FEATURE.items() if k != "image_size"} if name == "mmae" else {}
+    det = Detector(name, 32, train_config=TrainConfig(epochs=1, device="cpu"), model_options=options,
                    synthetic_defects=0.5)
     with pytest.raises(InspectError, match="apply to pixel models"):
         det.fit(data.train, progress=False)
