@@ -14,8 +14,8 @@ import csv
 import sys
 from pathlib import Path
 
-from inspect_ad.batch import gather, inspect_images
-from inspect_ad.detector import Detector
+from inspect_ad.reports.batch import gather, inspect_images
+from inspect_ad.detectors.image import Detector
 
 
 def by_hand(det: Detector, inputs: list[str], out: Path) -> int:

@@ -5,3 +5,12 @@ class InspectError(Exception):
     """A user-facing error: the message names the file or option and says how to fix it."""
 
     exit_code = 2
+
+
+class ConfigError(InspectError, ValueError):
+    """A setting with a value it cannot take, raised by the config that owns it (one line naming
+    the setting, its value and what it must be). A ValueError too, for code that catches those."""
+
+
+class NotFittedError(InspectError, AttributeError):
+    """A detector asked for scores, maps or a save before :meth:`fit` (scikit-learn's name)."""

@@ -1,4 +1,4 @@
-"""Benchmark inspect_ad.metrics.aupro against the definition-by-loop aupro_reference.
+"""Benchmark inspect_ad.scoring.metrics.aupro against the definition-by-loop aupro_reference.
 
     OMP_NUM_THREADS=1 python recipes/bench_aupro.py --n 100 --size 256 --seed 0
 
@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from scipy.ndimage import gaussian_filter  # noqa: E402
 from skimage.draw import ellipse  # noqa: E402
 
-from inspect_ad.metrics import aupro, aupro_reference, pixel_auroc, pro_curve  # noqa: E402
+from inspect_ad.scoring.metrics import aupro, aupro_reference, pixel_auroc, pro_curve  # noqa: E402
 
 
 def synthetic_set(n: int, size: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:

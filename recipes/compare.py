@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from inspect_ad.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
+from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data import load_image_set
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
-from inspect_ad.detector import Detector
-from inspect_ad.evaluation import evaluate
+from inspect_ad.detectors.image import Detector
+from inspect_ad.reports.evaluation import evaluate
 from inspect_ad.models import parse_overrides
-from inspect_ad.training import TrainConfig, describe_device, resolve_device
+from inspect_ad.engine.device import describe_device, resolve_device
+from inspect_ad.engine.loop import TrainConfig
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
 
@@ -72,12 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_one(name: str, data, args, out: Path) -> dict:
     det = Detector(name, args.image_size,
                    train_config=TrainConfig(args.epochs, args.batch_size, args.lr, seed=args.seed,
-                                            device=args.device, checkpoint_every=10),
+                                            device=args.device, checkpoint_every=10, ssim_weight=args.ssim_weight,
+                                            gms_weight=args.gms_weight, synthetic_defects=args.synthetic_defects),
                    map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize,
                                         parse_scales(args.map_scales)), augment=args.augment,
-                   model_options=parse_overrides(args.option), ssim_weight=args.ssim_weight,
-                   gms_weight=args.gms_weight, synthetic_defects=args.synthetic_defects,
-                   normalization=args.normalization, resize_mode=args.resize)
+                   model_options=parse_overrides(args.option), normalization=args.normalization, resize_mode=args.resize)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name, reference_split=args.reference_split)
     result = evaluate(det, data, out / name / "report")

@@ -27,8 +27,9 @@ import torch
 from inspect_ad.data.tabular import load_kddcup99, protocol_split, subsample
 from inspect_ad.errors import InspectError
 from inspect_ad.models import list_models, make_config
-from inspect_ad.models.tabular import (TabularMemAEConfig, TabularTrainConfig, evaluate_on_split,
-                                       torch_threads_from_env)
+from inspect_ad.detectors.tabular import TabularDetector, evaluate_on_split, tabular_train_config
+from inspect_ad.engine.device import torch_threads_from_env
+from inspect_ad.models.tabular import TabularMemAEConfig
 
 DEFAULT_DATA = os.environ.get("INSPECT_AD_KDDCUP99", "../shared/data/kddcup99/kdd_cup.npz")
 OUT = Path(__file__).parent / "results" / "kddcup99.md"
@@ -86,9 +87,8 @@ def run_one(task: tuple) -> tuple:
     seed, text, args = task
     name, overrides = parse_variant(text)
     split = protocol_split(_DATA, seed)
-    train_cfg = TabularTrainConfig(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=seed,
-                                   unique_rows=args.unique_rows)
-    res = evaluate_on_split(make_config(name, in_features=_DATA.features.shape[1], **overrides), split, train_cfg)
+    train_cfg = tabular_train_config(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=seed)
+    res = evaluate_on_split(TabularDetector(name, overrides, train_cfg, args.unique_rows), split)
     res.history = []  # keep what travels back between processes small
     return seed, text, res
 

@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from scipy import stats
 
-from inspect_ad.anomaly_map import MapConfig
+from inspect_ad.scoring.anomaly_map import MapConfig
 from inspect_ad.atomic import atomic_write_text
-from inspect_ad.calibration import FAIL, holdout_split, judge
+from inspect_ad.scoring.calibration import FAIL, holdout_split, judge
 from inspect_ad.data.datasets import from_manifest
-from inspect_ad.detector import Detector
-from inspect_ad.metrics import image_auroc
+from inspect_ad.detectors.image import Detector
+from inspect_ad.scoring.metrics import image_auroc
 from inspect_ad.models import parse_overrides
-from inspect_ad.training import TrainConfig
+from inspect_ad.engine.loop import TrainConfig
 
 TARGETS = (0.01, 0.05)
 N_CALIBRATION = 100

@@ -27,14 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inspect_ad.anomaly_map import MapConfig
+from inspect_ad.scoring.anomaly_map import MapConfig
 from inspect_ad.atomic import atomic_write_text
-from inspect_ad.calibration import FAIL, holdout_split, judge
+from inspect_ad.scoring.calibration import FAIL, holdout_split, judge
 from inspect_ad.data.datasets import from_manifest
-from inspect_ad.detector import Detector
-from inspect_ad.evaluation import collect, compute_metrics
+from inspect_ad.detectors.image import Detector
+from inspect_ad.reports.evaluation import collect, compute_metrics
 from inspect_ad.models import parse_overrides
-from inspect_ad.training import TrainConfig, describe_device, resolve_device
+from inspect_ad.engine.device import describe_device, resolve_device
+from inspect_ad.engine.loop import TrainConfig
 
 TARGETS = (0.01, 0.05)
 # Today's best from scratch, for comparison (run K-s-z-pad in recipes/results/mtd.md: 128 px, all 761

@@ -32,11 +32,12 @@ from inspect_ad.atomic import atomic_path, atomic_write_text
 from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_folder, load_mnist,
                                       one_class_split)
 from inspect_ad.errors import InspectError
-from inspect_ad.metrics import auroc, auroc_per_group
-from inspect_ad.models import create_model, get_spec, make_config, parse_overrides
-from inspect_ad.models.oneclass import (ERRORS, TrainSettings, VARIANTS, decode_slots, fit_oneclass,
-                                        model_name, reconstruction_errors, scale_scores, slots_read)
-from inspect_ad.training import DEVICE_HELP, describe_device, resolve_device
+from inspect_ad.scoring.metrics import auroc, auroc_per_group
+from inspect_ad.models import get_spec, make_config, parse_overrides
+from inspect_ad.detectors.oneclass import (ERRORS, OneClassDetector, oneclass_train_config,
+                                           scale_scores, slots_read)
+from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_device
+from inspect_ad.models.oneclass import VARIANTS, decode_slots, model_name
 
 # MemAE paper, Table 1 (mean AUROC over the 10 one-class tasks).
 PAPER = {"mnist": {"ae": 0.9619, "memae_nonspar": 0.9725, "memae": 0.9751},
@@ -133,9 +134,8 @@ def arch_of(args, data: LabelledImages) -> str:
     return args.arch or ("mnist" if data.images.shape[1] == 1 else "cifar10")
 
 
-def build(args, data: LabelledImages, variant: str, seed: int):
-    """A fresh seeded model whose input layout (size, channels) matches ``data``."""
-    torch.manual_seed(seed)
+def build(args, data: LabelledImages, variant: str, seed: int) -> OneClassDetector:
+    """A detector whose network's input layout (size, channels) matches ``data``."""
     name = model_name(arch_of(args, data), variant)
     _, c, h, w = data.images.shape
     if h != w:
@@ -146,7 +146,9 @@ def build(args, data: LabelledImages, variant: str, seed: int):
     encoder = base.encoder
     if args.code_channels:
         encoder = encoder[:-1] + ((*encoder[-1][:2], args.code_channels),)
-    return create_model(name, config=replace(base, image_size=h, in_channels=c, encoder=encoder, decoder=decoder))
+    config = replace(base, image_size=h, in_channels=c, encoder=encoder, decoder=decoder)
+    return OneClassDetector(name, config, train_config=oneclass_train_config(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device), error=args.error)
 
 
 def run_task(args, normal_class: int, variant: str, seed: int) -> dict:
@@ -154,17 +156,16 @@ def run_task(args, normal_class: int, variant: str, seed: int) -> dict:
     data = _DATA
     split = one_class_split(data.labels, normal_class, seed=seed)
     device = resolve_device(args.device)  # in the worker: a parent that touched CUDA could not fork
-    model = build(args, data, variant, seed).to(device)
     t0 = time.time()
-    settings = TrainSettings(args.epochs, args.batch_size, args.lr, seed)
-    history = fit_oneclass(model, data.images[split.train], data.images[split.val], settings)
-    scores = scale_scores(reconstruction_errors(model, data.images[split.test], error=args.error))
+    detector = build(args, data, variant, seed).fit(data.images[split.train], data.images[split.val])
+    model, history = detector.model_, detector.history_
+    scores = scale_scores(detector.score_samples(data.images[split.test]))
     slots = slots_read(model, data.images[split.test]) if model.memory is not None else None
     by_anomaly_class = auroc_per_group(split.test_labels, scores, data.labels[split.test])
     return dict(cls=normal_class, variant=variant, seed=seed, auroc=float(auroc(split.test_labels, scores)),
                 slots_read=slots, by_anomaly_class=by_anomaly_class, device=describe_device(device),
                 seconds=time.time() - t0,
-                best_epoch=int(np.argmin([h["val_mse"] for h in history])) + 1, n_train=len(split.train),
+                best_epoch=int(np.argmin([h["validation"] for h in history])) + 1, n_train=len(split.train),
                 n_test=len(split.test), anomaly_fraction=split.anomaly_fraction)
 
 
@@ -313,12 +314,9 @@ def visualize(args) -> None:
     torch.set_num_threads(max(1, args.jobs))
     normal, anomalous = data.class_index(args.normal_class), data.class_index(args.anomaly_class)
     split = one_class_split(data.labels, normal, seed=args.seed)
-    settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     device = resolve_device(args.device)
-    models = {}
-    for variant in ("ae", "memae"):
-        models[variant] = build(args, data, variant, args.seed).to(device)
-        fit_oneclass(models[variant], data.images[split.train], data.images[split.val], settings)
+    models = {variant: build(args, data, variant, args.seed).fit(data.images[split.train], data.images[split.val]).model_
+              for variant in ("ae", "memae")}
     # Any image of another class is unseen in training (train holds the normal class only).
     inputs = torch.as_tensor(data.images[np.flatnonzero(data.labels == anomalous)[:6]])
     with torch.no_grad():

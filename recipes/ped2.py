@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from inspect_ad.bundle import save_bundle
+from inspect_ad.detectors.bundle import save_bundle
 from inspect_ad.data.synthetic_video import ANOMALY_KINDS
 from inspect_ad.data.video import load_video_dataset
 from inspect_ad.models import create_model, parse_overrides
-from inspect_ad.training import DEVICE_HELP, describe_device, resolve_device
-from inspect_ad.video import (RECIPES, calibrate, evaluate_videos, fit_video_model, recipe_setting,
+from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_device
+from inspect_ad.detectors.video import (RECIPES, calibrate, evaluate_videos, fit_video_model, recipe_setting,
                               save_score_plot)
 
 PAPER = {"memae3d": (0.941, 0.917, "seed 000 Table 2 (AE row)"),

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 from skimage import data as skdata
 
-from inspect_ad.backbones import (IMAGENET_MEAN, IMAGENET_STD, FeatureExtractor, load_backbone, read_state_dict,
+from inspect_ad.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, FeatureExtractor, load_backbone, read_state_dict,
                                   wheel_weights_file)
 from inspect_ad.errors import InspectError
 

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import TINY_OPTIONS, write_png
-from inspect_ad.batch import CSV, JSONL, gather, inspect_images, place, read_rows
-from inspect_ad.cli import main
-from inspect_ad.detector import Detector
-from inspect_ad.training import TrainConfig
+from inspect_ad.reports.batch import CSV, JSONL, gather, inspect_images, place, read_rows
+from inspect_ad.cli.image import main
+from inspect_ad.detectors.image import Detector
+from inspect_ad.engine.loop import TrainConfig
 
 
 def run(*args):

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from inspect_ad.bundle import BUNDLE_VERSION, load_bundle, read_bundle_config
-from inspect_ad.detector import Detector
+from inspect_ad.detectors.bundle import BUNDLE_VERSION, load_bundle, read_bundle_config
+from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
-from inspect_ad.training import TrainConfig
+from inspect_ad.engine.loop import TrainConfig
 
 TINY = dict(grid_stride=8, latent_channels=8, base_channels=4, max_channels=8, num_scales=3, memory_slots=10)
 
@@ -55,7 +55,7 @@ def test_pickle_file_is_never_loaded(fitted, tmp_path):
 
 
 def test_standardized_maps_survive_save_and_load(tiny_mvtec, tmp_path):
-    from inspect_ad.anomaly_map import MapConfig
+    from inspect_ad.scoring.anomaly_map import MapConfig
     paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
     det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY,
                    map_config=MapConfig(sigma=1.0, standardize=True))
@@ -69,8 +69,8 @@ def test_standardized_maps_survive_save_and_load(tiny_mvtec, tmp_path):
 
 
 def test_reference_split_takes_reference_maps_from_unseen_images(tiny_mvtec, tmp_path):
-    from inspect_ad.anomaly_map import MapConfig
-    from inspect_ad.calibration import holdout_split
+    from inspect_ad.scoring.anomaly_map import MapConfig
+    from inspect_ad.scoring.calibration import holdout_split
     paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
     det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4, seed=3), model_options=TINY,
                    map_config=MapConfig(sigma=1.0, standardize=True))
@@ -92,7 +92,7 @@ def test_reference_split_without_standardized_maps_is_refused(tiny_mvtec):
 def test_changed_map_settings_need_new_reference_maps(tiny_mvtec, tmp_path):
     from dataclasses import replace
 
-    from inspect_ad.anomaly_map import MapConfig
+    from inspect_ad.scoring.anomaly_map import MapConfig
     paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
     det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY,
                    map_config=MapConfig(sigma=1.0, standardize="score"))
@@ -110,7 +110,7 @@ def test_changed_map_settings_need_new_reference_maps(tiny_mvtec, tmp_path):
 
 
 def test_bundles_without_recorded_reference_settings_assume_the_saved_map(tiny_mvtec, tmp_path):
-    from inspect_ad.anomaly_map import MapConfig
+    from inspect_ad.scoring.anomaly_map import MapConfig
     paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
     det = Detector("ae", 32, train_config=TrainConfig(epochs=1, batch_size=4), model_options=TINY,
                    map_config=MapConfig(sigma=1.0, standardize="score"))

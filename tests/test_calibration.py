@@ -5,10 +5,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import PIXEL, TINY_OPTIONS
-from inspect_ad.calibration import (FAIL, PASS, calibrate, conformal_rank, conformal_threshold, defect_mask,
+from inspect_ad.scoring.calibration import (FAIL, PASS, calibrate, conformal_rank, conformal_threshold, defect_mask,
                                     guarantee, holdout_split, judge, min_calibration_size, normalized_score,
                                     pixel_threshold, region_boxes)
-from inspect_ad.cli import main
+from inspect_ad.cli.image import main
 from inspect_ad.errors import InspectError
 
 FAST = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--quiet", *PIXEL, *TINY_OPTIONS]

@@ -3,7 +3,7 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from inspect_ad.cli import main
+from inspect_ad.cli.image import main
 from conftest import PIXEL, TINY_OPTIONS, write_png
 
 FAST = ["--epochs", "2", "--batch-size", "4", "--image-size", "32", "--quiet", *PIXEL, *TINY_OPTIONS]
@@ -156,7 +156,7 @@ def test_bad_map_scales_give_one_line_error(tiny_mvtec, tmp_path):
 
 
 def test_repair_training_stretch_and_gradient_map_are_saved(tiny_mvtec, tmp_path):
-    from inspect_ad.detector import Detector
+    from inspect_ad.detectors.image import Detector
     r = run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m", *FAST, "--model", "ae",
             "--synthetic-defects", "0.5", "--gms-weight", "0.5", "--map-metric", "gms", "--normalization", "stretch")
     assert r.exit_code == 0, r.output
@@ -164,6 +164,7 @@ def test_repair_training_stretch_and_gradient_map_are_saved(tiny_mvtec, tmp_path
     assert cfg["anomaly_map"]["metric"] == "gms" and cfg["preprocessing"]["normalization"] == "stretch"
     assert cfg["training"]["synthetic_defects"] == 0.5 and cfg["training"]["gms_weight"] == 0.5
     det = Detector.load(tmp_path / "m", "cpu")
-    assert (det.synthetic_defects, det.gms_weight, det.preprocessing_.normalization) == (0.5, 0.5, "stretch")
+    tc = det.train_config
+    assert (tc.synthetic_defects, tc.gms_weight, det.preprocessing_.normalization) == (0.5, 0.5, "stretch")
     pred = next(det.predict_iter([tiny_mvtec / "widget" / "test" / "good" / "000.png"]))
     assert pred.map.shape == (40, 48) and np.isfinite(pred.map).all()

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from inspect_ad.corruption import AREA, SyntheticDefects
+from inspect_ad.data.corruption import AREA, SyntheticDefects
 from inspect_ad.models.outputs import ReconstructionOutput
-from inspect_ad.training import memae_objective
+from inspect_ad.engine.objectives import memae_objective
 
 
 def test_defects_are_deterministic_and_leave_the_input_alone():

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from inspect_ad.anomaly_map import MapConfig
+from inspect_ad.scoring.anomaly_map import MapConfig
 from inspect_ad.data import from_mvtec
-from inspect_ad.detector import Detector
+from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
 from inspect_ad.memory import CoresetMemory, greedy_coreset, nearest
 from inspect_ad.models import TINY_FEATURE, FeatureMMAEConfig, FeatureOutput, create_model, make_config
-from inspect_ad.training import TrainConfig
+from inspect_ad.engine.loop import TrainConfig
 
 
 def test_greedy_coreset_picks_one_point_per_far_cluster():
@@ -114,8 +114,8 @@ def test_feature_mmae_fits_on_cached_features_and_reloads_identically(tiny_mvtec
 def test_feature_models_refuse_pixel_only_training_terms(tiny_mvtec, name):
     data = from_mvtec(tiny_mvtec, "widget")
     options = {k: v for k, v in TINY_FEATURE.items() if k != "image_size"} if name == "mmae" else {}
-    det = Detector(name, 32, train_config=TrainConfig(epochs=1, device="cpu"), model_options=options,
-                   synthetic_defects=0.5)
+    det = Detector(name, 32, train_config=TrainConfig(epochs=1, device="cpu", synthetic_defects=0.5),
+                   model_options=options)
     with pytest.raises(InspectError, match="apply to pixel models"):
         det.fit(data.train, progress=False)
 
@@ -123,7 +123,7 @@ def test_feature_models_refuse_pixel_only_training_terms(tiny_mvtec, name):
 def test_cli_fit_defaults_to_patchcore_on_pretrained_features_and_segments(tiny_mvtec, tmp_path):
     from click.testing import CliRunner
 
-    from inspect_ad.cli import main
+    from inspect_ad.cli.image import main
     out = tmp_path / "pc"
     r = CliRunner().invoke(main, ["fit", "--data-root", str(tiny_mvtec), "--category", "widget", "--out", str(out),
                                   "--image-size", "32", "--device", "cpu", "--quiet", "-o", "stages=[1,2]"])
@@ -137,7 +137,7 @@ def test_cli_fit_defaults_to_patchcore_on_pretrained_features_and_segments(tiny_
 def test_cli_refuses_patchcore_without_a_backbone(tiny_mvtec, tmp_path):
     from click.testing import CliRunner
 
-    from inspect_ad.cli import main
+    from inspect_ad.cli.image import main
     r = CliRunner().invoke(main, ["fit", "--data-root", str(tiny_mvtec), "--category", "widget", "--out",
                                   str(tmp_path / "x"), "--backbone", "none"])
     assert r.exit_code == 2 and "works on pretrained features" in r.output

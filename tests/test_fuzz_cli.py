@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from conftest import PIXEL, TINY_OPTIONS, write_png
-from inspect_ad.anomaly_map import MapConfig
-from inspect_ad.cli import main
-from inspect_ad.detector import Detector
-from inspect_ad.training import TrainConfig
+from inspect_ad.scoring.anomaly_map import MapConfig
+from inspect_ad.cli.image import main
+from inspect_ad.detectors.image import Detector
+from inspect_ad.engine.loop import TrainConfig
 
 TINY = {k: int(v) for k, v in (o.split("=") for o in TINY_OPTIONS[1::2])}
 FAST = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--quiet", "--device", "cpu", *PIXEL, *TINY_OPTIONS]

@@ -9,7 +9,7 @@ from inspect_ad.data.tabular import (TabularData, flag_top_fraction, load_kddcup
                                      protocol_split, subsample)
 from inspect_ad.errors import InspectError
 from inspect_ad.models import create_model, get_spec, list_models, make_config
-from inspect_ad.models.tabular import TabularTrainConfig, evaluate_on_split
+from inspect_ad.detectors.tabular import TabularDetector, evaluate_on_split, tabular_train_config
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "kddcup99" / "kdd_cup.npz"
 
@@ -96,8 +96,9 @@ def test_paper_architecture_and_variants():
 def test_protocol_end_to_end_on_toy_table():
     data = toy(600, d=8)
     split = protocol_split(data, seed=0)
-    cfg = make_config("ae_fc", in_features=8, hidden=(6, 4), latent_dim=2)
-    res = evaluate_on_split(cfg, split, TabularTrainConfig(lr=1e-2, batch_size=64, epochs=5, seed=0))
+    det = TabularDetector("ae_fc", dict(hidden=(6, 4), latent_dim=2),
+                          tabular_train_config(lr=1e-2, batch_size=64, epochs=5, seed=0))
+    res = evaluate_on_split(det, split)
     assert res.n_flagged == round(0.2 * len(split.test))
     assert res.precision > 0.9  # the shifted rows reconstruct far worse
     assert res.recall == pytest.approx(res.precision * res.n_flagged / split.test_anomaly.sum())
@@ -112,8 +113,9 @@ def test_real_kddcup_subset_protocol():
         assert not data.anomaly[split.train_index].any()  # label-0 ("attack") rows only
         assert len(np.intersect1d(split.train_index, split.test_index)) == 0
         assert np.array_equal(split.test_anomaly, data.anomaly[split.test_index])
-        res = evaluate_on_split(make_config("memae_fc", logit_scale=10), split,
-                                TabularTrainConfig(lr=1e-3, batch_size=256, epochs=1, seed=seed))
+        det = TabularDetector("memae_fc", dict(logit_scale=10), tabular_train_config(lr=1e-3, batch_size=256,
+                                                                                    epochs=1, seed=seed))
+        res = evaluate_on_split(det, split)
         assert res.n_flagged == round(0.2 * len(split.test)) == 400
         # precision/recall are those of the anomaly class: TP is shared, denominators differ
         assert res.precision * res.n_flagged == pytest.approx(res.recall * split.test_anomaly.sum())

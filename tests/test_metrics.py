@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from inspect_ad.errors import InspectError
-from inspect_ad.metrics import (
+from inspect_ad.scoring.metrics import (
     aupro,
     aupro_reference,
     auroc,
@@ -269,7 +269,7 @@ def test_psnr_errors():
 def test_metrics_module_does_not_import_torch():
     import ast
 
-    import inspect_ad.metrics as metrics
+    import inspect_ad.scoring.metrics as metrics
 
     tree = ast.parse(open(metrics.__file__).read())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

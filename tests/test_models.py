@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from inspect_ad.errors import InspectError
-from inspect_ad.losses import memae_loss
+from inspect_ad.models.losses import memae_loss
 from inspect_ad.models import create_model, get_spec, list_models, make_config
 
 

@@ -15,13 +15,14 @@ from conftest import load_recipe
 from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_folder, load_mnist,
                                       one_class_split, read_cifar10_batch, read_idx)
 from inspect_ad.errors import InspectError
-from inspect_ad.metrics import auroc
+from inspect_ad.scoring.metrics import auroc
 from inspect_ad.models import create_model, get_spec, list_models
-from inspect_ad.models.oneclass import (TrainSettings, decode_slots, fit_oneclass,
-                                        reconstruction_errors, scale_scores)
+from inspect_ad.detectors.oneclass import (OneClassDetector, oneclass_train_config, reconstruction_errors,
+                                           scale_scores)
+from inspect_ad.models.oneclass import decode_slots
 from inspect_ad.models.outputs import ReconstructionOutput
 
-ONECLASS_MODELS = [n for n in list_models("image") if n.endswith(("_mnist", "_cifar10", "_nonspar"))]
+ONECLASS_MODELS = list_models("oneclass")
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:
@@ -207,11 +208,11 @@ def test_training_separates_dark_normals_from_bright_anomalies(tmp_path):
     write_fake_mnist(tmp_path, per_class=30)
     data = load_mnist(tmp_path)
     split = one_class_split(data.labels, 0, seed=0)
-    model = create_model("memae_mnist", **{**get_spec("memae_mnist").tiny, "image_size": 28})
-    history = fit_oneclass(model, data.images[split.train], data.images[split.val],
-                           TrainSettings(epochs=1, batch_size=8, lr=1e-3))
+    det = OneClassDetector("memae_mnist", model_options={**get_spec("memae_mnist").tiny, "image_size": 28},
+                           train_config=oneclass_train_config(epochs=1, batch_size=8, lr=1e-3))
+    history = det.fit(data.images[split.train], data.images[split.val]).history_
     assert len(history) == 1 and np.isfinite(history[0]["mse"])
-    scores = scale_scores(reconstruction_errors(model, data.images[split.test]))
+    scores = scale_scores(det.score_samples(data.images[split.test]))
     assert auroc(split.test_labels, scores) > 0.95  # flipped labels would give ≈ 0
 
 
@@ -287,11 +288,12 @@ def test_code_channels_narrows_the_code_of_every_variant(recipe):
     data = LabelledImages(np.zeros((4, 1, 28, 28), np.float32), np.arange(4), [str(i) for i in range(4)])
     args = recipe.parse_args(["--code-channels", "2"])
     for variant in ("ae", "memae"):
-        model = recipe.build(args, data, variant, seed=0)
+        model = create_model(*(lambda d: (d.model, d.config))(recipe.build(args, data, variant, seed=0)))
         out = model(torch.rand(3, 1, 28, 28))
         assert model.latent_shape == (2, 4, 4) and out.reconstruction.shape == (3, 1, 28, 28)
     assert model.memory.slots.shape[1] == 2 * 4 * 4     # the memory addresses the narrower code
-    assert recipe.build(recipe.parse_args([]), data, "ae", seed=0).latent_shape == (64, 4, 4)   # the paper's
+    paper = recipe.build(recipe.parse_args([]), data, "ae", seed=0)
+    assert create_model(paper.model, paper.config).latent_shape == (64, 4, 4)   # the paper's
 
 
 def test_auroc_rows_average_over_seeds(recipe):

@@ -38,7 +38,7 @@ def test_unknown_normalization_lists_choices():
 def test_scoring_and_the_cli_load_without_albumentations():
     # albumentations takes seconds to import and only --augment needs it: a plain fit or a
     # score must not pay for it (and must run where it is not installed).
-    code = ("import sys, inspect_ad.cli, inspect_ad.detector, inspect_ad.evaluation; "
+    code = ("import sys, inspect_ad.cli.image, inspect_ad.detectors.image, inspect_ad.reports.evaluation; "
             "sys.exit('albumentations' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

@@ -13,14 +13,16 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from conftest import PIXEL, TINY_OPTIONS, write_png
-from inspect_ad import atomic, bundle, training
-from inspect_ad.batch import CSV, JSONL, Summary, inspect_images, read_rows, render_html, report_lock
-from inspect_ad.calibration import FAIL, INVALID, calibrate, judge
-from inspect_ad.cli import main
+from inspect_ad import atomic
+from inspect_ad.detectors import bundle
+from inspect_ad.engine import checkpoint
+from inspect_ad.reports.batch import CSV, JSONL, Summary, inspect_images, read_rows, render_html, report_lock
+from inspect_ad.scoring.calibration import FAIL, INVALID, calibrate, judge
+from inspect_ad.cli.image import main
 from inspect_ad.data.io import read_image
-from inspect_ad.detector import Detector
+from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
-from inspect_ad.training import TrainConfig
+from inspect_ad.engine.loop import TrainConfig
 
 TINY = {k: int(v) for k, v in (o.split("=") for o in TINY_OPTIONS[1::2])}
 FAST = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--quiet", "--device", "cpu", *PIXEL, *TINY_OPTIONS]
@@ -337,10 +339,10 @@ def test_disk_full_checkpoint_leaves_no_debris(qa, tmp_path, monkeypatch):
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(training, "save_file", full)
+    monkeypatch.setattr(checkpoint, "save_file", full)
     opt = torch.optim.Adam(det.model_.parameters())
     with pytest.raises(OSError):
-        training._save_checkpoint(tmp_path / "checkpoint", det.model_, opt, {"epoch": 1})
+        checkpoint.save_checkpoint(tmp_path / "checkpoint", det.model_, opt, {"epoch": 1})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -395,11 +397,16 @@ def test_options_out_of_range_are_one_line_before_anything_is_written(qa, tmp_pa
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("bad", [dict(image_size=0), dict(synthetic_defects=2.0), dict(ssim_weight=float("nan")),
-                                 dict(train_config=TrainConfig(epochs=0)), dict(train_config=TrainConfig(lr=-1.0))])
-def test_detector_refuses_settings_out_of_range(bad):
+def test_detector_refuses_an_image_size_out_of_range():
     with pytest.raises(InspectError, match="must lie in"):
-        Detector("mmae", **bad)
+        Detector("mmae", image_size=0)
+
+
+@pytest.mark.parametrize("bad", [dict(synthetic_defects=2.0), dict(ssim_weight=float("nan")), dict(epochs=0),
+                                 dict(lr=-1.0), dict(schedule="linear")])
+def test_train_config_refuses_settings_out_of_range(bad):
+    with pytest.raises(InspectError, match="must be a number in|choose one of"):
+        TrainConfig(**bad)
 
 
 def test_model_option_errors_are_one_line(qa, tmp_path):

@@ -3,11 +3,11 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from inspect_ad.anomaly_map import METRICS, MapConfig, anomaly_maps, smooth
+from inspect_ad.scoring.anomaly_map import METRICS, MapConfig, anomaly_maps, smooth
 from inspect_ad.data.preprocess import resize_map
 from inspect_ad.errors import InspectError
-from inspect_ad.gms import C, gms_map, msgms_map
-from inspect_ad.ssim import ssim_map
+from inspect_ad.ops.gms import C, gms_map, msgms_map
+from inspect_ad.ops.ssim import ssim_map
 
 
 def test_ssim_matches_scikit_image_in_the_interior():
@@ -79,7 +79,7 @@ def test_unknown_map_options_list_choices():
 def test_standardized_map_is_a_per_pixel_z_score():
     import torch
 
-    from inspect_ad.anomaly_map import MapConfig, anomaly_maps, reference_maps
+    from inspect_ad.scoring.anomaly_map import MapConfig, anomaly_maps, reference_maps
     good = torch.tensor([[[1.0, 0.0]], [[3.0, 0.0]]])          # pixel 0: mean 2, std √2; pixel 1: never varies
     ref = reference_maps(good, floor=0.1)
     assert torch.allclose(ref[0], torch.tensor([[2.0, 0.0]]))

@@ -2,7 +2,9 @@ import torch
 
 from inspect_ad.data.preprocess import Preprocessing, TrainImages
 from inspect_ad.models import create_model
-from inspect_ad.training import TrainConfig, memae_objective, train
+from inspect_ad.engine.batches import LoaderBatches
+from inspect_ad.engine.loop import TrainConfig, train
+from inspect_ad.engine.objectives import memae_objective
 
 TINY = dict(in_channels=1, image_size=32, grid_stride=8, latent_channels=8, base_channels=4, max_channels=8,
             num_scales=2, memory_slots=10)
@@ -13,7 +15,8 @@ def run(tiny_mvtec, epochs, ckpt=None, resume=False, model=None):
     torch.manual_seed(0)
     model = model or create_model("mmae", **TINY)
     cfg = TrainConfig(epochs=epochs, batch_size=4, checkpoint_every=1, seed=3)
-    hist = train(model, TrainImages(paths, Preprocessing(32, 1)), cfg, memae_objective(2e-4), ckpt, resume, False)
+    batches = LoaderBatches(TrainImages(paths, Preprocessing(32, 1)), cfg.batch_size, cfg.seed)
+    hist = train(model, batches, cfg, memae_objective(2e-4), checkpoint_dir=ckpt, resume=resume, progress=False)
     return model, hist
 
 

@@ -9,9 +9,9 @@ import torch
 from click.testing import CliRunner
 from conftest import load_recipe
 
-from inspect_ad.bundle import load_bundle, save_bundle
-from inspect_ad.cli import main as main_cli
-from inspect_ad.cli_video import video as video_cli
+from inspect_ad.detectors.bundle import load_bundle, save_bundle
+from inspect_ad.cli.image import main as main_cli
+from inspect_ad.cli.video import video as video_cli
 from inspect_ad.data.synthetic_video import SyntheticVideoConfig, make_synthetic_video_set, write_frame_folders
 from inspect_ad.data.video import (load_frame_folders, load_ucsd_original, load_video_dataset,
                                    parse_ucsd_m_file)
@@ -20,7 +20,7 @@ from inspect_ad.memory import (MNADMemory, PrototypeMemory, compactness_loss, di
                                separateness_loss)
 from inspect_ad.models import create_model, get_spec, list_models
 from inspect_ad.models.video import MNAD, update_memory, video_loss
-from inspect_ad.video import (RawScores, VideoResult, anomaly_score, evaluate_videos, frame_psnr, minmax,
+from inspect_ad.detectors.video import (RawScores, VideoResult, anomaly_score, evaluate_videos, frame_psnr, minmax,
                               per_video_auc, regular_score, scored_clips)
 
 E = math.e

@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InspectError
-from .io import is_image_file, list_images
+from inspect_ad.errors import InspectError
+from inspect_ad.data.io import is_image_file, list_images
 
 GOOD = "good"
 

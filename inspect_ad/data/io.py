@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..atomic import atomic_write_bytes
-from ..errors import InspectError
+from inspect_ad.atomic import atomic_write_bytes
+from inspect_ad.errors import InspectError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

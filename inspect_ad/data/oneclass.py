@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InspectError
-from .io import convert_channels, list_images, read_image
+from inspect_ad.errors import InspectError
+from inspect_ad.data.io import convert_channels, list_images, read_image
 
 log = logging.getLogger(__name__)
 

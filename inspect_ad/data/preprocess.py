@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import convert_channels, read_image
+from inspect_ad.data.io import convert_channels, read_image
 
 if TYPE_CHECKING:
     import albumentations as A

@@ -20,8 +20,8 @@ from scipy import ndimage as ndi
 from skimage import color as skcolor
 from skimage import data as skdata
 
-from ..errors import InspectError
-from .io import write_image
+from inspect_ad.errors import InspectError
+from inspect_ad.data.io import write_image
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..atomic import atomic_path
-from .io import write_image
-from .video import Video, VideoSet
+from inspect_ad.atomic import atomic_path
+from inspect_ad.data.io import write_image
+from inspect_ad.data.frames import Video, VideoSet
 
 ANOMALY_KINDS = ("fast", "shape", "against")
 

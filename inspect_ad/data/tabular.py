@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InspectError
+from inspect_ad.errors import InspectError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Memory
+from inspect_ad.memory.base import Memory
 
 SIMILARITIES = ("cosine", "dot")
 

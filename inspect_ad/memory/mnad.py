@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Memory
+from inspect_ad.memory.base import Memory
 
 
 def nearest_two(logits: Tensor) -> tuple[Tensor, Tensor]:

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Memory
-from .mnad import nearest_item_distance
+from inspect_ad.memory.base import Memory
+from inspect_ad.memory.mnad import nearest_item_distance
 
 
 def cosine_logits(queries: Tensor, items: Tensor) -> Tensor:

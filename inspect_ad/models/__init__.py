@@ -3,11 +3,11 @@ from functools import partial
 
 import torch
 
-from .feature_mmae import FeatureMMAE, FeatureMMAEConfig
-from .mmae import MMAE, MMAEConfig, build_config, build_model, config_class
-from .outputs import FeatureOutput, ReconstructionOutput
-from .patchcore import PatchCore, PatchCoreConfig
-from .registry import (ModelSpec, config_class as model_config_class, create_model, get_spec, list_models, make_config, parse_overrides,
+from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
+from inspect_ad.models.mmae import MMAE, MMAEConfig, build_config, build_model, config_class
+from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
+from inspect_ad.models.patchcore import PatchCore, PatchCoreConfig
+from inspect_ad.models.registry import (ModelSpec, config_class as model_config_class, create_model, get_spec, list_models, make_config, parse_overrides,
                        register_model)
 
 IMAGE_MODELS = ("ae", "memae", "mmae", "patchcore")
@@ -34,6 +34,6 @@ register_model(ModelSpec("patchcore", PatchCoreConfig, PatchCore, dict(image_siz
 __all__ = ["MMAE", "MMAEConfig", "FeatureMMAE", "FeatureMMAEConfig", "PatchCore", "PatchCoreConfig",
            "FeatureOutput", "ReconstructionOutput", "BACKBONE_MODELS", "TINY_FEATURE", "model_config_class", "ModelSpec", "create_model", "get_spec",
            "list_models", "make_config", "parse_overrides", "register_model", "IMAGE_MODELS"]
-from . import oneclass  # noqa: E402,F401  (registers one-class models)
-from . import video  # noqa: E402,F401  (registers the video models)
-from . import tabular  # noqa: E402,F401  (registers tabular models)
+from inspect_ad.models import oneclass  # noqa: E402,F401  (registers one-class models)
+from inspect_ad.models import video  # noqa: E402,F401  (registers the video models)
+from inspect_ad.models import tabular  # noqa: E402,F401  (registers tabular models)

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones import FeatureExtractor
-from ..memory import MemAEMemory
-from .blocks import SLOPE, attention_fuse, memory_on_grid
-from .outputs import FeatureOutput
-from .patchcore import local_patches
+from inspect_ad.models.backbones import FeatureExtractor
+from inspect_ad.memory import MemAEMemory
+from inspect_ad.models.blocks import SLOPE, attention_fuse, memory_on_grid
+from inspect_ad.models.outputs import FeatureOutput
+from inspect_ad.models.patchcore import local_patches
 
 SCALE_SOURCES = ("stages", "input")
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..memory import MemAEMemory
-from .blocks import PixelShuffleDecoder, StridedEncoder, attention_fuse, memory_on_grid
-from .feature_mmae import FeatureMMAE, FeatureMMAEConfig
-from .outputs import ReconstructionOutput
+from inspect_ad.memory import MemAEMemory
+from inspect_ad.models.blocks import PixelShuffleDecoder, StridedEncoder, attention_fuse, memory_on_grid
+from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
+from inspect_ad.models.outputs import ReconstructionOutput
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """MemAE's image networks for one-class detection (Gong et al., ICCV 2019, §4.1), with the AE and
-MemAE-nonSpar baselines, plus the training and scoring loop the one-class recipe uses.
+MemAE-nonSpar baselines (training and scoring: :mod:`inspect_ad.detectors.oneclass`).
 
 Conv2(k, s, c) encoders and Dconv2(k, s, c) decoders, BN + ReLU after every layer but the last.
 The memory (the shared :class:`~inspect_ad.memory.MemAEMemory`) addresses the *whole* encoding,
@@ -9,7 +9,6 @@ slot decodes to a whole prototype image as in the paper's Fig. 3. Registered nam
 """
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -17,13 +16,10 @@ from functools import partial
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from ..losses import memae_loss
-from ..training import model_device
-from ..memory import MemAEMemory
-from .outputs import ReconstructionOutput
-from .registry import ModelSpec, register_model
+from inspect_ad.memory import MemAEMemory
+from inspect_ad.models.outputs import ReconstructionOutput
+from inspect_ad.models.registry import ModelSpec, register_model
 
 log = logging.getLogger(__name__)
 
@@ -174,97 +170,7 @@ for _dataset in DATASETS:
         register_model(ModelSpec(model_name(_dataset, _variant), partial(build_config, _dataset, _variant),
                                  # the variant's own values last: tiny nonSpar keeps λ = 0
                                  OneClassAE, {**_TINY, **_TINY_LAYERS[_dataset], **VARIANTS[_variant]}, _example,
-                                 family="image"))
-
-
-# ---------------------------------------------------------------- training and scoring
-
-@dataclass
-class TrainSettings:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-4        # §4: Adam, learning rate 0.0001
-    seed: int = 0
-
-
-def _on_model_device(model: nn.Module, images: np.ndarray) -> Tensor:
-    """The whole (small) image array on the model's device, moved once rather than per batch."""
-    return torch.as_tensor(images).to(model_device(model))
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    return order.split(batch_size)
-
-
-ERRORS = ("mse", "relative")
-
-
-@torch.no_grad()
-def reconstruction_errors(model: OneClassAE, images: np.ndarray, batch_size: int = 256,
-                          error: str = "mse") -> np.ndarray:
-    """Per-image mean squared reconstruction error (eq. 8 up to a constant). ``error="relative"``
-    divides it by the image's mean squared intensity: the squared error grows with the amount of
-    ink (a thick 8 leaves more error than a thin 1 however well both are rebuilt); the relative
-    error takes that size effect out (on MNIST it helps some digits and hurts others: mnist.md)."""
-    if error not in ERRORS:
-        raise ValueError(f"unknown error {error!r}; choose one of: {', '.join(ERRORS)}")
-    model.eval()
-    x = _on_model_device(model, images)
-    errs = []
-    for i in _batches(len(x), batch_size):
-        e = ((model(x[i]).reconstruction - x[i]) ** 2).flatten(1).mean(1)
-        errs.append(e / (x[i] ** 2).flatten(1).mean(1).clamp_min(1e-12) if error == "relative" else e)
-    return torch.cat(errs).cpu().numpy().astype(np.float64)
-
-
-@torch.no_grad()
-def slots_read(model: OneClassAE, images: np.ndarray, batch_size: int = 256) -> float:
-    """Mean number of memory slots with a non-zero weight per query: how sparse the addressing
-    the paper's shrinkage (eq. 7) and entropy loss (eq. 9) aim for really is."""
-    if model.memory is None:
-        raise ValueError("this model has no memory")
-    model.eval()
-    x = _on_model_device(model, images)
-    counts = [(model(x[i]).weights[0] > 0).sum(1).float() for i in _batches(len(x), batch_size)]
-    return float(torch.cat(counts).mean())
-
-
-def scale_scores(errors: np.ndarray) -> np.ndarray:
-    """§4.1: reconstruction errors min-max scaled to [0, 1] over the test set (1 = most anomalous)."""
-    lo, hi = float(np.min(errors)), float(np.max(errors))
-    return (errors - lo) / (hi - lo) if hi > lo else np.zeros_like(errors)
-
-
-def fit_oneclass(model: OneClassAE, train: np.ndarray, val: np.ndarray,
-                 settings: TrainSettings | None = None, progress: bool = False) -> list[dict]:
-    """Adam on eq. 10 over normal images, on the model's device; keeps the weights of the epoch
-    with the lowest validation reconstruction error (the 10% held out in §4.1). Returns per-epoch history."""
-    settings = settings or TrainSettings()
-    torch.manual_seed(settings.seed)
-    gen = torch.Generator().manual_seed(settings.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    x = _on_model_device(model, train)
-    alpha = model.config.entropy_weight
-    history, best = [], (float("inf"), None)
-    for epoch in tqdm(range(settings.epochs), desc="epochs", disable=not progress, leave=False):
-        model.train()
-        totals = np.zeros(2)
-        for idx in _batches(len(x), settings.batch_size, gen):
-            loss, parts = memae_loss(model(x[idx]), x[idx], alpha)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            totals += (parts["mse"] * len(idx), parts["entropy"] * len(idx))
-        val_mse = float(reconstruction_errors(model, val).mean())
-        history.append(dict(epoch=epoch + 1, mse=totals[0] / len(x), entropy=totals[1] / len(x), val_mse=val_mse))
-        log.info("epoch %d: %s", epoch + 1, history[-1])
-        if val_mse < best[0]:
-            best = (val_mse, copy.deepcopy(model.state_dict()))
-    if best[1] is not None:
-        model.load_state_dict(best[1])
-    model.eval()
-    return history
+                                 family="oneclass"))
 
 
 @torch.no_grad()
@@ -277,6 +183,5 @@ def decode_slots(model: OneClassAE, slots: list[int] | None = None) -> Tensor:
     return model.decode(items)
 
 
-__all__ = ["OneClassConfig", "OneClassAE", "TrainSettings", "CIFAR10", "DATASETS", "VARIANTS",
-           "build_config", "model_name", "fit_oneclass", "reconstruction_errors", "scale_scores", "slots_read",
+__all__ = ["OneClassConfig", "OneClassAE", "CIFAR10", "DATASETS", "VARIANTS", "build_config", "model_name",
            "decode_slots"]

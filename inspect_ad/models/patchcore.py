@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..backbones import FeatureExtractor
-from ..memory import CoresetMemory
-from .outputs import FeatureOutput
+from inspect_ad.models.backbones import FeatureExtractor
+from inspect_ad.memory import CoresetMemory
+from inspect_ad.models.outputs import FeatureOutput
 
 
 @dataclass

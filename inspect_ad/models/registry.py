@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..errors import InspectError
+from inspect_ad.errors import InspectError
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,20 @@
 * ``memae_fc_nonspar`` — the same memory without shrinkage and without the entropy loss.
 * ``ae_fc``            — the encoder and decoder alone.
 
-Also the training loop and the reconstruction-error scorer the KDDCUP99 recipe uses.
+Training and scoring: :mod:`inspect_ad.detectors.tabular`.
 """
 from __future__ import annotations
 
 import logging
-import os
-import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from ..data.tabular import KDD_ANOMALY_RATIO, ProtocolSplit, flag_top_fraction, precision_recall_f1
-from ..losses import memae_loss
-from ..memory import MemAEMemory
-from .outputs import ReconstructionOutput
-from .registry import ModelSpec, register_model
+from inspect_ad.memory import MemAEMemory
+from inspect_ad.models.outputs import ReconstructionOutput
+from inspect_ad.models.registry import ModelSpec, register_model
 
 log = logging.getLogger(__name__)
 
@@ -90,93 +84,6 @@ class TabularMemAE(nn.Module):
         read = self.memory(z)
         return ReconstructionOutput(self.decoder(read.features), weights=[read.weights],
                                     features=[read.features])
-
-
-@dataclass
-class TabularTrainConfig:
-    """Optimisation. §4 gives Adam with lr 1e-4; epochs and batch size are not stated."""
-
-    lr: float = 1e-4          # §4: Adam, learning rate 0.0001
-    batch_size: int = 1024    # DAGMM §4.2 uses 1024 on KDDCUP99
-    epochs: int = 10
-    seed: int = 0
-    unique_rows: bool = False  # train on each distinct row once per epoch (see recipe notes)
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2 ** 32)
-
-
-def train_tabular(model: TabularMemAE, rows: np.ndarray, cfg: TabularTrainConfig,
-                  progress: bool = False) -> list[dict]:
-    """Minimise eq. 10 (MSE + α · entropy) with Adam; returns one log dict per epoch."""
-    if cfg.unique_rows:
-        # KDDCUP99's normal class is ~98 % copies of two attacks; de-duplicating lets the rare
-        # attack types weigh in the loss and makes an epoch ~6x cheaper.
-        rows = np.unique(rows, axis=0)
-    x = torch.as_tensor(rows, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    alpha = model.config.entropy_weight if model.config.use_memory else 0.0
-    history = []
-    model.train()
-    for epoch in tqdm(range(cfg.epochs), desc="train", disable=not progress, leave=False):
-        totals = {"mse": 0.0, "entropy": 0.0}
-        order = torch.randperm(len(x), generator=gen)
-        batches = order.split(cfg.batch_size)
-        for idx in batches:
-            batch = x[idx]
-            loss, parts = memae_loss(model(batch), batch, alpha)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for k in totals:
-                totals[k] += parts[k] / len(batches)
-        history.append({"epoch": epoch + 1, **totals})
-        log.debug("epoch %d mse %.5f entropy %.4f", epoch + 1, totals["mse"], totals["entropy"])
-    return history
-
-
-@torch.no_grad()
-def reconstruction_scores(model: TabularMemAE, rows: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-    """Per-row squared reconstruction error ‖x − x̂‖² (eq. 8), the anomaly score."""
-    model.eval()
-    x = torch.as_tensor(rows, dtype=torch.float32)
-    scores = [((model(b).reconstruction - b) ** 2).sum(dim=1) for b in x.split(batch_size)]
-    return torch.cat(scores).numpy()
-
-
-@dataclass
-class ProtocolResult:
-    """Anomaly-class metrics of one model on one protocol split."""
-
-    precision: float
-    recall: float
-    f1: float
-    n_flagged: int
-    seconds: float
-    history: list[dict]
-
-
-def evaluate_on_split(config: TabularMemAEConfig, split: ProtocolSplit, cfg: TabularTrainConfig,
-                      fraction: float = KDD_ANOMALY_RATIO, progress: bool = False) -> ProtocolResult:
-    """Build a seeded model, train on ``split.train`` (normal class only), flag the top
-    ``fraction`` of test reconstruction errors and score the anomaly class."""
-    start = time.perf_counter()
-    seed_everything(cfg.seed)
-    model = TabularMemAE(config)
-    history = train_tabular(model, split.train, cfg, progress)
-    flagged = flag_top_fraction(reconstruction_scores(model, split.test), fraction)
-    p, r, f1 = precision_recall_f1(flagged, split.test_anomaly)
-    return ProtocolResult(p, r, f1, int(flagged.sum()), time.perf_counter() - start, history)
-
-
-def torch_threads_from_env() -> None:
-    """Honour OMP_NUM_THREADS for torch's intra-op pool (shared machines)."""
-    n = os.environ.get("OMP_NUM_THREADS")
-    if n and n.isdigit() and int(n) > 0:
-        torch.set_num_threads(int(n))
 
 
 TABULAR_VARIANTS = {

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..memory import (MemAEMemory, MNADMemory, PrototypeMemory, addressing_entropy, compactness_loss,
+from inspect_ad.memory import (MemAEMemory, MNADMemory, PrototypeMemory, addressing_entropy, compactness_loss,
                       discriminative_loss, separateness_loss)
-from .registry import ModelSpec, register_model
+from inspect_ad.models.registry import ModelSpec, register_model
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """``inspect-ad video``: fit, evaluate and score the video anomaly models (a thin layer over
-:mod:`inspect_ad.video`)."""
+:mod:`inspect_ad.detectors.video`)."""
 from __future__ import annotations
 
 import csv
@@ -12,13 +12,13 @@ import click
 import numpy as np
 import torch
 
-from .atomic import atomic_path, atomic_write_json
-from .bundle import CONFIG, check_model_options, load_bundle, read_bundle_config, save_bundle
-from .data.video import load_clip_folder, load_video_dataset
-from .errors import InspectError
-from .models import parse_overrides
-from .training import DEVICE_HELP, describe_device, resolve_device
-from .video import (RECIPES, SETTINGS, anomaly_score, calibrate, evaluate_videos, fit_video_model,
+from inspect_ad.atomic import atomic_path, atomic_write_json
+from inspect_ad.detectors.bundle import CONFIG, check_model_options, load_bundle, read_bundle_config, save_bundle
+from inspect_ad.data.video import load_clip_folder, load_video_dataset
+from inspect_ad.errors import InspectError
+from inspect_ad.models import parse_overrides
+from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_device
+from inspect_ad.detectors.video import (RECIPES, SETTINGS, anomaly_score, calibrate, evaluate_videos, fit_video_model,
                     load_frames, recipe_setting, save_score_plot, score_frames, VideoResult)
 
 

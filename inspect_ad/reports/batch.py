@@ -13,7 +13,7 @@ Rows: ``path, score, normalized_score, decision (PASS/FAIL/INVALID/ERROR), defec
 n_regions, boxes ([[x0, y0, x1, y1], ...], x1/y1 exclusive, largest region first), error``.
 A file that cannot be read is a row with decision ERROR and the reason; the run goes on. An image
 that is not a plausible part photo (blank, saturated, far outside the training images' grey
-levels: :mod:`inspect_ad.sanity`) is INVALID, with the reason; a non-finite score is a FAIL with
+levels: :mod:`inspect_ad.data.sanity`) is INVALID, with the reason; a non-finite score is a FAIL with
 the reason "invalid score". Neither is ever a PASS.
 
 A run holds an exclusive lock on ``REPORT/.lock`` from start to end, so a second run (a resume
@@ -42,12 +42,12 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path, atomic_write_json, atomic_write_text
-from .calibration import ERROR, FAIL, INVALID, PASS, Judgement, check_calibration
-from .data.io import list_images
-from .detector import Detector, Prediction
-from .errors import InspectError
-from .visualize import color_overlay
+from inspect_ad.atomic import atomic_path, atomic_write_json, atomic_write_text
+from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS, Judgement, check_calibration
+from inspect_ad.data.io import list_images
+from inspect_ad.detectors.image import Detector, Prediction
+from inspect_ad.errors import InspectError
+from inspect_ad.reports.visualize import color_overlay
 
 log = logging.getLogger(__name__)
 COLUMNS = ("path", "score", "normalized_score", "decision", "defect_area", "n_regions", "boxes", "error")

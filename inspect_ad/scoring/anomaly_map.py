@@ -24,16 +24,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
-from .errors import InspectError
-from .gms import msgms_map
-from .models.outputs import FeatureOutput, ReconstructionOutput
-from .ssim import ssim_map
+from inspect_ad.errors import InspectError
+from inspect_ad.ops.gms import msgms_map
+from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
+from inspect_ad.ops.ssim import ssim_map
 
 POOLINGS = ("max", "mean")
 METRICS = ("l2", "ssim", "gms")

@@ -40,8 +40,8 @@ import numpy as np
 from scipy import stats
 from skimage.measure import label, regionprops
 
-from . import __version__
-from .errors import InspectError
+from inspect_ad import __version__
+from inspect_ad.errors import InspectError
 
 CALIBRATION_VERSION = 1
 PASS, FAIL, ERROR, INVALID = "PASS", "FAIL", "ERROR", "INVALID"
@@ -168,7 +168,7 @@ class Judgement:
 
 
 def judge(score: float, amap: np.ndarray, calibration: dict, invalid_input: str | None = None) -> Judgement:
-    """``invalid_input``: why the image is not a plausible input (see :mod:`inspect_ad.sanity`), if it is not."""
+    """``invalid_input``: why the image is not a plausible input (see :mod:`inspect_ad.data.sanity`), if it is not."""
     mask = defect_mask(amap, calibration["pixel_threshold"], calibration["min_area"])
     if invalid_input:
         return Judgement(INVALID, float("nan"), mask, region_boxes(mask), f"invalid input: {invalid_input}")

@@ -31,12 +31,12 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .data.video import Video
-from .errors import InspectError
-from .metrics import auroc, psnr
-from .models import create_model, make_config
-from .models.video import MNAD, MemAE3D, per_sample_distance, update_memory, video_loss
-from .training import model_device, resolve_device, seed_everything
+from inspect_ad.data.video import Video
+from inspect_ad.errors import InspectError
+from inspect_ad.scoring.metrics import auroc, psnr
+from inspect_ad.models import create_model, make_config
+from inspect_ad.models.video import MNAD, MemAE3D, per_sample_distance, update_memory, video_loss
+from inspect_ad.engine.device import model_device, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def fit_video_model(name: str, videos: list[Video], epochs: int, batch_size: int
                     **overrides) -> FitResult:
     """Train registered video model ``name`` on normal ``videos`` (Adam, cosine annealing as
     MNAD §4.1; the memory updates of MNAD eq. 3 / seed 003 eq. 12 after every step) on
-    ``device`` (see :func:`~inspect_ad.training.resolve_device`)."""
+    ``device`` (see :func:`~inspect_ad.engine.loop.resolve_device`)."""
     dev = resolve_device(device)
     seed_everything(seed)
     model = create_model(name, make_config(name, **overrides)).to(dev)
@@ -329,7 +329,7 @@ def save_score_plot(path, results: list[VideoResult], title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_path
+    from inspect_ad.atomic import atomic_path
     cols = min(4, len(results))
     rows = math.ceil(len(results) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.2 * rows), squeeze=False)

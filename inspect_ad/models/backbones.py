@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .errors import InspectError
+from inspect_ad.errors import InspectError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
+from inspect_ad.atomic import atomic_path  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> None:

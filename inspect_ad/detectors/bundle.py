@@ -28,10 +28,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
-from .atomic import atomic_write_json, current_umask, finish_file, fsync_dir
-from .errors import InspectError
-from .models import IMAGE_MODELS, create_model, get_spec, make_config, model_config_class
+from inspect_ad import __version__
+from inspect_ad.atomic import atomic_write_json, current_umask, finish_file, fsync_dir
+from inspect_ad.errors import InspectError
+from inspect_ad.models import IMAGE_MODELS, create_model, get_spec, make_config, model_config_class
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,8 @@ _NUMBERS = ("an object of finite numbers", lambda v: isinstance(v, dict) and all
 
 def _image_rules() -> dict[str, tuple[set, dict]]:
     """Per section of an image bundle: (required keys, {key: (what it must be, check)})."""
-    from .anomaly_map import METRICS, POOLINGS, STANDARDIZE
-    from .data.preprocess import NORMALIZATIONS, RESIZE_MODES
+    from inspect_ad.scoring.anomaly_map import METRICS, POOLINGS, STANDARDIZE
+    from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
     return {
         # image_size above 4096 would need gigabytes per image before the first result
         "preprocessing": ({"image_size", "channels"}, {
@@ -304,8 +304,8 @@ def validate_meta(meta: dict, cfg_file: Path) -> None:
     _check_model_config(cfg_file, model["name"], model.get("config", {}))
     if model["name"] not in IMAGE_MODELS:
         return  # video and tabular bundles carry their own sections
-    from .anomaly_map import MapConfig
-    from .data.preprocess import Preprocessing
+    from inspect_ad.scoring.anomaly_map import MapConfig
+    from inspect_ad.data.preprocess import Preprocessing
     # these two are passed to their dataclass as keyword arguments: an unknown key would be a TypeError
     allowed = {"preprocessing": {f.name for f in fields(Preprocessing)}, "anomaly_map": {f.name for f in fields(MapConfig)}}
     for name, (required, rules) in _image_rules().items():

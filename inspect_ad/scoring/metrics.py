@@ -15,7 +15,7 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
-from .errors import InspectError
+from inspect_ad.errors import InspectError
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def _regions(masks, maps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Regions are the 8-connected components of each mask, as in the MVTec AD evaluation code.
     """
-    from skimage.measure import label  # deferred: keeps `import inspect_ad.metrics` light
+    from skimage.measure import label  # deferred: keeps `import inspect_ad.scoring.metrics` light
 
     pairs = _mask_map_pairs(masks, maps)
     ids, offset = [], 0

@@ -8,13 +8,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
-from .anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
-from .data.preprocess import NORMALIZATIONS, RESIZE_MODES
-from .errors import InspectError
-from .backbones import DEFAULT_BACKBONE, WHEELS
-from .models import BACKBONE_MODELS, IMAGE_MODELS, parse_overrides
-from .training import DEVICE_HELP, TrainConfig
+from inspect_ad import __version__
+from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
+from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
+from inspect_ad.errors import InspectError
+from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
+from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS, parse_overrides
+from inspect_ad.engine.device import DEVICE_HELP
+from inspect_ad.engine.loop import TrainConfig
 
 
 class Group(click.Group):
@@ -93,7 +94,7 @@ def data() -> None:
 @click.option("--seed", default=0, show_default=True)
 def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, seed):
     """Write the built-in dataset (real scikit-image textures + synthetic defects with exact masks)."""
-    from .data.synthetic import CATEGORIES, write_mvtec
+    from inspect_ad.data.synthetic import CATEGORIES, write_mvtec
     cats = categories.split(",") if categories else list(CATEGORIES)
     written = write_mvtec(out, cats, n_train=n_train, n_test_good=n_test_good,
                           n_test_per_defect=n_test_per_defect, size=size, seed=seed)
@@ -158,9 +159,9 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
         synthetic_defects, standardize, reference_split, options, checkpoint_every, resume, overwrite,
         calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle."""
-    from .bundle import check_model_options
-    from .data.datasets import load_image_set
-    from .detector import Detector
+    from inspect_ad.detectors.bundle import check_model_options
+    from inspect_ad.data.datasets import load_image_set
+    from inspect_ad.detectors.image import Detector
 
     out = Path(out)
     if (out / "config.json").exists() and not (resume or overwrite):
@@ -172,13 +173,12 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
     model_options = backbone_options(model_name, backbone, parse_options(options))
     check_model_options(model_name, model_options)
     images = load_image_set(data_root, category, manifest, train_dir)
-    det = Detector(model_name, image_size, train_config=TrainConfig(epochs, batch_size, lr, seed=seed, device=device,
-                                                                    checkpoint_every=checkpoint_every),
+    train_config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, checkpoint_every=checkpoint_every,
+                               ssim_weight=ssim_weight, gms_weight=gms_weight, synthetic_defects=synthetic_defects)
+    det = Detector(model_name, image_size, train_config=train_config,
                    map_config=MapConfig(default_sigma(backbone) if sigma is None else sigma, pooling, map_metric,
                                         standardize, map_scales), augment=augment,
-                   model_options=model_options,
-                   ssim_weight=ssim_weight, gms_weight=gms_weight, synthetic_defects=synthetic_defects,
-                   normalization=normalization, resize_mode=resize_mode, backbone_weights=backbone_weights)
+                   model_options=model_options, normalization=normalization, resize_mode=resize_mode, backbone_weights=backbone_weights)
     det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
             calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
             reference_split=reference_split)
@@ -211,8 +211,8 @@ def format_calibration(cal: dict) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def calibrate(model_dir, good, target_frr, min_area, batch_size, device, quiet):
     """Set PASS/FAIL thresholds from good images with a stated false-reject guarantee."""
-    from .data.datasets import expand_inputs
-    from .detector import Detector
+    from inspect_ad.data.datasets import expand_inputs
+    from inspect_ad.detectors.image import Detector
 
     det = Detector.load(model_dir, device)
     cal = det.calibrate(expand_inputs(good), target_frr, min_area, source=", ".join(good),
@@ -245,11 +245,11 @@ def unique_stem(path: Path, used: set[str]) -> str:
 def segment(inputs, model_dir, out, batch_size, device, overwrite):
     """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
     model also write the defect mask and a contour overlay, and print PASS/FAIL."""
-    from .atomic import atomic_path
-    from .batch import contour_overlay, write_mask, write_rgb
-    from .data.datasets import expand_inputs
-    from .detector import Detector
-    from .visualize import save_overlay
+    from inspect_ad.atomic import atomic_path
+    from inspect_ad.reports.batch import contour_overlay, write_mask, write_rgb
+    from inspect_ad.data.datasets import expand_inputs
+    from inspect_ad.detectors.image import Detector
+    from inspect_ad.reports.visualize import save_overlay
 
     det = Detector.load(model_dir, device)
     paths = expand_inputs(inputs)
@@ -309,8 +309,8 @@ def segment(inputs, model_dir, out, batch_size, device, overwrite):
 def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy, resume, overwrite,
                 fail_exit_code, quiet):
     """Batch QA: PASS/FAIL every image under INPUTS (recursive) into a CSV/JSONL/HTML report."""
-    from .batch import inspect_images
-    from .detector import Detector
+    from inspect_ad.reports.batch import inspect_images
+    from inspect_ad.detectors.image import Detector
 
     det = Detector.load(model_dir, device)
     s = inspect_images(det, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet)
@@ -341,9 +341,9 @@ def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, s
     """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
     from dataclasses import replace
 
-    from .data.datasets import load_image_set
-    from .detector import Detector
-    from .evaluation import evaluate as run_evaluation
+    from inspect_ad.data.datasets import load_image_set
+    from inspect_ad.detectors.image import Detector
+    from inspect_ad.reports.evaluation import evaluate as run_evaluation
 
     det = Detector.load(model_dir, device)
     overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("scales", map_scales),
@@ -376,7 +376,7 @@ def format_metrics(m: dict) -> str:
 @click.option("--quiet", is_flag=True)
 def demo(out, categories, models, backbone, epochs, seed, quiet):
     """Built-in data -> train -> evaluate -> heatmaps, in a few minutes on a laptop CPU."""
-    from .demo import run_demo
+    from inspect_ad.reports.demo import run_demo
     names = models.split(",")
     for name in names:
         backbone_options(name, backbone, {})  # refuses patchcore without a backbone, in one line
@@ -385,7 +385,7 @@ def demo(out, categories, models, backbone, epochs, seed, quiet):
     click.echo(f"metrics: {Path(out) / 'metrics.json'} (wall time {result['seconds']:.0f}s)")
 
 
-from .cli_video import video  # noqa: E402  (the video recipes' command group)
+from inspect_ad.cli.video import video  # noqa: E402  (the video recipes' command group)
 
 main.add_command(video)
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import metrics
-from .atomic import atomic_write_json, atomic_write_text
-from .data.datasets import GOOD, ImageSet, Sample
-from .data.io import read_image, read_mask
-from .detector import Detector
-from .errors import InspectError
-from .visualize import save_curve, save_gallery
+from inspect_ad.scoring import metrics
+from inspect_ad.atomic import atomic_write_json, atomic_write_text
+from inspect_ad.data.datasets import GOOD, ImageSet, Sample
+from inspect_ad.data.io import read_image, read_mask
+from inspect_ad.detectors.image import Detector
+from inspect_ad.errors import InspectError
+from inspect_ad.reports.visualize import save_curve, save_gallery
 
 log = logging.getLogger(__name__)
 FPR_LIMIT = 0.3

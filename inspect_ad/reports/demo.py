@@ -9,14 +9,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .atomic import atomic_write_json
-from .backbones import DEFAULT_BACKBONE
-from .data.datasets import from_mvtec
-from .data.synthetic import write_mvtec
-from .detector import Detector
-from .evaluation import evaluate
-from .training import TrainConfig
-from .visualize import save_overlay
+from inspect_ad.atomic import atomic_write_json
+from inspect_ad.models.backbones import DEFAULT_BACKBONE
+from inspect_ad.data.datasets import from_mvtec
+from inspect_ad.data.synthetic import write_mvtec
+from inspect_ad.detectors.image import Detector
+from inspect_ad.reports.evaluation import evaluate
+from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.reports.visualize import save_overlay
 
 # Small enough for a 2-core laptop CPU in a few minutes, large enough to show the memory's effect;
 # 96 test images (40 good, 8 per defect type) keep the AUROCs from hinging on a handful of images.

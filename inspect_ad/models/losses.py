@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .gms import msgms_map
-from .memory import addressing_entropy
-from .ssim import ssim_map
+from inspect_ad.ops.gms import msgms_map
+from inspect_ad.memory import addressing_entropy
+from inspect_ad.ops.ssim import ssim_map
 
 if TYPE_CHECKING:  # models import losses; avoid the cycle at run time
-    from .models.outputs import FeatureOutput, ReconstructionOutput
+    from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
 
 
 def memory_entropy(weights: list[Tensor]) -> Tensor:

@@ -11,23 +11,26 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .anomaly_map import MapConfig, model_maps, reference_maps
-from .bundle import load_bundle, save_bundle, update_bundle_sections
-from .calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
-from .corruption import SyntheticDefects
-from .data.preprocess import CachedTargets, Preprocessing, TrainImages, augmentation, check_choices, detect_channels
-from .errors import InspectError
-from .losses import feature_loss
-from .models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
-from .sanity import input_problem, input_stats
-from .training import TrainConfig, memae_objective, model_device, resolve_device, train
+from inspect_ad.scoring.anomaly_map import MapConfig, model_maps, reference_maps
+from inspect_ad.detectors.bundle import load_bundle, save_bundle, update_bundle_sections
+from inspect_ad.scoring.calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
+from inspect_ad.data.corruption import SyntheticDefects
+from inspect_ad.detectors.base import BaseDetector
+from inspect_ad.data.preprocess import CachedTargets, Preprocessing, TrainImages, augmentation, check_choices, detect_channels
+from inspect_ad.engine.batches import LoaderBatches
+from inspect_ad.engine.device import model_device, resolve_device
+from inspect_ad.engine.loop import TrainConfig, train
+from inspect_ad.engine.objectives import feature_objective, memae_objective
+from inspect_ad.errors import ConfigError, InspectError
+from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
+from inspect_ad.data.sanity import input_problem, input_stats
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class Prediction:
 
 
 @dataclass
-class Detector:
+class Detector(BaseDetector):
     model: str = "mmae"
     image_size: int = 256
     channels: int | None = None          # None: detected from the training images
@@ -53,25 +56,29 @@ class Detector:
     map_config: MapConfig = field(default_factory=MapConfig)
     augment: str = "none"
     model_options: dict = field(default_factory=dict)
-    ssim_weight: float = 0.0             # > 0 adds an SSIM term to the loss (see losses.memae_loss)
-    gms_weight: float = 0.0              # > 0 adds a gradient-similarity term (idem)
-    synthetic_defects: float = 0.0       # > 0: this fraction of training inputs get pasted defects
     normalization: str = "divide_by_255"  # or "stretch": per-image contrast (see data.preprocess)
     resize_mode: str = "squash"           # or "pad": keep the aspect ratio (see data.preprocess)
     backbone_weights: str | None = None   # a file with the backbone's weights; None: the bundled ImageNet ones
+
+    # fitted state (None until fit or load)
+    model_: torch.nn.Module | None = field(default=None, init=False, repr=False)
+    model_config_: Any = field(default=None, init=False, repr=False)
+    preprocessing_: Preprocessing | None = field(default=None, init=False, repr=False)
+    history_: list[dict] = field(default_factory=list, init=False, repr=False)
+    training_info_: dict = field(default_factory=dict, init=False, repr=False)
+    calibration_: dict | None = field(default=None, init=False, repr=False)
+    reference_: dict | None = field(default=None, init=False, repr=False)          # map stats of training images
+    map_reference_: torch.Tensor | None = field(default=None, init=False, repr=False)  # standardized maps' mean/std
+    map_reference_settings_: tuple | None = field(default=None, init=False, repr=False)
+    bundle_path_: Path | None = field(default=None, init=False, repr=False)
+    family = "image"
 
     def __post_init__(self):
         if self.model not in IMAGE_MODELS:
             raise InspectError(f"unknown model {self.model!r}; choose one of: {', '.join(IMAGE_MODELS)}")
         check_choices(self.normalization, self.resize_mode, InspectError)  # the CLI's one-line error
-        tc = self.train_config
-        for name, value, lo, hi in (("image_size", self.image_size, 8, 4096), ("epochs", tc.epochs, 1, math.inf),
-                                    ("batch_size", tc.batch_size, 1, math.inf), ("lr", tc.lr, 1e-300, math.inf),
-                                    ("ssim_weight", self.ssim_weight, 0, math.inf),
-                                    ("gms_weight", self.gms_weight, 0, math.inf),
-                                    ("synthetic_defects", self.synthetic_defects, 0, 1)):
-            if not lo <= value <= hi or value == math.inf:  # NaN fails the comparison too
-                raise InspectError(f"{name} is {value}; it must lie in [{lo:g}, {hi:g}]")
+        if not 8 <= self.image_size <= 4096:
+            raise ConfigError(f"image_size is {self.image_size}; it must lie in [8, 4096]")
 
     # --- fitting -----------------------------------------------------------------------
 
@@ -110,13 +117,12 @@ class Detector:
         if self.history_ and not math.isfinite(self.history_[-1]["loss"]):
             raise InspectError(f"training diverged (final loss {self.history_[-1]['loss']}); nothing was saved: "
                                f"fit again with a lower --lr")
-        self.training_info_ = {**self.train_config.to_dict(), "augment": self.augment, "ssim_weight": self.ssim_weight,
-                               "gms_weight": self.gms_weight, "synthetic_defects": self.synthetic_defects,
+        self.training_info_ = {**self.train_config.to_dict(), "augment": self.augment,
                                "n_train": len(images), "n_reference_held_out": len(reference) if reference_split else 0,
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None,
                                **({"backbone_weights": weights_source} if weights_source else {})}
-        self.calibration_: dict | None = None
+        self.calibration_ = None
         self.map_reference_ = self.map_reference_settings_ = None
         if self.map_config.standardized:
             self.fit_reference(reference, progress=progress)
@@ -134,7 +140,8 @@ class Detector:
                 "preprocessing": self.preprocessing_.to_dict(), "augment": self.augment,
                 "train": {**self.train_config.to_dict(), "epochs": None, "device": None,
                           "checkpoint_every": None},
-                "loss": [self.ssim_weight, self.gms_weight, self.synthetic_defects],
+                "loss": [self.train_config.ssim_weight, self.train_config.gms_weight,
+                         self.train_config.synthetic_defects],
                 "images": [str(Path(p).resolve()) for p in images]}
 
     def _fit_model(self, data: TrainImages, images: Sequence[Path], out, resume: bool, progress: bool) -> list[dict]:
@@ -150,12 +157,13 @@ class Detector:
         if hasattr(self.model_, "targets"):
             data = CachedTargets(data, self.model_.to(device).targets, self.train_config.batch_size, device, progress)
         ckpt = Path(out) / "checkpoint" if out is not None else None
-        return train(self.model_, data, self.train_config, objective, checkpoint_dir=ckpt, resume=resume,
-                     progress=progress, fingerprint=self._fingerprint(images))
+        return train(self.model_, LoaderBatches(data, self.train_config.batch_size, self.train_config.seed),
+                     self.train_config, objective, checkpoint_dir=ckpt, resume=resume, progress=progress,
+                     fingerprint=self._fingerprint(images))
 
     def describe(self) -> str:
         """The model's name as a user reads it: ``mmae (efficientnet_lite0 features)`` or ``mmae (pixels)``."""
-        backbone = getattr(getattr(self, "model_config_", None), "backbone", None) or self.model_options.get("backbone")
+        backbone = getattr(self.model_config_, "backbone", None) or self.model_options.get("backbone")
         return f"{self.model} ({backbone + ' features' if backbone else 'pixels'})"
 
     def _load_backbone(self) -> str | None:
@@ -171,20 +179,21 @@ class Detector:
     def _check_pixel_only_options(self) -> None:
         """Models on a frozen backbone (patchcore, feature MMAE) see each image's features once and
         compare features, not pixels: refuse the pixel models' training options instead of ignoring them."""
+        tc = self.train_config
         if getattr(self.model_config_, "backbone", None) and (
-                self.synthetic_defects or self.ssim_weight or self.gms_weight or self.augment != "none"):
+                tc.synthetic_defects or tc.ssim_weight or tc.gms_weight or self.augment != "none"):
             raise InspectError("--synthetic-defects, --ssim-weight, --gms-weight and --augment apply to pixel "
                                "models; drop them or use --backbone none")
 
     def _objective(self):
         if isinstance(self.model_config_, FeatureMMAEConfig):
-            weight = self.model_config_.entropy_weight
-            return lambda model, targets: feature_loss(model.reconstruct(targets), weight)
-        return memae_objective(self.model_config_.entropy_weight, self.ssim_weight, self.gms_weight,
-                               self._corruption())
+            return feature_objective(self.model_config_.entropy_weight)
+        tc = self.train_config
+        return memae_objective(self.model_config_.entropy_weight, tc.ssim_weight, tc.gms_weight, self._corruption())
 
     def _corruption(self) -> SyntheticDefects | None:
-        return SyntheticDefects(self.synthetic_defects, self.train_config.seed) if self.synthetic_defects else None
+        tc = self.train_config
+        return SyntheticDefects(tc.synthetic_defects, tc.seed) if tc.synthetic_defects else None
 
     def fit_reference(self, images: Sequence[str | Path], n: int = 256, batch_size: int = 16,
                       progress: bool = True) -> "Detector":
@@ -206,8 +215,8 @@ class Detector:
     def reference_is_current(self) -> bool:
         """Whether reference maps exist and were made with the map's current metric, smoothing and
         scales: z-scores against a reference of other settings would be silently wrong."""
-        return (getattr(self, "map_reference_", None) is not None
-                and getattr(self, "map_reference_settings_", None) == self.map_config.raw_settings())
+        return (self.map_reference_ is not None
+                and self.map_reference_settings_ == self.map_config.raw_settings())
 
     def _reference_stats(self, images: Sequence[Path], n: int = 32) -> dict:
         """Map statistics on (up to n) training images: the scale for heatmap colour bars."""
@@ -222,7 +231,7 @@ class Detector:
     def display_max(self) -> float:
         """Upper end of heatmap colour bars: twice the calibrated pixel threshold when there is
         one, else three times the 99th percentile of training-image map values."""
-        cal = getattr(self, "calibration_", None) or {}
+        cal = self.calibration_ or {}
         if cal.get("pixel_threshold"):
             return 2.0 * float(cal["pixel_threshold"])
         return 3.0 * float(self.reference_["pixel_p99"])
@@ -232,7 +241,7 @@ class Detector:
     def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: int | None = None,
                   source: str = "", batch_size: int = 16, progress: bool = True) -> dict:
         """Set thresholds from defect-free images not used for training (see
-        :mod:`inspect_ad.calibration` for the guarantee); returns the calibration section."""
+        :mod:`inspect_ad.scoring.calibration` for the guarantee); returns the calibration section."""
         images = list(images)
         require_calibration_size(len(images), target_frr, source or "the calibration set")
         scores, maps = [], []
@@ -248,7 +257,7 @@ class Detector:
 
     def save_calibration(self, path: str | Path | None = None) -> Path:
         """Rewrite only the bundle's calibration section (atomic; the weights are untouched)."""
-        path = path or getattr(self, "bundle_path_", None)
+        path = path or self.bundle_path_
         if path is None:
             raise InspectError("no bundle to write the calibration into; pass the bundle folder")
         update_bundle_sections(path, calibration=check_calibration(self.calibration_))
@@ -261,11 +270,12 @@ class Detector:
     # --- persistence -------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
+        self.check_is_fitted()
         sections = {"preprocessing": self.preprocessing_.to_dict(), "anomaly_map": self.map_config.to_dict(),
                     "training": self.training_info_, "reference": self.reference_}
-        if getattr(self, "calibration_", None):
+        if self.calibration_:
             sections["calibration"] = self.calibration_
-        reference = getattr(self, "map_reference_", None)
+        reference = self.map_reference_
         tensors = None
         if reference is not None:
             tensors = {"map_reference": reference}
@@ -284,8 +294,7 @@ class Detector:
         det = cls(b.name, prep.image_size, prep.channels,
                   TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}),
                   MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"),
-                  ssim_weight=training.get("ssim_weight", 0.0), gms_weight=training.get("gms_weight", 0.0),
-                  synthetic_defects=training.get("synthetic_defects", 0.0), normalization=prep.normalization,
+                  normalization=prep.normalization,
                   resize_mode=prep.resize_mode)
         det.model_, det.model_config_, det.preprocessing_ = b.model, b.config, prep
         det.training_info_, det.calibration_, det.history_ = training, b.sections.get("calibration"), []
@@ -309,13 +318,13 @@ class Detector:
         if self.map_config.standardized and not self.reference_is_current():
             raise InspectError(self._reference_problem())
         maps, scores = model_maps(x, self.model_(x), self.map_config,
-                                    getattr(self, "map_reference_", None))
+                                    self.map_reference_)
         return maps.float().cpu().numpy(), scores.float().cpu().numpy()
 
     def _reference_problem(self) -> str:
         fix = ("call fit_reference(images) with defect-free images, or pass training data to "
                "'inspect-ad evaluate --standardize'")
-        if getattr(self, "map_reference_", None) is None:
+        if self.map_reference_ is None:
             return f"standardized maps need reference maps from defect-free images: {fix}"
         return (f"the reference maps were made with map settings (metric, sigma, scales) "
                 f"{self.map_reference_settings_}, but the map now uses {self.map_config.raw_settings()}: {fix}")
@@ -324,6 +333,7 @@ class Detector:
                      keep_image: bool = False) -> Iterator[Prediction]:
         """Stream predictions in input order; a file that cannot be read yields an error
         Prediction instead of stopping the run. Memory stays bounded by ``batch_size``."""
+        self.check_is_fitted()
         self.model_.eval()
         pending: list[tuple[str, torch.Tensor, np.ndarray]] = []
         for item in inputs:
@@ -342,7 +352,7 @@ class Detector:
         yield from self._flush(pending, keep_image)
 
     def _read(self, item) -> np.ndarray:
-        from .data.io import convert_channels, read_image
+        from inspect_ad.data.io import convert_channels, read_image
         if isinstance(item, np.ndarray):
             return convert_channels(item, self.preprocessing_.channels)
         return read_image(item, self.preprocessing_.channels)
@@ -355,7 +365,7 @@ class Detector:
         if not pending:
             return
         maps, scores = self._infer(torch.stack([t for _, t, _ in pending]))
-        stats = (getattr(self, "reference_", None) or {}).get("input")
+        stats = (self.reference_ or {}).get("input")
         for (source, _, img), m, s in zip(pending, maps, scores):
             amap = self.preprocessing_.map_to_image(m, img.shape[:2])
             yield Prediction(source, float(s), amap, img if keep_image else None, invalid=input_problem(img, stats))
@@ -377,12 +387,12 @@ class Detector:
 
     @property
     def threshold_(self) -> float:
-        if not getattr(self, "calibration_", None):
+        if not self.calibration_:
             raise InspectError("the model has no threshold yet; run 'inspect-ad calibrate' on defect-free images")
         return float(self.calibration_["image_threshold"])
 
     def predict(self, inputs: Iterable[str | Path | np.ndarray]) -> np.ndarray:
         """True where an image fails: its score is above the calibrated threshold or not a number,
-        or the image is not a plausible input (blank, saturated: see :mod:`inspect_ad.sanity`)."""
+        or the image is not a plausible input (blank, saturated: see :mod:`inspect_ad.data.sanity`)."""
         threshold = self.threshold_
         return np.array([p.invalid is not None or not p.score <= threshold for p in self._checked(inputs)])

@@ -1,0 +1,69 @@
+"""Where training and scoring run, and what makes a run repeatable: the device, the seed, the
+thread count."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from inspect_ad.errors import InspectError
+
+DEVICE_HELP = "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InspectError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InspectError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (the CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def cpu_name() -> str:
+    """The CPU model (Linux /proc/cpuinfo, else what platform knows), for result tables."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_device(device: torch.device) -> str:
+    """For result tables: the GPU's name, or the CPU's model, the vector instructions torch uses
+    and its thread count. The CPU matters: the same seed gives bit-identical results on one
+    machine, but other kernels round differently and training drifts (recipes/results/mnist.md)."""
+    if device.type == "cuda":
+        return f"GPU ({torch.cuda.get_device_name(device)})"
+    return (f"CPU ({cpu_name()}, {platform.machine()} {torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads)")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def torch_threads_from_env() -> None:
+    """Honour OMP_NUM_THREADS for torch's intra-op pool (shared machines)."""
+    n = os.environ.get("OMP_NUM_THREADS")
+    if n and n.isdigit() and int(n) > 0:
+        torch.set_num_threads(int(n))

@@ -1,0 +1,154 @@
+"""The one training loop: Adam on an objective over batches, for every model family.
+
+What differs between families is kept out of the loop: *where batches come from and in which
+order* (:mod:`inspect_ad.engine.batches`) and *what a step minimises* (an objective, see
+:mod:`inspect_ad.engine.objectives`). The loop adds what every family gets the same way: seeding,
+the device, an optional cosine schedule, a validation pass that keeps the best epoch,
+checkpoints with resume, progress and a per-epoch history.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from inspect_ad.engine.checkpoint import load_checkpoint, save_checkpoint
+from inspect_ad.engine.device import resolve_device, seed_everything
+from inspect_ad.errors import ConfigError, InspectError
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every family. Defaults are MMAE's (§4.1); each family's
+    detector starts from its own paper's values (:data:`~inspect_ad.detectors` docstrings)."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-4             # MMAE §4.1: Adam, initial learning rate 1e-4
+    weight_decay: float = 1e-5   # MMAE §4.1: weight decay 1e-5 (MemAE and MNAD: none)
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 10   # epochs between checkpoints (0 = only at the end)
+    schedule: str = "constant"   # "cosine": MNAD §4.1, cosine annealing over all steps
+    max_steps_per_epoch: int | None = None   # cap on batches per epoch (smoke runs); None = all
+    ssim_weight: float = 0.0         # > 0 adds an SSIM term to the pixel loss (models.losses.memae_loss)
+    gms_weight: float = 0.0          # > 0 adds a gradient-similarity term (idem)
+    synthetic_defects: float = 0.0   # > 0: this fraction of training inputs get pasted defects
+
+    def __post_init__(self):
+        for name, lo, hi in (("epochs", 1, math.inf), ("batch_size", 1, math.inf), ("lr", 1e-300, math.inf),
+                             ("weight_decay", 0, math.inf), ("checkpoint_every", 0, math.inf),
+                             ("ssim_weight", 0, math.inf), ("gms_weight", 0, math.inf),
+                             ("synthetic_defects", 0, 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi \
+                    or value == math.inf:  # NaN fails the comparison too
+                raise ConfigError(f"{name} is {value!r}; it must be a number in [{lo:g}, {hi:g}]")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if self.max_steps_per_epoch is not None and (not isinstance(self.max_steps_per_epoch, int)
+                                                     or self.max_steps_per_epoch < 1):
+            raise ConfigError(f"max_steps_per_epoch is {self.max_steps_per_epoch!r}; it must be an integer >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Batches(Protocol):
+    """A training set as the loop sees it: the batches of one epoch, in the order of that epoch."""
+
+    def epoch(self, epoch: int): ...        # -> iterator of batches (a tensor or a list of tensors)
+    def steps(self) -> int: ...             # batches per epoch
+
+
+Objective = Callable[[nn.Module, Any], tuple[torch.Tensor, dict]]
+
+
+def _to(batch, device: torch.device):
+    # a batch is a tensor, or a list of per-scale tensors (cached backbone features)
+    if isinstance(batch, list):
+        return [t.to(device, non_blocking=True) for t in batch]
+    return batch.to(device, non_blocking=True)
+
+
+def _size(batch) -> int:
+    return len(batch[0]) if isinstance(batch, list) else len(batch)
+
+
+def train(model: nn.Module, batches: Batches, cfg: TrainConfig, objective: Objective,
+          validate: Callable[[nn.Module], float] | None = None, checkpoint_dir: Path | None = None,
+          resume: bool = False, progress: bool = True, fingerprint: dict | None = None) -> list[dict]:
+    """Minimise ``objective`` with Adam for ``cfg.epochs``; returns the per-epoch history (losses
+    averaged over samples).
+
+    ``objective(model, batch) -> (loss, {name: float})``; if it has an ``after_step(model)``
+    method, that runs after each optimiser step (MNAD's memory update, eq. 3).
+    ``validate(model) -> float`` runs after every epoch; the weights of the epoch with the lowest
+    value are kept (MemAE §4.1's 10% held out). ``fingerprint`` (JSON: settings, training list)
+    is stored in checkpoints, and a resume from a checkpoint with another one is refused."""
+    if batches.steps() == 0:
+        raise InspectError("the training set is empty; add defect-free images")
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = min(batches.steps(), cfg.max_steps_per_epoch or batches.steps())
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps))
+             if cfg.schedule == "cosine" else None)
+    history: list[dict] = []
+    start, best = 0, (math.inf, None)
+    if resume and checkpoint_dir is not None and (checkpoint_dir.exists() or checkpoint_dir.with_name(checkpoint_dir.name + ".old").exists()):
+        state = load_checkpoint(checkpoint_dir, model, opt, fingerprint)
+        start, history = state["epoch"], state["history"]
+        log.info("resumed from %s at epoch %d", checkpoint_dir, start)
+    after_step = getattr(objective, "after_step", None)
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc="train",
+               disable=not progress, unit="epoch")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        totals: dict[str, float] = {}
+        n = 0
+        for batch in itertools.islice(batches.epoch(epoch), steps):
+            batch = _to(batch, device)
+            loss, parts = objective(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            if after_step is not None:
+                after_step(model)
+            size = _size(batch)
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                totals[k] = totals.get(k, 0.0) + v * size
+            n += size
+        stats = {k: v / n for k, v in totals.items()}
+        if validate is not None:
+            stats["validation"] = float(validate(model))
+            if stats["validation"] < best[0]:
+                best = (stats["validation"], copy.deepcopy(model.state_dict()))
+        history.append({"epoch": epoch + 1, **stats, "seconds": round(time.perf_counter() - t0, 3)})
+        log.info("epoch %d: %s", epoch + 1, history[-1])
+        bar.set_postfix(loss=f"{stats['loss']:.5f}")
+        due = cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0
+        if checkpoint_dir is not None and (due or epoch + 1 == cfg.epochs):
+            save_checkpoint(checkpoint_dir, model, opt, {"epoch": epoch + 1, "history": history,
+                                                         "fingerprint": fingerprint})
+    if best[1] is not None:
+        model.load_state_dict(best[1])
+    model.eval()
+    return history
