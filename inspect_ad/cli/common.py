@@ -1,0 +1,108 @@
+"""What the image and video commands share: the error bridge (a user's mistake is one line on
+stderr and exit code 2, never a traceback) and the options both take, under the same names."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import click
+
+from inspect_ad.engine.device import DEVICE_HELP
+from inspect_ad.errors import InspectError
+from inspect_ad.models import parse_overrides
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+class Group(click.Group):
+    """Turns InspectError, click's usage errors and OSError (read-only folder, disk full) into one
+    line on stderr and exit code 2. A ValueError or TypeError is only a user's mistake where
+    :func:`option_errors` says so; anywhere else it is a bug and keeps its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InspectError as e:
+            click.echo(f"error: {one_line(e)}", err=True)
+            ctx.exit(e.exit_code)
+        except click.UsageError as e:  # click's own is four lines: usage, hint, blank, error
+            click.echo(f"error: {e.format_message()} (see --help)", err=True)
+            ctx.exit(e.exit_code)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            click.echo(f"error: {e.strerror or e}{where}; check that the folder exists, is writable and has "
+                       f"free space", err=True)
+            ctx.exit(InspectError.exit_code)
+
+
+@contextmanager
+def option_errors():
+    """The boundary where options become configs, a detector and its model: the config dataclasses
+    check their fields in ``__post_init__`` (ValueError, or TypeError for a value of the wrong
+    type), and a model refuses an input size its options cannot take. Inside it those are the
+    user's to fix: one line naming the value, exit 2."""
+    try:
+        yield
+    except InspectError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise InspectError(f"{one_line(e)}; check the options") from e
+
+
+class Option(click.Option):
+    """A click option with extra names that are accepted but left out of ``--help`` (old spellings
+    kept working, e.g. ``--model`` for ``--bundle``)."""
+
+    def __init__(self, param_decls, hidden_names: tuple[str, ...] = (), **kwargs):
+        super().__init__([*param_decls, *hidden_names], **kwargs)
+        self.hidden_names = set(hidden_names)
+
+    def get_help_record(self, ctx):
+        shown, self.opts = self.opts, [o for o in self.opts if o not in self.hidden_names]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+# --- the shared options: one name, type and check for one thing in every command -------------
+
+def model_options(hidden_names: tuple[str, ...] = ()):
+    """``-o/--option KEY=VALUE`` (repeatable), given to the command as a dict ``options``."""
+    return click.option("-o", "--option", "options", cls=Option, hidden_names=hidden_names, multiple=True,
+                        metavar="KEY=VALUE", callback=lambda ctx, param, pairs: parse_overrides(pairs, "-o"),
+                        help="Model option, repeatable (e.g. -o num_scales=3); an unknown key lists the valid ones.")
+
+
+def bundle_option(help: str = "Model bundle folder (written by fit).", **kwargs):
+    """``--bundle DIR``, given as ``bundle``; ``--model`` is the older name, still accepted."""
+    return click.option("--bundle", "bundle", cls=Option, hidden_names=("--model",), required=True,
+                        type=click.Path(), help=help, **kwargs)
+
+
+def device_option(f):
+    return click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)(f)
+
+
+def seed_option(f):
+    return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(f)
+
+
+def overwrite_option(help: str = "Replace an existing bundle in --out."):
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+def epochs_option(default: int | None = None, help: str | None = None):
+    return click.option("--epochs", type=click.IntRange(1), default=default, show_default=default is not None,
+                        help=help)
+
+
+def batch_size_option(default: int | None = None, help: str | None = None):
+    return click.option("--batch-size", type=click.IntRange(1), default=default, show_default=default is not None,
+                        help=help)
+
+
+def lr_option(default: float | None = None, help: str | None = "Learning rate."):
+    return click.option("--lr", type=click.FloatRange(0, min_open=True), default=default,
+                        show_default=default is not None, help=help)
