@@ -159,7 +159,7 @@ def _cases(n_manifests: int) -> list[tuple[str, list[str], str]]:
         ["--calibration-split", "0.5"], ["--reference-split", "0.5"], ["--model", "mmea"], ["--augment", "rotate"],
         ["--normalization", "zscore"], ["--resize", "crop"], ["--map-metric", "l7"], ["--map-scales", "0"],
         ["--map-scales", "a"], ["--standardize", "always"], ["--device", "tpu"], ["-o", "num_scales=0"],
-        ["-o", "grid_stride=3"], ["-o", "nope=1"], ["-o", "memory_slots=-1"], ["-o", "latent_channels=0"],
+        ["-o", "grid_stride=3"], ["-o", "grid_stride=12"], ["-o", "similarity=l2"], ["-o", "nope=1"], ["-o", "memory_slots=-1"], ["-o", "latent_channels=0"],
         ["-o", "noequals"], ["--out", "{root}/afile.txt"])]
     src = ["fit", "--out", "{out}/m", *FAST]
     cases += [(f"fit source {' '.join(extra)}", src + extra, _needle(extra)) for extra in (
@@ -173,6 +173,8 @@ def _cases(n_manifests: int) -> list[tuple[str, list[str], str]]:
         ["--target-frr", "0"], ["--target-frr", "2"], ["--min-area", "-1"], ["--batch-size", "0"],
         ["--good", "{root}/missing"], ["--target-frr", "0.01"], ["--good", "{root}/truncated", "--target-frr", "0.5"])]
     cases += [("calibrate not a bundle", ["calibrate", "--model", "{root}/train", "--good", "{root}/parts"], "bundle"),
+              ("calibrate --bundle not a bundle", ["calibrate", "--bundle", "{root}/train", "--good", "{root}/parts"],
+               "bundle"),
               ("calibrate model a file", ["calibrate", "--model", "{root}/afile.txt", "--good", "{root}/parts"],
                "afile.txt")]
     seg = ["segment", "{root}/parts", "--model", "{root}/model", "--out", "{out}/seg", "--device", "cpu"]
@@ -181,7 +183,9 @@ def _cases(n_manifests: int) -> list[tuple[str, list[str], str]]:
               ("segment all missing", ["segment", "{root}/a.png", "{root}/b.png"] + seg[2:], "none of the 2"),
               ("segment only truncated", ["segment", "{root}/truncated"] + seg[2:], "none of the 1"),
               ("segment not a bundle", ["segment", "{root}/parts", "--model", "{root}/parts", "--out", "{out}/s"],
-               "not a model bundle")]
+               "not a model bundle"),
+              ("segment --bundle not a bundle", ["segment", "{root}/parts", "--bundle", "{root}/parts", "--out",
+                                                 "{out}/s"], "not a model bundle")]
     ins = ["inspect", "{root}/parts", "--model", "{root}/model", "--out", "{out}/rep", "--device", "cpu", "--quiet"]
     cases += [("inspect batch 0", ins + ["--batch-size", "0"], "--batch-size"),
               ("inspect out file", ins + ["--out", "{root}/afile.txt"], "afile.txt"),

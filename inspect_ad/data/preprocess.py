@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from inspect_ad.data.io import convert_channels, read_image
+from inspect_ad.data.io import read_image
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -82,13 +82,6 @@ class Preprocessing:
         """(H, W, C) uint8 already resized -> (C, S, S) float in [0, 1]."""
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
         return stretch_contrast(x) if self.normalization == "stretch" else x
-
-    def prepare(self, img: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
-        return self.resize(convert_channels(img, self.channels, source))
-
-    def load(self, path: str | Path) -> tuple[torch.Tensor, tuple[int, int]]:
-        img = read_image(path, self.channels)
-        return self.to_tensor(self.resize(img)), img.shape[:2]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,14 +10,10 @@ defect when it is nonzero.
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from tqdm import tqdm
 
 from inspect_ad.errors import InspectError
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "MetricInputError",
