@@ -17,13 +17,12 @@ from pathlib import Path
 
 import torch
 
-from inspect_ad.detectors.bundle import save_bundle
 from inspect_ad.data.synthetic_video import ANOMALY_KINDS
 from inspect_ad.data.video import load_video_dataset
 from inspect_ad.models import create_model, parse_overrides
 from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_device
-from inspect_ad.detectors.video import (RECIPES, calibrate, evaluate_videos, fit_video_model, recipe_setting,
-                              save_score_plot)
+from inspect_ad.detectors.video import RECIPES, VideoDetector, recipe_setting, video_train_config
+from inspect_ad.reports.visualize import save_score_plot
 
 PAPER = {"memae3d": (0.941, 0.917, "seed 000 Table 2 (AE row)"),
          "mnad-recon": (0.902, None, "not legible in the seed text"),
@@ -38,21 +37,21 @@ def run_one(recipe: str, memory: bool, args, ds) -> dict:
     overrides = {**st["model"], **parse_overrides(args.option), "use_memory": memory}
     epochs = args.epochs or st["epochs"]
     start = time.perf_counter()
-    fit = fit_video_model(recipe, ds.train, epochs, st["batch_size"], args.seed, args.max_steps_per_epoch,
-                          args.device, **overrides)
-    cal = calibrate(fit.model, ds.train)
-    metrics, results = evaluate_videos(fit.model, ds.test, cal)
+    det = VideoDetector(recipe, overrides, video_train_config(recipe, args.setting, epochs=epochs, seed=args.seed,
+                                                              device=args.device,
+                                                              max_steps_per_epoch=args.max_steps_per_epoch))
+    det.fit(ds.train, progress=False, data=str(args.data), setting=args.setting)
+    metrics, results = det.evaluate(ds.test)
     # one folder per distinct run, so a rerun with another seed or option never overwrites a bundle
     tag = (f"{recipe}{'' if memory else '-nomem'}" + "".join(f"-{o}" for o in args.option)
            + (f"-seed{args.seed}" if args.seed else ""))
     out = Path(args.out) / tag
-    save_bundle(out, fit.model, recipe, fit.model.config, calibration=cal,
-                training={"data": str(args.data), "setting": args.setting, "epochs": epochs, "seed": args.seed})
+    det.save(out)
     save_score_plot(out / "scores.png", results, f"{tag}: AUC {metrics['frame_auc']:.3f}")
     return {"recipe": recipe, "memory": memory, "setting": args.setting, "epochs": epochs,
             "batch_size": st["batch_size"], "max_steps_per_epoch": args.max_steps_per_epoch,
             "model": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-            "seed": args.seed, "options": args.option, "train_seconds": round(fit.seconds, 1),
+            "seed": args.seed, "options": args.option, "train_seconds": det.training_info_["seconds"],
             "wall_seconds": round(time.perf_counter() - start, 1), **metrics,
             "device": describe_device(resolve_device(args.device))}
 

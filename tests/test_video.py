@@ -1,6 +1,7 @@
 """Video anomaly detection: MNAD / prototype memories, losses, scoring, loaders, models, CLI."""
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,8 +21,10 @@ from inspect_ad.memory import (MNADMemory, PrototypeMemory, compactness_loss, di
                                separateness_loss)
 from inspect_ad.models import create_model, get_spec, list_models
 from inspect_ad.models.video import MNAD, update_memory, video_loss
-from inspect_ad.detectors.video import (RawScores, VideoResult, anomaly_score, evaluate_videos, frame_psnr, minmax,
-                              per_video_auc, regular_score, scored_clips)
+from inspect_ad.detectors.video import (RawScores, VideoDetector, VideoResult, anomaly_score, evaluate_videos,
+                                        frame_psnr, per_video_auc, recipe_setting, regular_score, scored_clips,
+                                        video_train_config)
+from inspect_ad.scoring.normalize import minmax
 
 E = math.e
 
@@ -304,3 +307,36 @@ def test_ped2_recipe_passes_model_options_and_skips_finished_runs(tmp_path, caps
     capsys.readouterr()
     ped2.main(argv)                                                   # same run again: nothing retrained
     assert capsys.readouterr().out == "" and len((tmp_path / "results.jsonl").read_text().splitlines()) == 1
+
+
+OLD_VIDEO_BUNDLE = Path(__file__).parent / "data" / "bundle_0.1_video_mnad_pred"
+
+
+def test_video_bundle_from_before_the_detector_loads_and_scores_identically():
+    # saved by `inspect-ad video fit --recipe mnad-pred --setting tiny --epochs 2 --max-steps-per-epoch 3`
+    # at 4d2404c: its score ranges sit under "calibration" and its config carries learning_rate
+    det = VideoDetector.load(OLD_VIDEO_BUNDLE, "cpu")
+    assert set(det.ranges_) == {"psnr", "distance"} and det.calibration_ is None
+    scores = det.score_samples(make_synthetic_video_set(seed=0).test[0])
+    assert np.isnan(scores[:4]).all()      # frames 0-3 have no 4-frame history
+    assert float(np.nansum(scores)) == 64.63366320038455   # that version's own scores, pinned
+    assert scores[4:7].tolist() == [0.8344350810933884, 0.7714279918749963, 0.8031549616653761]
+
+
+def test_video_detector_fit_calibrate_save_load(tmp_path):
+    ds = make_synthetic_video_set(seed=0)
+    tc = video_train_config("mnad-recon", "tiny", epochs=1, max_steps_per_epoch=2, device="cpu")
+    det = VideoDetector("mnad-recon", recipe_setting("mnad-recon", "tiny")["model"], tc).fit(ds.train[:2], progress=False)
+    det.calibrate(ds.train[2:3], target_frr=0.2)
+    det.save(tmp_path / "m")
+    back = VideoDetector.load(tmp_path / "m", "cpu")
+    video = ds.test[0]
+    assert np.array_equal(back.score_samples(video), det.score_samples(video), equal_nan=True)
+    assert back.threshold_ == det.threshold_ and back.predict(video).dtype == bool
+    assert back.train_config == tc
+
+
+def test_video_training_config_follows_the_papers():
+    assert video_train_config("mnad-recon", "paper").lr == 2e-5 and video_train_config("mnad-pred", "paper").lr == 2e-4
+    assert video_train_config("mnad-recon", "cpu", lr=None).lr == 2e-4     # None: keep the setting's value
+    assert video_train_config("prototype", "paper").schedule == "cosine"

@@ -14,29 +14,37 @@ Scores (higher = more anomalous):
 * MNAD / seed 003: λ(1 − g(PSNR)) + (1 − λ) g(D) (seed 001 eq. 16, seed 003 eq. 25 written as
   1 − regularity); without memory, 1 − g(PSNR) (MNAD Table 2's baseline).
 
-``g`` is either the papers' min–max normalisation over each test video ("per_video") or a
-min–max calibrated once on normal training videos ("calibrated"), which scores a single clip
-without seeing the rest of its video.
+``g`` is either the papers' min–max normalisation over each test video ("per-video") or a
+min–max over *score ranges* fitted once on normal training videos ("fitted ranges"), which
+scores a single clip without seeing the rest of its video. (Older bundles call those ranges
+"calibration"; in this project calibration means a pass/fail threshold, as for images.)
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from inspect_ad.data.video import Video
-from inspect_ad.errors import InspectError
+from inspect_ad.data.frames import Video
+from inspect_ad.detectors.base import BaseDetector
+from inspect_ad.detectors.bundle import load_bundle, save_bundle
+from inspect_ad.engine.batches import ClipBatches, clip_batch
+from inspect_ad.engine.device import describe_device, model_device, resolve_device, seed_everything
+from inspect_ad.engine.loop import TrainConfig, train
+from inspect_ad.engine.objectives import VideoObjective
+from inspect_ad.errors import ConfigError, InspectError
+from inspect_ad.models import create_model, list_models, make_config
+from inspect_ad.models.video import MNAD, MemAE3D, per_sample_distance
+from inspect_ad.scoring.calibration import conformal_threshold
 from inspect_ad.scoring.metrics import auroc, psnr
-from inspect_ad.models import create_model, make_config
-from inspect_ad.models.video import MNAD, MemAE3D, per_sample_distance, update_memory, video_loss
-from inspect_ad.engine.device import model_device, resolve_device, seed_everything
+from inspect_ad.scoring.normalize import minmax
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +52,17 @@ RECIPES = ("memae3d", "mnad-recon", "mnad-pred", "prototype")
 SETTINGS = ("paper", "cpu", "tiny")
 PSNR_CAP = 100.0   # dB for a perfect prediction, so min–max stays finite
 
-# Training settings per recipe. "paper": the papers' settings (GPU-sized, not run here);
-# "cpu": a 2-core CPU budget (64×64 grey, narrow nets); "tiny": the synthetic set and tests
-# (64×64, the synthetic frames' own size, for 2D models; 32×32 cuboids for MemAE-3D).
+# The papers' learning rates (Adam, cosine annealing as MNAD §4.1 for every recipe).
+PAPER_LR = {"memae3d": 1e-4,      # seed 000 §4: 1e-4
+            "mnad-recon": 2e-5,   # seed 001 §4.1: 2e-5 for reconstruction
+            "mnad-pred": 2e-4,    # seed 001 §4.1: 2e-4 for prediction
+            "prototype": 2e-4}    # seed 003 §III-E: 2e-4
+
+# Training settings per recipe. "paper": the papers' settings (GPU-sized); "cpu": a 2-core CPU
+# budget (64×64 grey, narrow nets); "tiny": the synthetic set and tests (64×64, the synthetic
+# frames' own size, for 2D models; 32×32 cuboids for MemAE-3D). ``lr`` defaults to PAPER_LR.
 _CPU_2D = dict(image_size=64, in_channels=1, widths=(8, 16, 32, 64))
-_TINY_2D = dict(image_size=64, in_channels=1, widths=(8, 16, 16, 32), learning_rate=1e-3)
+_TINY_2D = dict(image_size=64, in_channels=1, widths=(8, 16, 16, 32))
 RECIPE_SETTINGS: dict[str, dict[str, dict]] = {
     "memae3d": {
         "paper": dict(model={}, epochs=60, batch_size=4),   # epochs: not given in §4.2
@@ -59,28 +73,51 @@ RECIPE_SETTINGS: dict[str, dict[str, dict]] = {
     "mnad-recon": {
         "paper": dict(model={}, epochs=60, batch_size=4),   # §4.1: 60 epochs on Ped2, batch 4
         # 3 epochs: 10 scored lower with and without memory (0.809 / 0.737 vs 0.882 / 0.859, ped2.md)
-        "cpu": dict(model=dict(_CPU_2D, learning_rate=2e-4), epochs=3, batch_size=4),
-        "tiny": dict(model=_TINY_2D, epochs=10, batch_size=8),
+        "cpu": dict(model=_CPU_2D, epochs=3, batch_size=4, lr=2e-4),
+        "tiny": dict(model=_TINY_2D, epochs=10, batch_size=8, lr=1e-3),
     },
     "mnad-pred": {
         "paper": dict(model={}, epochs=60, batch_size=4),
         "cpu": dict(model=_CPU_2D, epochs=10, batch_size=4),    # 10: +0.055 AUC over 3 (ped2.md)
-        "tiny": dict(model=_TINY_2D, epochs=10, batch_size=8),
+        "tiny": dict(model=_TINY_2D, epochs=10, batch_size=8, lr=1e-3),
     },
     "prototype": {
         "paper": dict(model={}, epochs=60, batch_size=4),   # epochs: not given in §III-E
         "cpu": dict(model=_CPU_2D, epochs=10, batch_size=4),    # 10: +0.04 AUC over 3 (ped2.md)
-        "tiny": dict(model=dict(_TINY_2D, memory_slots=20), epochs=6, batch_size=8),
+        "tiny": dict(model=dict(_TINY_2D, memory_slots=20), epochs=6, batch_size=8, lr=1e-3),
     },
 }
 
 
 def recipe_setting(recipe: str, setting: str) -> dict:
+    """The model options, epochs, batch size and learning rate of ``recipe`` at ``setting``."""
     if recipe not in RECIPE_SETTINGS:
         raise InspectError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     if setting not in SETTINGS:
         raise InspectError(f"unknown setting {setting!r}; choose one of: {', '.join(SETTINGS)}")
-    return RECIPE_SETTINGS[recipe][setting]
+    return {"lr": PAPER_LR[recipe], **RECIPE_SETTINGS[recipe][setting]}
+
+
+def video_train_config(recipe: str, setting: str = "cpu", **overrides) -> TrainConfig:
+    """The setting's epochs, batch size and learning rate; Adam without weight decay, cosine
+    annealing over all steps (MNAD §4.1); ``overrides`` (None values ignored) win."""
+    st = recipe_setting(recipe, setting)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig(**{"epochs": st["epochs"], "batch_size": st["batch_size"], "lr": st["lr"],
+                          "weight_decay": 0.0, "schedule": "cosine", **given})
+
+
+# ---- what each model scores ------------------------------------------------------------------
+
+def _scores_cuboids(model: nn.Module) -> bool:
+    """MemAE-3D scores a frame by the reconstruction error of the cuboid centred on it; the 2D
+    models by the PSNR of the frame they rebuild or predict (and the memory distance)."""
+    return isinstance(model, MemAE3D)
+
+
+def _updates_at_test_time(model: nn.Module) -> bool:
+    """MNAD's items follow the test video (§3.1); MemAE's and seed 003's memories are fixed."""
+    return isinstance(model, MNAD) and model.memory is not None
 
 
 # ---- clips ---------------------------------------------------------------------------------
@@ -97,63 +134,9 @@ def load_frames(model: nn.Module, video: Video) -> np.ndarray:
 def scored_clips(model: nn.Module, n_frames: int) -> list[tuple[int, int]]:
     """(frame index, clip start) for every frame the model scores (see module docstring)."""
     length = model.config.clip_length
-    if isinstance(model, MemAE3D):
+    if _scores_cuboids(model):
         return [(u, min(max(u - length // 2, 0), n_frames - length)) for u in range(n_frames)]
     return [(s + length - 1, s) for s in range(n_frames - length + 1)]
-
-
-def _clip_batch(frames: list[np.ndarray], index: list[tuple[int, int]], length: int) -> Tensor:
-    return torch.from_numpy(np.stack([frames[v][s:s + length] for v, s in index]))
-
-
-# ---- training ------------------------------------------------------------------------------
-
-@dataclass
-class FitResult:
-    model: nn.Module
-    history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def fit_video_model(name: str, videos: list[Video], epochs: int, batch_size: int = 4, seed: int = 0,
-                    max_steps_per_epoch: int | None = None, device: str | torch.device = "auto",
-                    **overrides) -> FitResult:
-    """Train registered video model ``name`` on normal ``videos`` (Adam, cosine annealing as
-    MNAD §4.1; the memory updates of MNAD eq. 3 / seed 003 eq. 12 after every step) on
-    ``device`` (see :func:`~inspect_ad.engine.loop.resolve_device`)."""
-    dev = resolve_device(device)
-    seed_everything(seed)
-    model = create_model(name, make_config(name, **overrides)).to(dev)
-    frames = [load_frames(model, v) for v in videos]
-    length = model.config.clip_length
-    index = [(v, s) for v, f in enumerate(frames) for s in range(len(f) - length + 1)]
-    steps = math.ceil(len(index) / batch_size)
-    steps = min(steps, max_steps_per_epoch) if max_steps_per_epoch else steps
-    opt = torch.optim.Adam(model.parameters(), lr=model.config.learning_rate)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps))
-    result, start = FitResult(model), time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        sums: dict[str, float] = {}
-        for step in tqdm(range(steps), desc=f"{name} epoch {epoch + 1}/{epochs}", leave=False):
-            batch = _clip_batch(frames, [index[i] for i in order[step * batch_size:(step + 1) * batch_size]],
-                                length).to(dev)
-            x, targets = model.split_clip(batch)
-            out = model(x)
-            loss, logs = video_loss(model, out, targets)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            update_memory(model, out)
-            for k, v in {"loss": float(loss.detach()), **logs}.items():
-                sums[k] = sums.get(k, 0.0) + v
-        result.history.append({k: v / steps for k, v in sums.items()})
-        log.info("%s epoch %d: %s", name, epoch + 1, result.history[-1])
-    result.seconds = time.perf_counter() - start
-    model.eval()
-    return result
 
 
 # ---- scoring -------------------------------------------------------------------------------
@@ -215,16 +198,16 @@ def score_frames(model: nn.Module, frames: np.ndarray, test_time_update: bool = 
     n = len(frames)
     raw = RawScores(*(np.full(n, np.nan) for _ in range(3)))
     clips = scored_clips(model, n)
-    gate = getattr(model.config, "update_threshold", None) if isinstance(model, MNAD) else None
+    gate = model.config.update_threshold if _updates_at_test_time(model) else None
     dev = model_device(model)
     start = time.perf_counter()
     for i in range(0, len(clips), batch_size):
         chunk = clips[i:i + batch_size]
-        clip = _clip_batch([frames], [(0, s) for _, s in chunk], model.config.clip_length).to(dev)
+        clip = clip_batch([frames], [(0, s) for _, s in chunk], model.config.clip_length).to(dev)
         x, targets = model.split_clip(clip)
         out = model(x)
         target, at = targets["target"], [u for u, _ in chunk]
-        if isinstance(model, MemAE3D):
+        if _scores_cuboids(model):
             raw.error[at] = (out.prediction - target).pow(2).flatten(1).mean(1).cpu().numpy()
             continue
         raw.psnr[at] = frame_psnr(out.prediction, target)
@@ -239,17 +222,10 @@ def score_frames(model: nn.Module, frames: np.ndarray, test_time_update: bool = 
     return raw
 
 
-def minmax(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
-    """g(·): (x − min) / (max − min), with min/max from ``values`` (NaN ignored) unless given."""
-    lo = np.nanmin(values) if lo is None else lo
-    hi = np.nanmax(values) if hi is None else hi
-    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-
-
-def anomaly_score(model: nn.Module, raw: RawScores, calibration: dict | None = None) -> np.ndarray:
-    """Per-frame anomaly score; per-video min–max unless ``calibration`` ({measure: [lo, hi]})."""
-    g = (lambda k, v: minmax(v, *calibration[k])) if calibration else (lambda k, v: minmax(v))
-    if isinstance(model, MemAE3D):
+def anomaly_score(model: nn.Module, raw: RawScores, ranges: dict | None = None) -> np.ndarray:
+    """Per-frame anomaly score; per-video min–max unless ``ranges`` ({measure: [lo, hi]})."""
+    g = (lambda k, v: minmax(v, *ranges[k])) if ranges else (lambda k, v: minmax(v))
+    if _scores_cuboids(model):
         return g("error", raw.error)
     recon = 1 - g("psnr", raw.psnr)
     if np.isnan(raw.distance).all():
@@ -258,9 +234,9 @@ def anomaly_score(model: nn.Module, raw: RawScores, calibration: dict | None = N
     return lam * recon + (1 - lam) * g("distance", raw.distance)
 
 
-def calibrate(model: nn.Module, videos: list[Video], max_videos: int = 4) -> dict:
+def score_ranges(model: nn.Module, videos: list[Video], max_videos: int = 4) -> dict:
     """Min and max of each raw measurement over (up to ``max_videos``) normal training videos,
-    scored without test-time updates, for :func:`anomaly_score`'s calibrated mode."""
+    scored without test-time updates, for :func:`anomaly_score`'s fitted-range mode."""
     raws = [score_frames(model, load_frames(model, v), test_time_update=False) for v in videos[:max_videos]]
     out = {}
     for key in ("psnr", "distance", "error"):
@@ -279,16 +255,17 @@ class VideoResult:
     scores_calibrated: np.ndarray | None
 
 
-def evaluate_videos(model: nn.Module, videos: list[Video], calibration: dict | None = None,
+def evaluate_videos(model: nn.Module, videos: list[Video], ranges: dict | None = None,
                     test_time_update: bool = True) -> tuple[dict, list[VideoResult]]:
-    """Frame-level AUC over all scored test frames, with per-video and (if given) calibrated
-    normalisation; also the scoring speed in frames/s (model and scoring, not frame decoding)."""
+    """Frame-level AUC over all scored test frames, with per-video and (if given) fitted-range
+    normalisation (reported as ``frame_auc_calibrated``, the name of the recorded tables); also
+    the scoring speed in frames/s (model and scoring, not frame decoding)."""
     results, seconds = [], 0.0
     with scratch_memory(model):
         for video in tqdm(videos, desc="scoring", leave=False):
             raw = score_frames(model, load_frames(model, video), test_time_update)
             seconds += raw.seconds
-            cal = anomaly_score(model, raw, calibration) if calibration else None
+            cal = anomaly_score(model, raw, ranges) if ranges else None
             results.append(VideoResult(video.name, video.labels, raw, anomaly_score(model, raw), cal))
     keep = [r.raw.scored for r in results]
     labels = np.concatenate([r.labels[k] for r, k in zip(results, keep)])
@@ -300,8 +277,8 @@ def evaluate_videos(model: nn.Module, videos: list[Video], calibration: dict | N
                "frames_scored": int(labels.size),
                "frames_total": int(sum(len(r.labels) for r in results)),
                "fps": float(labels.size / seconds) if seconds else None,
-               "test_time_update": bool(test_time_update and isinstance(model, MNAD) and model.memory is not None)}
-    if calibration:
+               "test_time_update": bool(test_time_update and _updates_at_test_time(model))}
+    if ranges:
         metrics["frame_auc_calibrated"] = pooled_auc(lambda r: r.scores_calibrated)
     metrics["per_video_auc"] = per_video_auc(results)
     if not np.isnan(results[0].raw.distance).all():
@@ -323,29 +300,93 @@ def per_video_auc(results: list[VideoResult]) -> dict[str, float]:
     return out
 
 
-def save_score_plot(path, results: list[VideoResult], title: str = "") -> None:
-    """One panel per video: the anomaly score with anomalous frames shaded."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+# ---- the detector --------------------------------------------------------------------------
 
-    from inspect_ad.atomic import atomic_path
-    cols = min(4, len(results))
-    rows = math.ceil(len(results) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.2 * rows), squeeze=False)
-    for ax, r in zip(axes.flat, results):
-        t = np.arange(len(r.scores))
-        if r.labels is not None:
-            ax.fill_between(t, 0, 1, where=r.labels > 0, color="tab:red", alpha=0.2, step="mid")
-        ax.plot(t, r.scores, lw=1, label="per-video")
-        if r.scores_calibrated is not None:
-            ax.plot(t, np.clip(r.scores_calibrated, 0, 1), lw=1, label="calibrated (clipped)")
-        ax.set_title(r.name, fontsize=8)
-        ax.set_ylim(0, 1)
-    for ax in list(axes.flat)[len(results):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    fig.suptitle(title, fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+@dataclass
+class VideoDetector(BaseDetector):
+    """A video recipe as one object: ``fit`` on normal videos (which also fits the score ranges),
+    ``score_samples(video)`` per frame (NaN where a frame has no clip), ``calibrate`` a frame
+    threshold on normal videos the fit did not see, ``evaluate`` on labelled test videos."""
+
+    model: str = "mnad-pred"
+    model_options: dict = field(default_factory=dict)
+    train_config: TrainConfig = field(default_factory=lambda: video_train_config("mnad-pred"))
+    test_time_update: bool = True
+
+    model_: nn.Module | None = field(default=None, init=False, repr=False)
+    history_: list[dict] = field(default_factory=list, init=False, repr=False)
+    ranges_: dict | None = field(default=None, init=False, repr=False)
+    calibration_: dict | None = field(default=None, init=False, repr=False)
+    training_info_: dict = field(default_factory=dict, init=False, repr=False)
+    family = "video"
+
+    def __post_init__(self):
+        if self.model not in list_models("video"):
+            raise ConfigError(f"unknown video model {self.model!r}; choose one of: {', '.join(list_models('video'))}")
+
+    def fit(self, videos: list[Video], progress: bool = True, **info) -> "VideoDetector":
+        """Train on normal ``videos`` (the memory updates of MNAD eq. 3 / seed 003 eq. 12 after
+        every step), then fit the score ranges on (up to 4 of) them. ``info`` (data, setting)
+        is stored in the bundle's training section."""
+        tc = self.train_config
+        device = resolve_device(tc.device)
+        seed_everything(tc.seed)
+        model = create_model(self.model, make_config(self.model, **self.model_options)).to(device)
+        frames = [load_frames(model, v) for v in videos]
+        start = time.perf_counter()
+        self.history_ = train(model, ClipBatches(frames, model.config.clip_length, tc.batch_size, tc.seed), tc,
+                              VideoObjective(), progress=progress)
+        seconds = time.perf_counter() - start
+        self.model_ = model
+        self.ranges_ = score_ranges(model, videos)
+        self.training_info_ = {**tc.to_dict(), **info, "seconds": round(seconds, 1),
+                               "ran_on": describe_device(device)}
+        return self
+
+    def score_frames(self, video: Video) -> RawScores:
+        """Raw per-frame measurements, without test-time memory updates (the saved model stays as it is)."""
+        self.check_is_fitted()
+        return score_frames(self.model_, load_frames(self.model_, video), test_time_update=False)
+
+    def score_samples(self, video: Video) -> np.ndarray:
+        """Per-frame anomaly scores against the fitted ranges (NaN where a frame has no clip)."""
+        return anomaly_score(self.model_, self.score_frames(video), self.ranges_)
+
+    def calibrate(self, videos: list[Video], target_frr: float = 0.01) -> dict:
+        """A frame threshold from normal videos the fit did not see (see :mod:`inspect_ad.scoring.calibration`)."""
+        scores = np.concatenate([self.score_samples(v) for v in videos])
+        scores = scores[np.isfinite(scores)]
+        self.calibration_ = {"image_threshold": conformal_threshold(scores, target_frr), "target_frr": target_frr,
+                             "n": int(scores.size)}
+        return self.calibration_
+
+    def evaluate(self, videos: list[Video]) -> tuple[dict, list[VideoResult]]:
+        self.check_is_fitted()
+        return evaluate_videos(self.model_, videos, self.ranges_, self.test_time_update)
+
+    def save(self, path: str | Path) -> Path:
+        self.check_is_fitted()
+        return save_bundle(path, self.model_, self.model, self.model_.config,
+                           training={**self.training_info_, "history": self.history_}, score_ranges=self.ranges_,
+                           **({"calibration": self.calibration_} if self.calibration_ else {}))
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> "VideoDetector":
+        b = load_bundle(path, resolve_device(device))
+        if b.name not in RECIPES:
+            raise InspectError(f"{path} holds a {b.name!r} model, not a video model ({', '.join(RECIPES)}); "
+                               f"use 'inspect-ad evaluate' or 'inspect-ad segment' for image models")
+        training = b.sections.get("training", {})
+        det = cls(b.name, train_config=TrainConfig(**{k: v for k, v in training.items()
+                                                      if k in TrainConfig.__dataclass_fields__}))
+        det.model_, det.training_info_ = b.model, {k: v for k, v in training.items() if k != "history"}
+        det.ranges_, det.calibration_ = _ranges_and_threshold(b.sections)
+        return det
+
+
+def _ranges_and_threshold(sections: dict) -> tuple[dict | None, dict | None]:
+    """Bundles before the detector kept the score ranges under "calibration"."""
+    if "score_ranges" in sections:
+        return sections["score_ranges"], sections.get("calibration")
+    old = sections.get("calibration")
+    return (old, None) if old and "image_threshold" not in old else (None, old)

@@ -1,6 +1,7 @@
 """Pictures for people: heatmap overlays, curves and galleries (matplotlib, Agg backend)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -86,3 +87,27 @@ def save_gallery(path: str | Path, rows: Sequence[tuple[str, np.ndarray, np.ndar
     if title:
         fig.suptitle(title, fontsize=9)
     _save(fig, path)
+
+
+def save_score_plot(path, results: Sequence, title: str = "") -> None:
+    """One panel per video (:class:`~inspect_ad.detectors.video.VideoResult`): the anomaly score
+    with anomalous frames shaded."""
+    cols = min(4, len(results))
+    rows = math.ceil(len(results) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.2 * rows), squeeze=False)
+    for ax, r in zip(axes.flat, results):
+        t = np.arange(len(r.scores))
+        if r.labels is not None:
+            ax.fill_between(t, 0, 1, where=r.labels > 0, color="tab:red", alpha=0.2, step="mid")
+        ax.plot(t, r.scores, lw=1, label="per-video")
+        if r.scores_calibrated is not None:
+            ax.plot(t, np.clip(r.scores_calibrated, 0, 1), lw=1, label="fitted ranges (clipped)")
+        ax.set_title(r.name, fontsize=8)
+        ax.set_ylim(0, 1)
+    for ax in list(axes.flat)[len(results):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
