@@ -255,7 +255,7 @@ def test_cli_fit_evaluate_score(tmp_path):
                                   "--setting", "tiny", "--epochs", "1", "--max-steps-per-epoch", "2",
                                   "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    assert json.loads((out / "config.json").read_text())["training"]["device"].startswith("CPU (")
+    assert json.loads((out / "config.json").read_text())["training"]["ran_on"].startswith("CPU (")
     r = runner.invoke(video_cli, ["evaluate", "--model", str(out), "--data", str(data)])
     assert r.exit_code == 0, r.output
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
@@ -340,3 +340,17 @@ def test_video_training_config_follows_the_papers():
     assert video_train_config("mnad-recon", "paper").lr == 2e-5 and video_train_config("mnad-pred", "paper").lr == 2e-4
     assert video_train_config("mnad-recon", "cpu", lr=None).lr == 2e-4     # None: keep the setting's value
     assert video_train_config("prototype", "paper").schedule == "cosine"
+
+
+def test_video_cli_takes_the_image_commands_option_names(tmp_path):
+    runner = CliRunner()
+    base = ["fit", "--recipe", "mnad-recon", "--data", "synthetic", "--out", str(tmp_path / "m"), "--setting", "tiny",
+            "--epochs", "1", "--max-steps-per-epoch", "1", "--device", "cpu"]
+    r = runner.invoke(video_cli, [*base, "-o", "memory_slots=3", "--set", "score_weight=0.5"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["config"]
+    assert json.dumps(cfg).count('"score_weight": 0.5') == 1 and "3" in json.dumps(cfg)
+    r = runner.invoke(video_cli, ["evaluate", "--bundle", str(tmp_path / "m"), "--data", "synthetic"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(video_cli, [*base, "--overwrite", "-o", "widths=[4, 8]"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output

@@ -15,13 +15,15 @@ from inspect_ad.data.video import load_clip_folder, load_video_dataset
 from inspect_ad.detectors.bundle import CONFIG, check_model_options
 from inspect_ad.detectors.video import (RECIPES, SETTINGS, VideoDetector, VideoResult, anomaly_score, recipe_setting,
                                         video_train_config)
-from inspect_ad.engine.device import DEVICE_HELP, resolve_device, torch_threads_from_env
+from inspect_ad.engine.device import resolve_device, torch_threads_from_env
 from inspect_ad.errors import InspectError
-from inspect_ad.models import parse_overrides
+from inspect_ad.models import make_config
+from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
+                                   model_options, option_errors, overwrite_option, seed_option)
 from inspect_ad.reports.visualize import save_score_plot
 
 
-@click.group("video")
+@click.group("video", cls=Group)
 def video() -> None:
     """Video anomaly detection (MemAE-3D, MNAD, prototype-guided memory)."""
     torch_threads_from_env()   # long runs on shared machines can be kept to one core
@@ -33,27 +35,29 @@ def video() -> None:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="bundle folder to write")
 @click.option("--setting", type=click.Choice(SETTINGS), default="cpu", show_default=True,
               help="paper: the papers' sizes (GPU); cpu: 64×64 grey, narrow nets; tiny: tests")
-@click.option("--epochs", type=click.IntRange(1), help="override the setting's epochs")
-@click.option("--batch-size", type=click.IntRange(1), help="override the setting's batch size")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="override the setting's learning rate")
+@epochs_option(help="Override the setting's epochs.")
+@batch_size_option(help="Override the setting's batch size.")
+@lr_option(help="Override the setting's learning rate (default: the paper's).")
 @click.option("--max-steps-per-epoch", type=click.IntRange(1), help="cap each epoch (for quick CPU runs)")
 @click.option("--no-memory", is_flag=True, help="train the paper's no-memory ablation")
-@click.option("--set", "overrides", multiple=True, help="model config KEY=VALUE (repeatable)")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
-def fit(recipe, data, out, setting, epochs, batch_size, lr, max_steps_per_epoch, no_memory, overrides, seed, device,
+@model_options(hidden_names=("--set",))
+@seed_option
+@device_option
+@overwrite_option()
+def fit(recipe, data, out, setting, epochs, batch_size, lr, max_steps_per_epoch, no_memory, options, seed, device,
         overwrite):
     """Train a recipe on the normal training videos of DATA and save a bundle."""
     if (Path(out) / CONFIG).exists() and not overwrite:
         raise InspectError(f"{out} already holds a model bundle; pass --overwrite to replace it, or choose another --out")
     resolve_device(device)  # before the data: a missing GPU should not cost a dataset load
     st = recipe_setting(recipe, setting)
-    model_over = {**st["model"], **parse_overrides(overrides, "--set"), **({"use_memory": False} if no_memory else {})}
-    check_model_options(recipe, model_over, "--set")
-    train_config = video_train_config(recipe, setting, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                      device=device, max_steps_per_epoch=max_steps_per_epoch)
-    det = VideoDetector(recipe, model_over, train_config)
+    model_over = {**st["model"], **options, **({"use_memory": False} if no_memory else {})}
+    check_model_options(recipe, model_over)
+    with option_errors():
+        train_config = video_train_config(recipe, setting, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                          device=device, max_steps_per_epoch=max_steps_per_epoch)
+        det = VideoDetector(recipe, model_over, train_config)
+        make_config(recipe, **model_over)   # a bad option fails here, before the data are read
     ds = load_video_dataset(data).require_train()
     click.echo(f"training {recipe} ({setting}) on {len(ds.train)} videos of {ds.name} for {train_config.epochs} epochs")
     det.fit(ds.train, data=str(data), setting=setting).save(out)
@@ -61,20 +65,20 @@ def fit(recipe, data, out, setting, epochs, batch_size, lr, max_steps_per_epoch,
 
 
 @video.command("evaluate")
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True)
+@bundle_option()
 @click.option("--data", required=True, help="dataset folder with labelled test videos, or 'synthetic'")
 @click.option("--out", type=click.Path(file_okay=False), help="where metrics.json and the plot go "
               "(default: <model>/eval)")
 @click.option("--no-update", is_flag=True, help="disable MNAD's test-time memory update")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-def evaluate(model_dir, data, out, no_update, device):
+@device_option
+def evaluate(bundle, data, out, no_update, device):
     """Frame-level AUC over all test frames (per-video and fitted-range normalisation)."""
-    det = VideoDetector.load(model_dir, device)
+    det = VideoDetector.load(bundle, device)
     det.test_time_update = not no_update
     ds = load_video_dataset(data).require_test()
     metrics, results = det.evaluate(ds.test)
     metrics.update(model=det.model, data=str(data), training=det.training_info_)
-    out = Path(out or Path(model_dir) / "eval")
+    out = Path(out or Path(bundle) / "eval")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", metrics)
     save_score_plot(out / "scores.png", results, f"{det.model} on {ds.name}: frame AUC {metrics['frame_auc']:.3f}")
@@ -84,12 +88,12 @@ def evaluate(model_dir, data, out, no_update, device):
 
 @video.command("score")
 @click.argument("clip_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True)
+@bundle_option()
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV path (default: <clip_dir name>_scores.csv)")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-def score(clip_dir, model_dir, out, device):
+@device_option
+def score(clip_dir, bundle, out, device):
     """Per-frame scores of one clip: CSV (raw, against the fitted ranges, and per-clip normalised) and a plot."""
-    det = VideoDetector.load(model_dir, device)
+    det = VideoDetector.load(bundle, device)
     video_obj = load_clip_folder(clip_dir)
     start = time.perf_counter()
     raw = det.score_frames(video_obj)
