@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
-from inspect_ad.errors import InspectError
+from inspect_ad.errors import ConfigError, InspectError
 from inspect_ad.ops.gms import msgms_map
 from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
 from inspect_ad.ops.ssim import ssim_map
@@ -50,18 +50,17 @@ class MapConfig:
     def __post_init__(self):
         if isinstance(self.standardize, bool):      # bundles before "score" existed saved a bool
             object.__setattr__(self, "standardize", "map" if self.standardize else "off")
-        if self.standardize not in STANDARDIZE:
-            raise ValueError(f"unknown standardize {self.standardize!r}; choose one of: {', '.join(STANDARDIZE)}")
+        for name, choices in (("standardize", STANDARDIZE), ("pooling", POOLINGS), ("metric", METRICS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"unknown map {name} {getattr(self, name)!r}; choose one of: {', '.join(choices)}")
+        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not 0 <= self.sigma <= 1000:
+            raise ConfigError(f"map sigma is {self.sigma!r}; it must be a number in [0, 1000] (0: no smoothing)")
         object.__setattr__(self, "scales", tuple(int(v) for v in self.scales))   # JSON gives a list
         if not self.scales or min(self.scales) < 1:
-            raise InspectError(f"map scales must be pooling factors >= 1 (e.g. 1,2,4), got {self.scales}")
+            raise ConfigError(f"map scales must be pooling factors >= 1 (e.g. 1,2,4), got {self.scales}")
         if self.metric != "l2" and self.scales != (1,):
-            raise InspectError("--map-scales applies to the l2 map metric only (gms is multi-scale by "
-                               "definition); drop --map-scales or use --map-metric l2")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown map metric {self.metric!r}; choose one of: {', '.join(METRICS)}")
+            raise ConfigError("--map-scales applies to the l2 map metric only (gms is multi-scale by "
+                              "definition); drop --map-scales or use --map-metric l2")
 
     def to_dict(self) -> dict:
         return asdict(self)
