@@ -19,11 +19,15 @@ def _module(path: Path) -> str:
 
 def _imports(path: Path) -> set[str]:
     """Every inspect_ad module ``path`` imports, at module level or inside functions."""
+    package = _module(path).split(".")[:None if path.name == "__init__.py" else -1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("inspect_ad"):
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else [])) \
+                if node.level else node.module or ""
+            if base.startswith("inspect_ad"):
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("inspect_ad"))
     return found
