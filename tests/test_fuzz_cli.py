@@ -226,7 +226,7 @@ def _cases(n_manifests: int) -> list[tuple[str, list[str], str]]:
     return cases
 
 
-NEEDLES = {"--lr 1e6": "diverged", "--image-size 30": "multiple of grid_stride", "--calibration-split 0.999": "calibration split",
+NEEDLES = {"--lr 1e6": "diverged", "--image-size 30": "grid_stride=8", "--calibration-split 0.999": "calibration split",
            "--calibration-split 0.5": "calibration split", "--reference-split 0.5": "reference split",
            "--map-scales 0": "scales", "--map-scales a": "scales", "--device tpu": "device",
            "--model mmea": "mmea", "--out {root}/afile.txt": "afile.txt", "--train-dir {root}/missing": "missing",
