@@ -20,12 +20,7 @@ CALLS = {
 }
 
 
-# Detector.threshold_ (image.py) asks for a calibration before it checks the fit, so an unfitted
-# image Detector's predict says "no threshold yet" instead: reported, left to image.py's owner
-KNOWN = {("image", "predict"): "image Detector.predict checks the calibration before the fit"}
-CASES = [pytest.param(make, x, call, id=f"{d}-{c}",
-                      marks=[pytest.mark.xfail(reason=KNOWN[d, c], strict=False)] if (d, c) in KNOWN else [])
-         for d, (make, x) in DETECTORS.items() for c, call in CALLS.items()]
+CASES = [pytest.param(make, x, call, id=f"{d}-{c}") for d, (make, x) in DETECTORS.items() for c, call in CALLS.items()]
 
 
 @pytest.mark.parametrize("make,x,call", CASES)

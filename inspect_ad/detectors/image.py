@@ -387,6 +387,7 @@ class Detector(BaseDetector):
 
     @property
     def threshold_(self) -> float:
+        self.check_is_fitted()
         if not self.calibration_:
             raise InspectError("the model has no threshold yet; run 'inspect-ad calibrate' on defect-free images")
         return float(self.calibration_["image_threshold"])
