@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from inspect_ad.detectors.bundle import BUNDLE_VERSION, load_bundle, read_bundle_config
+from inspect_ad.detectors.bundle import BUNDLE_VERSION, check_model_options, load_bundle, read_bundle_config, save_bundle
 from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
 from inspect_ad.engine.loop import TrainConfig
@@ -146,3 +146,67 @@ def test_a_pixel_bundle_saved_before_the_pretrained_backbones_still_loads_and_sc
     det = Detector.load(data / "bundle_0.1_pixel_mmae", "cpu")
     assert isinstance(det.model_config_, MMAEConfig) and det.describe() == "mmae (pixels)"
     assert det.score_samples([data / "probe_square.png"])[0] == pytest.approx(0.7531087398529053, rel=1e-5)
+
+
+def _edit_model_config(path, edit):
+    cfg = json.loads((path / "config.json").read_text())
+    edit(cfg["model"]["config"])
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+FLAT = {"slots": "memory_slots", "shrink_threshold": "shrink_threshold", "similarity": "similarity",
+        "logit_scale": "logit_scale", "init_std": "slot_init_std"}
+
+
+def test_new_bundles_nest_the_memory_and_flat_old_style_configs_score_the_same(fitted):
+    det, paths, path = fitted
+    saved = read_bundle_config(path)["model"]["config"]
+    assert saved["memory"] == {"slots": 10, "shrink_threshold": None, "similarity": "cosine", "logit_scale": 1.0,
+                               "init_std": 1.0}
+    _edit_model_config(path, lambda c: c.update({FLAT[k]: v for k, v in c.pop("memory").items()}))
+    loaded = Detector.load(path, device="cpu")
+    assert loaded.model_config_.memory == det.model_config_.memory
+    np.testing.assert_array_equal(det.score_samples(paths), loaded.score_samples(paths))
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda c: c["memory"].update(slots=1e9), "model.config.memory.slots is 1000000000.0, but must be an integer"),
+    (lambda c: c["memory"].update(similarity="l2"), "model.config.memory.similarity"),
+    (lambda c: c["memory"].update(size=3), "unknown fields memory.size"),
+    (lambda c: c.update(memory=[10]), "model.config.memory is [10]"),
+    (lambda c: c["memory"].update(slots=11), "do not have the shape"),           # caught on the meta device
+])
+def test_nested_memory_fields_are_checked_on_load(fitted, edit, needle):
+    _, _, path = fitted
+    _edit_model_config(path, edit)
+    with pytest.raises(InspectError) as info:
+        load_bundle(path)
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize("options,needle", [
+    (dict(memory_slots=-1), "-o memory_slots=-1: memory_slots must be an integer >= 1"),
+    ({"memory.similarity": "l2"}, "-o memory.similarity=\"l2\": memory.similarity must be one of cosine, dot"),
+    (dict(memory={"slots": 0}), "-o memory.slots=0"),
+])
+def test_fit_time_option_check_reads_every_memory_spelling(options, needle):
+    with pytest.raises(InspectError) as info:
+        check_model_options("mmae", options)
+    assert needle in str(info.value)
+
+
+def test_a_video_bundle_saved_with_its_learning_rate_in_the_model_config_loads(tmp_path):
+    """Before the learning rate became a training setting, video configs held it (and the memory
+    options flat): such a bundle loads, the learning rate dropped, with the same weights."""
+    import torch
+
+    from inspect_ad.models import create_model, get_spec
+    torch.manual_seed(0)
+    model = create_model("memae3d", **get_spec("memae3d").tiny)
+    old = {"in_channels": 1, "clip_length": 16, "image_size": 32, "widths": [4, 4, 8, 8], "memory_slots": 20,
+           "use_memory": True, "shrink_threshold": None, "entropy_weight": 0.0002, "logit_scale": 1.0,
+           "learning_rate": 0.0001}
+    save_bundle(tmp_path / "v", model, "memae3d", old)
+    bundle = load_bundle(tmp_path / "v")
+    assert not hasattr(bundle.config, "learning_rate") and bundle.config.memory.slots == 20
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in bundle.model.state_dict().items())

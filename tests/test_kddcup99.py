@@ -79,7 +79,7 @@ def test_tabular_models_registered_with_tiny_variant(name):
     assert out.reconstruction.shape == (4, cfg.in_features)
     if cfg.use_memory:
         w = out.weights[0]
-        assert w.shape == (4, cfg.memory_slots) and torch.allclose(w.sum(1), torch.ones(4))
+        assert w.shape == (4, cfg.memory.slots) and torch.allclose(w.sum(1), torch.ones(4))
     else:
         assert out.weights == []
 
@@ -90,7 +90,7 @@ def test_paper_architecture_and_variants():
     assert [(m.in_features, m.out_features) for m in linears] == [(118, 60), (60, 30), (30, 10), (10, 3)]
     assert memae.memory.slots.shape == (50, 3) and memae.config.entropy_weight == 0.0002
     nonspar = make_config("memae_fc_nonspar")
-    assert nonspar.shrink_threshold == 0 and nonspar.entropy_weight == 0
+    assert nonspar.memory.shrink_threshold == 0 and nonspar.entropy_weight == 0
 
 
 def test_protocol_end_to_end_on_toy_table():

@@ -31,7 +31,9 @@ from torch import nn
 from inspect_ad import __version__
 from inspect_ad.atomic import atomic_write_json, current_umask, finish_file, fsync_dir
 from inspect_ad.errors import InspectError
-from inspect_ad.models import IMAGE_MODELS, create_model, get_spec, make_config, model_config_class
+from inspect_ad.memory.config import DOTTED, FIELD_RULES, FLAT_NAMES
+from inspect_ad.models import IMAGE_MODELS, create_model, get_spec, list_models, make_config, model_config_class
+from inspect_ad.models.registry import MOVED
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +157,18 @@ def read_bundle_config(path: str | os.PathLike) -> dict:
         raise InspectError(f"{path} was saved with bundle format version {meta.get('bundle_version')} "
                            f"(inspect-ad {meta.get('inspect_ad_version')}); this inspect-ad reads version "
                            f"{BUNDLE_VERSION}: retrain with this version or install the matching inspect-ad")
+    _drop_moved_options(meta)
     validate_meta(meta, cfg_file)
     return meta
+
+
+def _drop_moved_options(meta: dict) -> None:
+    """Video bundles saved with the learning rate in model.config (now a training setting, which
+    the bundle's training section records) load as before."""
+    model = meta.get("model")
+    if isinstance(model, dict) and model.get("name") in list_models("video") and isinstance(model.get("config"), dict):
+        for key in MOVED:
+            model["config"].pop(key, None)
 
 
 # --- validation of config.json -----------------------------------------------------------------
@@ -268,18 +280,35 @@ def _check_model_config(cfg_file: Path, name: Any, cfg: Any) -> None:
         raise InspectError(f"{cfg_file}: model.name {json.dumps(name)[:60]} is not a known model; the bundle "
                            f"was made by another inspect-ad or edited")
     rules, allowed = _model_rules(name, cfg)
-    _check_section(cfg_file, "model.config", cfg, set(), rules, allowed | _required_fields(spec))
+    _check_section(cfg_file, "model.config", _flat_view(cfg), set(), rules, allowed | _required_fields(spec))
+
+
+def _flat_view(cfg: Any) -> Any:
+    """A model config whose nested ``memory`` object is spread out as ``memory.<field>`` keys, so
+    that each memory field is checked, and named, on its own."""
+    memory = cfg.get("memory") if isinstance(cfg, dict) else None
+    if not isinstance(memory, dict):
+        return cfg
+    return {**{k: v for k, v in cfg.items() if k != "memory"}, **{DOTTED + k: v for k, v in memory.items()}}
 
 
 def _model_rules(name: str, cfg: Any) -> tuple[dict, set]:
-    """{field: (what it must be, check)} for the model's config fields, and the fields with defaults."""
+    """{option: (what it must be, check)} for the model's config fields (the memory's under their
+    flat and dotted names), and the option names a saved config may hold."""
+    config_cls = model_config_class(name, cfg if isinstance(cfg, dict) else {})
     defaults = {}
-    for f in fields(model_config_class(name, cfg if isinstance(cfg, dict) else {})):
+    for f in fields(config_cls):
         if f.default is not MISSING:
             defaults[f.name] = f.default
         elif f.default_factory is not MISSING:
             defaults[f.name] = f.default_factory()
-    return {k: rule for k, d in defaults.items() if (rule := _field_check(d)) is not None}, set(defaults)
+    rules = {k: rule for k, d in defaults.items() if (rule := _field_check(d)) is not None}
+    if "memory" in defaults:
+        rules["memory"] = ("an object of memory settings", lambda v: isinstance(v, dict))
+        # a saved memory holds every field (the config refuses those its model does not read, if set)
+        rules.update({DOTTED + k: rule for k, rule in FIELD_RULES.items()})
+        rules.update({flat: FIELD_RULES[k] for flat, k in FLAT_NAMES.items() if k in config_cls.memory_fields})
+    return rules, set(defaults) | set(rules)
 
 
 def check_model_options(name: str, options: dict, flag: str = "-o") -> None:
@@ -290,7 +319,7 @@ def check_model_options(name: str, options: dict, flag: str = "-o") -> None:
     except InspectError:
         return  # the Detector names the image models to choose from
     rules, _ = _model_rules(name, options)
-    for key, value in options.items():
+    for key, value in _flat_view(options).items():
         if key in rules and not rules[key][1](value):
             raise InspectError(f"{flag} {key}={json.dumps(value)[:40]}: {key} must be {rules[key][0]}")
 

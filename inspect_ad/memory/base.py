@@ -51,10 +51,20 @@ def unflatten_queries(q: Tensor, like: Tensor) -> Tensor:
 class Memory(nn.Module):
     """Base class: ``forward(z) -> MemoryOutput`` for any supported query layout."""
 
+    # the MemoryConfig fields this variant reads (see :meth:`from_config`)
+    config_fields: tuple[str, ...] = ("slots",)
+
     def __init__(self, num_slots: int, dim: int):
         super().__init__()
         self.num_slots = num_slots
         self.dim = dim
+
+    @classmethod
+    def from_config(cls, config, dim: int, **kwargs) -> "Memory":
+        """The variant built from a :class:`~inspect_ad.memory.config.MemoryConfig` (``kwargs``:
+        the variant's own settings, e.g. the prototype memory's ``learn_items``)."""
+        config.check_used(cls.config_fields, cls.__name__)
+        return cls(config.slots, dim, **kwargs)
 
     def address(self, queries: Tensor) -> tuple[Tensor, Tensor]:
         """(Q, C) queries -> ((Q, C') read-out, (Q, N) weights). Implemented by variants."""

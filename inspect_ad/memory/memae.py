@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from inspect_ad.errors import ConfigError
 from inspect_ad.memory.base import Memory
 
 SIMILARITIES = ("cosine", "dot")
@@ -52,11 +53,13 @@ class MemAEMemory(Memory):
         1.0 matches unit-scale features (recipes/results/synthetic_mmae.md measures both).
     """
 
+    config_fields = ("slots", "shrink_threshold", "similarity", "logit_scale", "init_std")
+
     def __init__(self, num_slots: int, dim: int, shrink_threshold: float | None = None,
                  similarity: str = "cosine", logit_scale: float = 1.0, init_std: float | None = None):
         super().__init__(num_slots, dim)
         if similarity not in SIMILARITIES:
-            raise ValueError(f"unknown similarity {similarity!r}; choose one of: {', '.join(SIMILARITIES)}")
+            raise ConfigError(f"unknown similarity {similarity!r}; choose one of: {', '.join(SIMILARITIES)}")
         self.similarity = similarity
         self.logit_scale = float(logit_scale)
         self.shrink_threshold = 1.0 / num_slots if shrink_threshold is None else float(shrink_threshold)
@@ -66,6 +69,11 @@ class MemAEMemory(Memory):
             nn.init.uniform_(self.slots, -bound, bound)
         else:
             nn.init.normal_(self.slots, 0.0, init_std)
+
+    @classmethod
+    def from_config(cls, config, dim: int) -> "MemAEMemory":
+        return cls(config.slots, dim, config.shrink_threshold, config.similarity, config.logit_scale,
+                   config.init_std)
 
     def logits(self, queries: Tensor) -> Tensor:
         if self.similarity == "cosine":

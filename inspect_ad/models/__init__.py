@@ -4,7 +4,7 @@ from functools import partial
 import torch
 
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
-from inspect_ad.models.mmae import MMAE, MMAEConfig, build_config, build_model, config_class
+from inspect_ad.models.mmae import MMAE, MMAEConfig, ablation_options, build_config, build_model, config_class
 from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
 from inspect_ad.models.patchcore import PatchCore, PatchCoreConfig
 from inspect_ad.models.registry import (ModelSpec, config_class as model_config_class, create_model, get_spec, list_models, make_config, parse_overrides,
@@ -12,8 +12,7 @@ from inspect_ad.models.registry import (ModelSpec, config_class as model_config_
 
 IMAGE_MODELS = ("ae", "memae", "mmae", "patchcore")
 BACKBONE_MODELS = ("patchcore",)   # image models that need a backbone (the others take one optionally)
-_TINY_IMAGE = dict(image_size=32, num_scales=3, latent_channels=8, grid_stride=8,
-                   base_channels=4, max_channels=8, memory_slots=10)
+_TINY_IMAGE = dict(image_size=32, latent_channels=8, grid_stride=8, base_channels=4, max_channels=8, memory_slots=10)
 
 
 # Feature variants at 32 px: lite0's stages 1-2 there are 8×8 and 4×4 grids, a fast forward pass.
@@ -26,12 +25,13 @@ def _image_example(cfg) -> torch.Tensor:
 
 
 for _name in ("ae", "memae", "mmae"):
-    register_model(ModelSpec(_name, partial(build_config, _name), build_model, _TINY_IMAGE, _image_example,
+    _tiny = _TINY_IMAGE if _name == "memae" else {**_TINY_IMAGE, "num_scales": 3}   # memae is K = 1
+    register_model(ModelSpec(_name, partial(build_config, _name), build_model, _tiny, _image_example,
                              config_class=config_class))
 register_model(ModelSpec("patchcore", PatchCoreConfig, PatchCore, dict(image_size=32, stages=(1, 2)),
                          _image_example))
 
-__all__ = ["MMAE", "MMAEConfig", "FeatureMMAE", "FeatureMMAEConfig", "PatchCore", "PatchCoreConfig",
+__all__ = ["MMAE", "MMAEConfig", "ablation_options", "FeatureMMAE", "FeatureMMAEConfig", "PatchCore", "PatchCoreConfig",
            "FeatureOutput", "ReconstructionOutput", "BACKBONE_MODELS", "TINY_FEATURE", "model_config_class", "ModelSpec", "create_model", "get_spec",
            "list_models", "make_config", "parse_overrides", "register_model", "IMAGE_MODELS"]
 from inspect_ad.models import oneclass  # noqa: E402,F401  (registers one-class models)

@@ -19,14 +19,18 @@ averaged over scales. ``memae`` is K = 1, ``ae`` drops the memories, as for the 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inspect_ad.models.backbones import FeatureExtractor
-from inspect_ad.memory import MemAEMemory
+from inspect_ad.memory import MemAEMemory, MemoryConfig
+from inspect_ad.memory.checks import (check_choice, check_int, check_ints, check_number, check_odd, check_power_of_two,
+                                      require)
+from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import SLOPE, attention_fuse, memory_on_grid
 from inspect_ad.models.outputs import FeatureOutput
 from inspect_ad.models.patchcore import local_patches
@@ -48,13 +52,16 @@ class FeatureMMAEConfig:
       better on the built-in brick (image AUROC 0.951 against 0.901), but on MTD (run E3) it lost
       0.08 image AUROC for +0.08 AUPRO and fit 4.6x slower (212 s against 46 s): addressing every
       stride-8 position is the costly step on a CPU.
-    * ``memory_slots`` 256: the paper's 60 slots hold grey-level patterns, and ImageNet features
-      are more varied (our choice, not measured; 512 slots with ``logit_scale`` 10 did not help).
+    * ``memory.slots`` (option ``memory_slots``) 256: the paper's 60 slots hold grey-level
+      patterns, and ImageNet features are more varied (our choice, not measured; 512 slots with
+      ``logit_scale`` 10 did not help).
     * ``logit_scale`` 1 is eq. 4's raw cosine; 10 (a sharper read) did not help on MTD.
     * ``kernel_size`` 3: 1 × 1 convolutions (per position, as DFR) did not help on MTD.
     * Loss and map: cosine distance, because feature norms vary with contrast across images and
       stages while their direction carries the pattern (RD4AD's choice); not compared with MSE.
     """
+
+    memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
 
     in_channels: int = 3
     image_size: int = 256
@@ -64,12 +71,10 @@ class FeatureMMAEConfig:
     num_scales: int = 2                # K (§4.1: 5 for pixels; with "stages" it is len(stages))
     scale_factor: float = 0.5          # §4.1: γ = 0.5 ("input" scales only)
     patch_size: int = 3                # PatchCore §3.1 neighbourhood averaging of the targets
-    memory_slots: int = 256            # see docstring (§4.1: 60 for pixels)
+    # 256 slots (see docstring; §4.1: 60 for pixels); eq. 4 raw cosines, MemAE eq. 7 λ = 1/N,
+    # slots N(0, 1) as the pixel MMAE (see MMAEConfig)
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(slots=256, init_std=1.0))
     use_memory: bool = True            # False = AE ablation
-    shrink_threshold: float | None = None  # MemAE eq. 7; None = 1/N (see MemAEMemory)
-    similarity: str = "cosine"         # MMAE eq. 4 / MemAE eq. 5
-    logit_scale: float = 1.0           # eq. 4 softmax temperature (see docstring)
-    slot_init_std: float | None = 1.0  # as the pixel MMAE (see MMAEConfig)
     entropy_weight: float = 0.0002     # MemAE eq. 10: α
     latent_channels: int = 64
     grid_stride: int = 16              # see docstring
@@ -77,16 +82,23 @@ class FeatureMMAEConfig:
     kernel_size: int = 3               # of the encoders', trunk's and heads' convs (1: per position, as DFR)
 
     def __post_init__(self):
+        self.memory = as_memory_config(self.memory, self.memory_fields, "the feature MMAE")
+        check_ints("stages", self.stages, low=0)
+        require(len(set(self.stages)) == len(self.stages), "stages", self.stages, "distinct backbone stages")
         self.stages = tuple(int(s) for s in self.stages)
-        if self.scale_source not in SCALE_SOURCES:
-            raise ValueError(f"unknown scale_source {self.scale_source!r}; choose one of: {', '.join(SCALE_SOURCES)}")
+        check_choice("scale_source", self.scale_source, SCALE_SOURCES)
+        check_int("num_scales", self.num_scales)
         if self.scale_source == "stages":
             self.stages = self.stages[:self.num_scales] if self.num_scales < len(self.stages) else self.stages
             self.num_scales = len(self.stages)
-        if self.num_scales < 1:
-            raise ValueError("num_scales must be >= 1")
-        if self.grid_stride < 1 or self.grid_stride & (self.grid_stride - 1):
-            raise ValueError("grid_stride must be a power of 2")
+        require(self.in_channels in (1, 3), "in_channels", self.in_channels, "1 or 3 (the backbone reads RGB)")
+        for name in ("image_size", "latent_channels", "decoder_channels"):
+            check_int(name, getattr(self, name))
+        check_number("scale_factor", self.scale_factor, 0, 1, open_low=True, open_high=True)
+        check_number("entropy_weight", self.entropy_weight)
+        check_odd("patch_size", self.patch_size)
+        check_odd("kernel_size", self.kernel_size)   # "same" padding k // 2 keeps the grid only for odd k
+        check_power_of_two("grid_stride", self.grid_stride)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,10 +129,8 @@ class FeatureMMAE(nn.Module):
             strides = [self.backbone.strides[0] / c.scale_factor ** k for k in range(c.num_scales)]
         self.strides = strides
         self.encoders = nn.ModuleList(self._encoder(ch, s) for ch, s in zip(channels, strides))
-        self.memories = nn.ModuleList(
-            MemAEMemory(c.memory_slots, c.latent_channels, c.shrink_threshold, c.similarity, c.logit_scale,
-                        c.slot_init_std)
-            for _ in channels) if c.use_memory else nn.ModuleList()
+        self.memories = nn.ModuleList(MemAEMemory.from_config(c.memory, c.latent_channels)
+                                      for _ in channels) if c.use_memory else nn.ModuleList()
         self.fuser = nn.Conv2d(len(channels) * c.latent_channels, len(channels), 1) if len(channels) > 1 else None
         w, k = c.decoder_channels, c.kernel_size
         self.trunk = nn.Sequential(nn.Conv2d(c.latent_channels, w, k, 1, k // 2), nn.LeakyReLU(SLOPE, inplace=True),

@@ -8,12 +8,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inspect_ad.memory import MemAEMemory
+from inspect_ad.errors import ConfigError
+from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
+from inspect_ad.memory.checks import check_int, check_multiple, check_number, check_power_of_two
+from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import PixelShuffleDecoder, StridedEncoder, attention_fuse, memory_on_grid
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
 from inspect_ad.models.outputs import ReconstructionOutput
@@ -36,22 +40,22 @@ class MMAEConfig:
     * Fuser form: per-position softmax over scales of a 1×1 conv on the concatenated
       de-anomalised features, fused = Σ_k a_k F̂_k (a spatial "multi-scale attention").
     * Width: ``base_channels`` doubling per stride-2 conv, capped at ``max_channels``.
-    * Slot init (``slot_init_std``): N(0, 1). Cosine addressing ignores slot norms, so the init
-      only sets the read-out's size; MemAE's code init (±1/sqrt(C), ``None`` here) reads out
-      features ~10x smaller than the encoder's and left MMAE's loss at 2x the AE's after the
-      same training (recipes/results/synthetic_mmae.md).
+    * Slot init (``memory.init_std``, option ``slot_init_std``): N(0, 1). Cosine addressing
+      ignores slot norms, so the init only sets the read-out's size; MemAE's code init
+      (±1/sqrt(C), ``None`` here) reads out features ~10x smaller than the encoder's and left
+      MMAE's loss at 2x the AE's after the same training (recipes/results/synthetic_mmae.md).
     """
+
+    memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
 
     in_channels: int = 3
     image_size: int = 256              # §4.1: inputs zoomed to 256×256
     num_scales: int = 5                # §4.1: K = 5
     scale_factor: float = 0.5          # §4.1: γ = 0.5 -> resolutions 256, 128, 64, 32, 16
-    memory_slots: int = 60             # §4.1: memory size 60
+    # §4.1: memory size 60; eq. 4 softmax over raw cosines (logit_scale 1); MemAE eq. 7 λ = 1/N;
+    # slot init N(0, 1), see the docstring
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(slots=60, init_std=1.0))
     use_memory: bool = True            # False = AE baseline
-    shrink_threshold: float | None = None  # MemAE eq. 7; None = 1/N (see MemAEMemory)
-    similarity: str = "cosine"         # MMAE eq. 4 / MemAE eq. 5
-    logit_scale: float = 1.0           # eq. 4 softmax over raw cosines; > 1 sharpens the read (see MemAEMemory)
-    slot_init_std: float | None = 1.0  # paper silent; None = MemAE code's ±1/sqrt(C) (see MemAEMemory.init_std)
     entropy_weight: float = 0.0002     # MemAE eq. 10: α
     latent_channels: int = 64          # see docstring
     grid_stride: int = 16              # see docstring
@@ -59,12 +63,14 @@ class MMAEConfig:
     max_channels: int = 128
 
     def __post_init__(self):
-        if self.num_scales < 1:
-            raise ValueError("num_scales must be >= 1")
-        if not 0 < self.scale_factor < 1:
-            raise ValueError("scale_factor (γ) must lie in (0, 1)")
-        if self.grid_stride < 1 or self.grid_stride & (self.grid_stride - 1):
-            raise ValueError("grid_stride must be a power of 2")
+        self.memory = as_memory_config(self.memory, self.memory_fields, "MMAE")
+        for name in ("in_channels", "num_scales", "latent_channels", "base_channels", "max_channels"):
+            check_int(name, getattr(self, name))
+        check_number("scale_factor", self.scale_factor, 0, 1, open_low=True, open_high=True)
+        check_number("entropy_weight", self.entropy_weight)
+        check_power_of_two("grid_stride", self.grid_stride)
+        # the decoder upsamples the grid by grid_stride, so only such sizes come back whole
+        check_multiple("image_size", self.image_size, self.grid_stride, f"grid_stride={self.grid_stride}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,10 +85,8 @@ class MMAE(nn.Module):
             StridedEncoder(c.in_channels, c.latent_channels, self.scale_depth(i, depth),
                            c.base_channels, c.max_channels)
             for i in range(c.num_scales))
-        self.memories = nn.ModuleList(
-            MemAEMemory(c.memory_slots, c.latent_channels, c.shrink_threshold, c.similarity, c.logit_scale,
-                        c.slot_init_std)
-            for _ in range(c.num_scales)) if c.use_memory else nn.ModuleList()
+        self.memories = nn.ModuleList(MemAEMemory.from_config(c.memory, c.latent_channels)
+                                      for _ in range(c.num_scales)) if c.use_memory else nn.ModuleList()
         self.fuser = nn.Conv2d(c.num_scales * c.latent_channels, c.num_scales, 1) if c.num_scales > 1 else None
         self.decoder = PixelShuffleDecoder(c.latent_channels, c.in_channels, depth,
                                            c.base_channels, c.max_channels)
@@ -109,15 +113,30 @@ class MMAE(nn.Module):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+# What the ablations fix, and why: another value is another model (``mmae``).
+ABLATIONS = {"memae": ("num_scales", 1, "MemAE is MMAE with K = 1"),
+             "ae": ("use_memory", False, "the AE baseline has no memory")}
+
+
 def build_config(name: str, backbone: str | None = None, **overrides) -> MMAEConfig | FeatureMMAEConfig:
     """The config of a named variant: ``mmae``, ``memae`` (K = 1) or ``ae`` (no memory), on
     pixels (``backbone=None``) or on the features of a pretrained ``backbone``."""
-    base = FeatureMMAEConfig(backbone=backbone, **overrides) if backbone else MMAEConfig(**overrides)
-    if name == "memae":
-        return replace(base, num_scales=1)
-    if name == "ae":
-        return replace(base, use_memory=False)
-    return base
+    if name in ABLATIONS:
+        key, value, why = ABLATIONS[name]
+        if overrides.get(key, value) != value:
+            raise ConfigError(f"{key}={overrides[key]!r}: model {name!r} always has {key}={value} ({why}); "
+                              f"use --model mmae for other values")
+        overrides = {**overrides, key: value}
+    if backbone:
+        return build_with_memory(FeatureMMAEConfig, backbone=backbone, **overrides)
+    return build_with_memory(MMAEConfig, **overrides)
+
+
+def ablation_options(name: str, options: dict) -> dict:
+    """``options`` without the one that ablation ``name`` fixes, for comparisons that pass one set
+    of options to ``ae``, ``memae`` and ``mmae`` (``num_scales=3`` is then MMAE's alone)."""
+    fixed = ABLATIONS.get(name, (None,))[0]
+    return {k: v for k, v in options.items() if k != fixed}
 
 
 def config_class(overrides: dict) -> type:

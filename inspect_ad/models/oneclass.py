@@ -10,14 +10,18 @@ slot decodes to a whole prototype image as in the paper's Fig. 3. Registered nam
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from inspect_ad.memory import MemAEMemory
+from inspect_ad.errors import ConfigError
+from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
+from inspect_ad.memory.checks import check_choice, check_int, check_number, is_int, require
+from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.outputs import ReconstructionOutput
 from inspect_ad.models.registry import ModelSpec, register_model
 
@@ -31,42 +35,43 @@ MEMORY_LAYOUTS = ("image", "position")
 class OneClassConfig:
     """Defaults are the paper's MNIST network (§4.1); :data:`CIFAR10` holds its CIFAR-10 one."""
 
+    memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
+
     in_channels: int = 1                    # §4.1: MNIST as grey images
     image_size: int = 28
     # §4.1: Conv2(1,2,16)-Conv2(3,2,32)-Conv2(3,2,64)
     encoder: tuple[Layer, ...] = ((1, 2, 16), (3, 2, 32), (3, 2, 64))
     # §4.1: Dconv2(3,2,64)-Dconv2(3,2,32)-Dconv2(3,2,1); the last width is in_channels
     decoder: tuple[Layer, ...] = ((3, 2, 64), (3, 2, 32), (3, 2, 1))
-    memory_slots: int = 100                 # §4.1: N = 100 for MNIST, 500 for CIFAR-10
+    # §4.1: N = 100 for MNIST (500 for CIFAR-10); eq. 5 cosine, softmax temperature 1 (the paper);
+    # init ±1/sqrt(C) (the authors' code, see MemAEMemory.init_std).
+    # eq. 7 λ = 1/N, the low end of the paper's [1/N, 3/N]: with cosine addressing the first
+    # weights are all ≈ 1/N, so λ = 2/N zeroes every one of them and no gradient reaches the
+    # memory (measured: the read collapses and AUROC drops to 0.23 on digit 0). 0 = nonSpar.
+    # A logit_scale > 1 lets the addressing become sparse: cosines lie in [-1, 1], so over N slots
+    # no weight can exceed e²/(e² + N − 1) (0.07 for N = 100) and the read averages ~40 slots
+    # (recipes/results/mnist.md).
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(slots=100, shrink_threshold=0.01))
     # What one memory query is; the paper does not say for images. "image": the whole encoding
     # (C·h·w values), so one slot decodes to a whole digit as in Fig. 3. "position": each of the
     # h·w feature vectors (C values) on its own, as the authors' released MemModule does for video.
     memory_layout: str = "image"
     use_memory: bool = True                 # False: the AE baseline (§4.1)
-    # eq. 7 λ = 1/N, the low end of the paper's [1/N, 3/N]: with cosine addressing the first
-    # weights are all ≈ 1/N, so λ = 2/N zeroes every one of them and no gradient reaches the
-    # memory (measured: the read collapses and AUROC drops to 0.23 on digit 0). 0 = nonSpar.
-    shrink_threshold: float | None = 0.01
-    similarity: str = "cosine"              # eq. 5
-    # Softmax temperature on eq. 5's cosine (1 = the paper). Cosines lie in [-1, 1], so over N
-    # slots no weight can exceed e²/(e² + N − 1) (0.07 for N = 100): the read averages ~40 slots
-    # and is never sparse. A scale > 1 lets the addressing become sparse (recipes/results/mnist.md).
-    logit_scale: float = 1.0
-    slot_init_std: float | None = None      # None: the authors' ±1/sqrt(C) (see MemAEMemory.init_std)
     entropy_weight: float = 0.0002          # eq. 10 α; 0 for MemAE-nonSpar (§4.1)
 
     def __post_init__(self):
-        # JSON round-trips turn the layer tuples into lists.
-        self.encoder = tuple(tuple(int(v) for v in layer) for layer in self.encoder)
-        self.decoder = tuple(tuple(int(v) for v in layer) for layer in self.decoder)
+        self.memory = as_memory_config(self.memory, self.memory_fields, "the one-class MemAE")
+        self.encoder = layers("encoder", self.encoder)   # JSON round-trips turn the tuples into lists
+        self.decoder = layers("decoder", self.decoder)
+        check_int("in_channels", self.in_channels)
+        check_int("image_size", self.image_size)
+        check_number("entropy_weight", self.entropy_weight)
         if len(self.encoder) != len(self.decoder):
-            raise ValueError("encoder and decoder need the same number of layers (the decoder "
-                             "mirrors the encoder's strides)")
-        if self.memory_layout not in MEMORY_LAYOUTS:
-            raise ValueError(f"unknown memory_layout {self.memory_layout!r}; "
-                             f"choose one of: {', '.join(MEMORY_LAYOUTS)}")
-        if self.decoder[-1][2] != self.in_channels:
-            raise ValueError(f"the last decoder layer must output in_channels={self.in_channels}")
+            raise ConfigError(f"decoder={self.decoder}: needs as many layers as encoder={self.encoder} (the decoder "
+                              f"mirrors the encoder's strides)")
+        check_choice("memory_layout", self.memory_layout, MEMORY_LAYOUTS)
+        require(self.decoder[-1][2] == self.in_channels, "decoder", self.decoder,
+                f"layers whose last outputs in_channels={self.in_channels}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +89,15 @@ VARIANTS = {
     "memae_nonspar": dict(shrink_threshold=0.0, entropy_weight=0.0),
     "memae": {},
 }
+
+
+def layers(name: str, value) -> tuple[Layer, ...]:
+    """(kernel, stride, channels) triples of positive integers, as tuples."""
+    ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(
+        isinstance(layer, (tuple, list)) and len(layer) == 3 and all(is_int(v) and v >= 1 for v in layer)
+        for layer in value)
+    require(ok, name, value, "a non-empty list of [kernel, stride, channels] triples of integers >= 1")
+    return tuple(tuple(int(v) for v in layer) for layer in value)
 
 
 def conv_size(size: int, kernel: int, stride: int) -> int:
@@ -110,9 +124,7 @@ class OneClassAE(nn.Module):
         self.latent_shape = (ch, sizes[-1], sizes[-1])
         self.decoder = self._decoder(ch, sizes[::-1][1:])
         dim = int(np.prod(self.latent_shape)) if c.memory_layout == "image" else ch
-        self.memory = (MemAEMemory(c.memory_slots, dim, c.shrink_threshold, c.similarity, c.logit_scale,
-                                   init_std=c.slot_init_std)
-                       if c.use_memory else None)
+        self.memory = MemAEMemory.from_config(c.memory, dim) if c.use_memory else None
 
     def _decoder(self, ch: int, targets: list[int]) -> nn.Sequential:
         """Deconvs whose output_padding lands each layer on the mirrored encoder size."""
@@ -121,7 +133,8 @@ class OneClassAE(nn.Module):
             pad = k // 2
             extra = target - ((size - 1) * s - 2 * pad + k)
             if not 0 <= extra < s:
-                raise ValueError(f"decoder layer {i} cannot reach size {target} from {size}")
+                raise ConfigError(f"decoder={self.config.decoder}: layer {i} cannot reach the mirrored encoder "
+                                  f"size {target} from {size}; choose kernels and strides that mirror the encoder's")
             deconv = nn.ConvTranspose2d(ch, out, k, s, pad, output_padding=extra)
             last = i == len(self.config.decoder) - 1
             layers.append(deconv if last else bn_relu(deconv, out))
@@ -144,7 +157,7 @@ class OneClassAE(nn.Module):
 
 
 def build_config(dataset: str, variant: str, **overrides) -> OneClassConfig:
-    return OneClassConfig(**{**DATASETS[dataset], **VARIANTS[variant], **overrides})
+    return build_with_memory(OneClassConfig, **{**DATASETS[dataset], **VARIANTS[variant], **overrides})
 
 
 def model_name(dataset: str, variant: str) -> str:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import CoresetMemory
+from inspect_ad.memory.checks import check_int, check_ints, check_number, check_odd, is_int, require
 from inspect_ad.models.outputs import FeatureOutput
 
 
@@ -54,11 +55,17 @@ class PatchCoreConfig:
     bank_slots: int = 1               # fitted state: the bank's size, set by fit_memory
 
     def __post_init__(self):
+        check_ints("stages", self.stages, low=0)
+        require(len(set(self.stages)) == len(self.stages), "stages", self.stages, "distinct backbone stages")
         self.stages = tuple(int(s) for s in self.stages)  # JSON gives a list
-        if not 0 < self.coreset_ratio <= 1:
-            raise ValueError("coreset_ratio must lie in (0, 1]")
-        if self.patch_size < 1 or self.patch_size % 2 == 0:
-            raise ValueError("patch_size must be an odd number >= 1")
+        require(self.in_channels in (1, 3), "in_channels", self.in_channels, "1 or 3 (the backbone reads RGB)")
+        for name in ("image_size", "max_slots", "max_candidates", "bank_slots"):
+            check_int(name, getattr(self, name))
+        check_number("coreset_ratio", self.coreset_ratio, 0, 1, open_low=True)
+        check_odd("patch_size", self.patch_size)
+        # the k nearest of a bank of at most max_slots
+        require(is_int(self.num_neighbours) and 1 <= self.num_neighbours <= self.max_slots,
+                "num_neighbours", self.num_neighbours, f"an integer from 1 to max_slots={self.max_slots}")
 
     def to_dict(self) -> dict:
         return asdict(self)

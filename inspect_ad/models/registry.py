@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from inspect_ad.errors import InspectError
+from inspect_ad.errors import ConfigError, InspectError
+from inspect_ad.memory.config import DOTTED, FLAT_NAMES, option_names
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,32 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
+# Options that left the model configs, and where they went.
+MOVED = {"learning_rate": "learning_rate is a training setting: pass --lr"}
+
+
 def make_config(name: str, **overrides):
+    """The config of model ``name`` with ``overrides``; the memory's options may be flat
+    (``memory_slots=50``, as before MemoryConfig), dotted (``memory.slots=50``) or ``memory``."""
     spec = get_spec(name)
-    cfg_fields = {f.name for f in fields(config_class(name, overrides))}
+    valid = option_names_of(config_class(name, overrides))
     if spec.config_class is not None:
-        cfg_fields.add("backbone")  # the option that chooses the config (None: the pixel model)
-    unknown = sorted(set(overrides) - cfg_fields)
+        valid.add("backbone")  # the option that chooses the config (None: the pixel model)
+    dotted = {DOTTED + FLAT_NAMES[k] for k in valid if k in FLAT_NAMES}
+    unknown = sorted(set(overrides) - valid - dotted)
     if unknown:
-        raise InspectError(f"model {name!r} has no option {', '.join(unknown)}; "
-                           f"valid options: {', '.join(sorted(cfg_fields))}")
+        moved = "".join(f" ({MOVED[k]})" for k in unknown if k in MOVED)
+        raise ConfigError(f"model {name!r} has no option {', '.join(unknown)}{moved}; "
+                          f"valid options: {', '.join(sorted(valid))}")
     return spec.build_config(**overrides)
+
+
+def option_names_of(config_cls: type) -> set:
+    """A config's option names: its fields and the flat names of the memory fields it reads."""
+    names = {f.name for f in fields(config_cls)}
+    if "memory" in names:
+        names |= set(option_names(config_cls.memory_fields))
+    return names
 
 
 def config_class(name: str, overrides: dict) -> type:

@@ -9,13 +9,16 @@ Training and scoring: :mod:`inspect_ad.detectors.tabular`.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from inspect_ad.memory import MemAEMemory
+from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
+from inspect_ad.memory.checks import check_int, check_ints, check_number
+from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.outputs import ReconstructionOutput
 from inspect_ad.models.registry import ModelSpec, register_model
 
@@ -27,29 +30,36 @@ class TabularMemAEConfig:
     """Architecture and objective. Paper values cite MemAE §4.3 (KDDCUP99) and §3.
 
     ``in_features`` is 118 for the DAGMM-preprocessed file shipped here (the paper writes 120).
-    ``shrink_threshold``: the paper asks for λ in [1/N, 3/N] (§3.3.3); None picks 2/N. With a
-    3-d latent, cosine logits lie in [-1, 1], so the softmax over 50 slots starts near uniform
-    (≈ 1/N < λ); shrinkage then zeroes whole rows, which pass no gradient, and the model never
-    recovers (recipes/results/kddcup99.md). ``logit_scale`` avoids it.
-    ``logit_scale``: multiplies the similarity before the softmax (1 = the paper); a softmax
+    ``memory.shrink_threshold`` (option ``shrink_threshold``): the paper asks for λ in [1/N, 3/N]
+    (§3.3.3); None picks 1/N, as :class:`~inspect_ad.memory.MemAEMemory`. With a 3-d latent,
+    cosine logits lie in [-1, 1], so the softmax over 50 slots starts near uniform (≈ 1/N); a λ
+    above the first weights (2/N in recipes/results/kddcup99.md) zeroes whole rows, which pass no
+    gradient, and the model never recovers. ``logit_scale`` avoids it.
+    ``memory.logit_scale``: multiplies the similarity before the softmax (1 = the paper); a softmax
     temperature, not in the paper.
     ``latent_tanh``: §4.3 read literally puts Tanh on the 3-d code too (True); the default
     follows DAGMM's linear bottleneck, which the text says MemAE mirrors (no gain measured).
     """
 
+    memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
+
     in_features: int = 118                       # §4.3: FC(120, 60) on the DAGMM features
     hidden: tuple[int, ...] = (60, 30, 10)       # §4.3: FC(120,60)-FC(60,30)-FC(30,10)-FC(10,3)
     latent_dim: int = 3                          # §4.3: memory of size 50 × 3
-    memory_slots: int = 50                       # §4.3: N = 50
+    # §4.3: N = 50; eq. 5 cosine ("dot" = the authors' code); eq. 7 λ = 1/N (0 = nonSpar);
+    # slots ±1/sqrt(C) as the authors' code
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(slots=50))
     use_memory: bool = True                      # False = AE baseline
-    shrink_threshold: float | None = None        # eq. 7, §3.3.3: λ in [1/N, 3/N]; 0 = nonSpar
-    similarity: str = "cosine"                   # eq. 5 (cosine); "dot" = the authors' code
     entropy_weight: float = 0.0002               # eq. 10: α = 0.0002
-    logit_scale: float = 1.0                     # see docstring (1 = paper)
     latent_tanh: bool = False                    # §4.3 "Tanh after every FC but the last"; see above
 
     def __post_init__(self):
+        self.memory = as_memory_config(self.memory, self.memory_fields, "the tabular MemAE")
+        check_ints("hidden", self.hidden, allow_empty=True)
         self.hidden = tuple(self.hidden)
+        check_int("in_features", self.in_features)
+        check_int("latent_dim", self.latent_dim)
+        check_number("entropy_weight", self.entropy_weight)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,8 +84,7 @@ class TabularMemAE(nn.Module):
         sizes = [c.in_features, *c.hidden, c.latent_dim]
         self.encoder = mlp(sizes, last_activation=c.latent_tanh)
         self.decoder = mlp(sizes[::-1], last_activation=False)
-        self.memory = (MemAEMemory(c.memory_slots, c.latent_dim, c.shrink_threshold,
-                                   c.similarity, c.logit_scale) if c.use_memory else None)
+        self.memory = MemAEMemory.from_config(c.memory, c.latent_dim) if c.use_memory else None
 
     def forward(self, x: Tensor) -> ReconstructionOutput:
         z = self.encoder(x)
@@ -95,7 +104,7 @@ _TINY_TABULAR = dict(in_features=12, hidden=(8, 4), latent_dim=3, memory_slots=6
 
 
 def build_tabular_config(name: str, **overrides) -> TabularMemAEConfig:
-    return replace(TabularMemAEConfig(**TABULAR_VARIANTS[name]), **overrides)
+    return build_with_memory(TabularMemAEConfig, **{**TABULAR_VARIANTS[name], **overrides})
 
 
 def _tabular_example(cfg: TabularMemAEConfig) -> Tensor:

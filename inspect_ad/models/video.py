@@ -13,15 +13,19 @@ no-memory ablation. Losses are the functions at the bottom of this module.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inspect_ad.memory import (MemAEMemory, MNADMemory, PrototypeMemory, addressing_entropy, compactness_loss,
-                      discriminative_loss, separateness_loss)
+from inspect_ad.memory import (MemAEMemory, MemoryConfig, MNADMemory, PrototypeMemory, addressing_entropy,
+                               build_with_memory, compactness_loss, discriminative_loss, separateness_loss)
+from inspect_ad.memory.checks import check_choice, check_int, check_ints, check_multiple, check_number, require
+from inspect_ad.memory.config import as_memory_config
+from inspect_ad.errors import ConfigError
 from inspect_ad.models.registry import ModelSpec, register_model
 
 
@@ -40,61 +44,106 @@ class VideoOutput:
 
 
 class _ConfigMixin:
+    """What the video configs share: the embedded memory, read back from JSON and checked."""
+
+    memory_fields: ClassVar[tuple[str, ...]]
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def _check_common(self) -> None:
+        self.memory = as_memory_config(self.memory, self.memory_fields, type(self).__name__)
+        check_ints("widths", self.widths)
+        self.widths = tuple(self.widths)    # JSON gives a list
+        for name in ("in_channels", "clip_length", "image_size"):
+            check_int(name, getattr(self, name))
+
+
+def _check_unet(config) -> None:
+    """The 2D U-Nets: four widths, three max-pools that the decoder's up-convolutions must undo."""
+    require(len(config.widths) == 4, "widths", config.widths, "4 U-Net widths (3 levels and the bottom)")
+    check_multiple("image_size", config.image_size, 8, "three 2x max-pools and their up-convolutions")
 
 
 @dataclass
 class MemAE3DConfig(_ConfigMixin):
-    """MemAE video model; values from seed 000 §4.2 unless noted."""
+    """MemAE video model; values from seed 000 §4.2 unless noted (the learning rate, §4: Adam
+    1e-4, is a training setting)."""
+
+    memory_fields = MemAEMemory.config_fields
 
     in_channels: int = 1                       # §4.2: grayscale cuboids
     clip_length: int = 16                      # §4.2: 16 neighbouring frames
     image_size: int = 256                      # authors' code resizes to 256×256 (paper silent)
     widths: tuple = (96, 128, 256, 256)        # §4.2: Conv3(3,2,96)-(3,2,128)-(3,2,256)-(3,2,256)
-    memory_slots: int = 2000                   # §4.2: N = 2000, one slot per feature position
+    # §4.2: N = 2000, one slot per feature position; eq. 5 cosine, eq. 7 λ in [1/N, 3/N]: None = 1/N
+    # (0 = nonSpar); slots ±1/sqrt(C) as the authors' code. logit_scale: a softmax temperature on
+    # eq. 5's cosine (1 = the paper): over 2000 slots cosines in [-1, 1] cap every weight at
+    # e²/(e² + 1999) ≈ 0.004, so the read averages ~1000 slots.
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(slots=2000))
     use_memory: bool = True                    # False = the "AE" row of Table 2
-    shrink_threshold: float | None = None      # eq. 7: λ in [1/N, 3/N]; None = 1/N; 0 = nonSpar
     entropy_weight: float = 0.0002             # eq. 10: α = 0.0002
-    # Softmax temperature on eq. 5's cosine (1 = the paper): over 2000 slots cosines in [-1, 1]
-    # cap every weight at e²/(e² + 1999) ≈ 0.004, so the read averages ~1000 slots.
-    logit_scale: float = 1.0
-    learning_rate: float = 1e-4                # §4: Adam, lr 1e-4
+
+    def __post_init__(self):
+        self._check_common()
+        check_number("entropy_weight", self.entropy_weight)
+        # each stride-2 conv halves time and space, each transposed one doubles them back
+        why = f"{len(self.widths)} stride-2 3D convolutions, one per width"
+        check_multiple("image_size", self.image_size, 2 ** len(self.widths), why)
+        check_multiple("clip_length", self.clip_length, 2 ** len(self.widths), why)
+
+
+MNAD_TASKS = ("recon", "pred")
 
 
 @dataclass
 class MNADConfig(_ConfigMixin):
     """MNAD (seed 001); §4.1 values, the reconstruction ones where the tasks differ
-    (``build_mnad_config`` switches to the prediction values)."""
+    (``build_mnad_config`` switches to the prediction values; the learning rates, 2e-5 recon and
+    2e-4 pred, are training settings)."""
+
+    memory_fields = MNADMemory.config_fields
 
     task: str = "recon"                        # "recon" (no skips) | "pred" (4 frames -> 5th, skips)
     in_channels: int = 3                       # authors' code reads RGB; grey frames are repeated
     clip_length: int = 1                       # §3: 1 frame (recon) or 4 + 1 (pred)
     image_size: int = 256                      # §4.1: 256×256, scaled to [-1, 1]
     widths: tuple = (64, 128, 256, 512)        # U-Net widths; C = 512 (§4.1), query map 32×32
-    memory_slots: int = 10                     # §4.1: M = 10
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(slots=10))   # §4.1: M = 10
     use_memory: bool = True                    # False = "w/o Mem." rows of Table 1
     compactness_weight: float = 0.01           # eq. 9: λ_c (0.1 for pred)
     separateness_weight: float = 0.01          # eq. 9: λ_s (0.1 for pred)
     margin: float = 1.0                        # eq. 12: α = 1
     score_weight: float = 0.7                  # eq. 16: λ (0.6 for pred)
     update_threshold: float = 0.015            # §3.1 test-time update gate γ (0.01 for pred)
-    learning_rate: float = 2e-5                # §4.1: 2e-5 recon, 2e-4 pred, cosine annealing
 
     def __post_init__(self):
-        if self.task not in ("recon", "pred"):
-            raise ValueError(f"unknown MNAD task {self.task!r}; choose one of: recon, pred")
+        check_choice("task", self.task, MNAD_TASKS)
+        self._check_common()
+        _check_unet(self)
+        if self.task == "recon":
+            require(self.clip_length == 1, "clip_length", self.clip_length,
+                    "1 for task recon (one frame in, the same out)")
+        else:
+            check_int("clip_length", self.clip_length, 2)    # at least one input frame and the target
+        if self.use_memory:   # the separateness loss (eq. 12) takes the two nearest items
+            check_int("memory_slots", self.memory.slots, 2)
+        for name in ("compactness_weight", "separateness_weight", "margin", "update_threshold"):
+            check_number(name, getattr(self, name))
+        check_number("score_weight", self.score_weight, 0, 1)
 
 
 @dataclass
 class PrototypeConfig(_ConfigMixin):
-    """Seed 003's two-branch model; §III-E values."""
+    """Seed 003's two-branch model; §III-E values (the learning rate, Adam 2e-4, is a training setting)."""
+
+    memory_fields = PrototypeMemory.config_fields
 
     in_channels: int = 3                       # RGB frames (grey frames are repeated)
     clip_length: int = 5                       # §III-E: t = 4 input frames, predict frame t+1
     image_size: int = 256                      # §III-E: 256×256 in [-1, 1]
     widths: tuple = (64, 128, 256, 512)        # query map 32×32×512 (§III-E)
-    memory_slots: int = 100                    # §III-E / Table IV: N = 100
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(slots=100))  # §III-E / Table IV: N = 100
     use_memory: bool = True                    # False = "w/o" row of Table IV
     learn_items: bool = True                   # see memory/prototype.py
     update_items: bool = True                  # eq. 12 after every training step (see notes)
@@ -102,19 +151,27 @@ class PrototypeConfig(_ConfigMixin):
     diff_weight: float = 0.1                   # eq. 18: λ_diff = 0.1
     dis_weight: float = 1.0                    # eq. 18: λ_dis = 1
     score_weight: float = 0.6                  # eq. 25: γ = 0.6
-    learning_rate: float = 2e-4                # §III-E: Adam, lr 2e-4
+
+    def __post_init__(self):
+        self._check_common()
+        _check_unet(self)
+        check_int("clip_length", self.clip_length, 2)        # at least one input frame and the target
+        for name in ("pred_weight", "diff_weight", "dis_weight"):
+            check_number(name, getattr(self, name))
+        check_number("score_weight", self.score_weight, 0, 1)
 
 
 def build_mnad_config(variant: str, /, **overrides) -> MNADConfig:
     """Paper defaults for ``variant`` ("recon" or "pred"), then ``overrides`` (a saved config
     repeats its ``task``, which must agree)."""
     if overrides.setdefault("task", variant) != variant:
-        raise ValueError(f"config task {overrides['task']!r} does not match model mnad-{variant}")
+        raise ConfigError(f"task={overrides['task']!r}: model mnad-{variant} has task {variant!r}; "
+                          f"use --model mnad-{overrides['task']} for that task")
     base = {}
     if variant == "pred":
         base = dict(clip_length=5, compactness_weight=0.1, separateness_weight=0.1, score_weight=0.6,
-                    update_threshold=0.01, learning_rate=2e-4)
-    return MNADConfig(**{**base, **overrides})
+                    update_threshold=0.01)
+    return build_with_memory(MNADConfig, **{**base, **overrides})
 
 
 # ---- shared blocks -------------------------------------------------------------------------
@@ -195,8 +252,7 @@ class MemAE3D(nn.Module):
                 dec += [nn.BatchNorm3d(w), nn.ReLU(inplace=True)]
             c_in = w
         self.decoder = nn.Sequential(*dec)
-        self.memory = (MemAEMemory(c.memory_slots, widths[-1], c.shrink_threshold, logit_scale=c.logit_scale)
-                       if c.use_memory else None)
+        self.memory = MemAEMemory.from_config(c.memory, widths[-1]) if c.use_memory else None
 
     def split_clip(self, clip: Tensor) -> tuple[Tensor, dict]:
         x = clip.transpose(1, 2)      # (B, C, T, H, W): the cuboid is its own target
@@ -216,7 +272,7 @@ class MNAD(nn.Module):
         self.config = c = config
         n_in = 1 if c.task == "recon" else c.clip_length - 1
         self.encoder = UNetEncoder(n_in * c.in_channels, c.widths)
-        self.memory = MNADMemory(c.memory_slots, c.widths[-1]) if c.use_memory else None
+        self.memory = MNADMemory.from_config(c.memory, c.widths[-1]) if c.use_memory else None
         dec_in = 2 * c.widths[-1] if c.use_memory else c.widths[-1]   # query ⊕ read items (§3.1)
         self.decoder = UNetDecoder(dec_in, c.widths, c.in_channels, skips=c.task == "pred")
 
@@ -239,7 +295,7 @@ class PrototypeAE(nn.Module):
         self.config = c = config
         n_in = (c.clip_length - 1) * c.in_channels
         self.encoder = UNetEncoder(n_in, c.widths)
-        self.memory = (PrototypeMemory(c.memory_slots, c.widths[-1], c.learn_items)
+        self.memory = (PrototypeMemory.from_config(c.memory, c.widths[-1], learn_items=c.learn_items)
                        if c.use_memory else None)
         self.pred_decoder = UNetDecoder(c.widths[-1], c.widths, c.in_channels, skips=True)
         self.diff_decoder = UNetDecoder(c.widths[-1], c.widths, n_in, skips=False)
@@ -335,10 +391,11 @@ def _example(config) -> Tensor:
 
 _TINY_2D = dict(image_size=32, widths=(4, 8, 8, 16), memory_slots=4)
 VIDEO_MODELS = {
-    "memae3d": (MemAE3DConfig, MemAE3D, dict(image_size=32, widths=(4, 4, 8, 8), memory_slots=20)),
+    "memae3d": (partial(build_with_memory, MemAE3DConfig), MemAE3D,
+                dict(image_size=32, widths=(4, 4, 8, 8), memory_slots=20)),
     "mnad-recon": (partial(build_mnad_config, "recon"), MNAD, _TINY_2D),
     "mnad-pred": (partial(build_mnad_config, "pred"), MNAD, _TINY_2D),
-    "prototype": (PrototypeConfig, PrototypeAE, _TINY_2D),
+    "prototype": (partial(build_with_memory, PrototypeConfig), PrototypeAE, _TINY_2D),
 }
 for _name, (_cfg, _cls, _tiny) in VIDEO_MODELS.items():
     register_model(ModelSpec(_name, _cfg, _cls, _tiny, _example, family="video"))
