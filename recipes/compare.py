@@ -25,7 +25,7 @@ from inspect_ad.data import load_image_set
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from inspect_ad.detectors.image import Detector
 from inspect_ad.reports.evaluation import evaluate
-from inspect_ad.models import parse_overrides
+from inspect_ad.models import ablation_options, parse_overrides
 from inspect_ad.engine.device import describe_device, resolve_device
 from inspect_ad.engine.loop import TrainConfig
 
@@ -77,7 +77,7 @@ def run_one(name: str, data, args, out: Path) -> dict:
                                             gms_weight=args.gms_weight, synthetic_defects=args.synthetic_defects),
                    map_config=MapConfig(args.sigma, "max", args.map_metric, args.standardize,
                                         parse_scales(args.map_scales)), augment=args.augment,
-                   model_options=parse_overrides(args.option), normalization=args.normalization, resize_mode=args.resize)
+                   model_options=ablation_options(name, parse_overrides(args.option)), normalization=args.normalization, resize_mode=args.resize)
     t0 = time.perf_counter()
     det.fit(data.train, out=out / name, resume=True, dataset=data.name, reference_split=args.reference_split)
     result = evaluate(det, data, out / name / "report")

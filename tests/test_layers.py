@@ -8,7 +8,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "inspect_ad"
 # lowest first; a module may import from its own layer and the ones below
-LAYERS = [{"errors", "atomic"}, {"ops"}, {"data", "memory"}, {"models"}, {"engine", "scoring"}, {"detectors"},
+LAYERS = [{"errors", "atomic", "checks"}, {"ops"}, {"data", "memory"}, {"models"}, {"engine", "scoring"}, {"detectors"},
           {"reports"}, {"cli"}]
 
 

@@ -11,7 +11,7 @@ from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, Callable
 
 from inspect_ad.errors import ConfigError
-from inspect_ad.memory.checks import check_choice, is_int, is_number, require
+from inspect_ad.checks import check_choice, is_int, is_number, require
 from inspect_ad.memory.memae import SIMILARITIES
 
 

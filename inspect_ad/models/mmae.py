@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from inspect_ad.errors import ConfigError
 from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
-from inspect_ad.memory.checks import check_int, check_multiple, check_number, check_power_of_two
+from inspect_ad.checks import check_int, check_multiple, check_number, check_power_of_two
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import PixelShuffleDecoder, StridedEncoder, attention_fuse, memory_on_grid
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig

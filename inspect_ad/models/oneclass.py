@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from inspect_ad.errors import ConfigError
 from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
-from inspect_ad.memory.checks import check_choice, check_int, check_number, is_int, require
+from inspect_ad.checks import check_choice, check_int, check_number, is_int, require
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.outputs import ReconstructionOutput
 from inspect_ad.models.registry import ModelSpec, register_model

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import CoresetMemory
-from inspect_ad.memory.checks import check_int, check_ints, check_number, check_odd, is_int, require
+from inspect_ad.checks import check_int, check_ints, check_number, check_odd, is_int, require
 from inspect_ad.models.outputs import FeatureOutput
 
 

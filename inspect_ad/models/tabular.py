@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
-from inspect_ad.memory.checks import check_int, check_ints, check_number
+from inspect_ad.checks import check_int, check_ints, check_number
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.outputs import ReconstructionOutput
 from inspect_ad.models.registry import ModelSpec, register_model

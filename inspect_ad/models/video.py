@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from inspect_ad.memory import (MemAEMemory, MemoryConfig, MNADMemory, PrototypeMemory, addressing_entropy,
                                build_with_memory, compactness_loss, discriminative_loss, separateness_loss)
-from inspect_ad.memory.checks import check_choice, check_int, check_ints, check_multiple, check_number, require
+from inspect_ad.checks import check_choice, check_int, check_ints, check_multiple, check_number, require
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.errors import ConfigError
 from inspect_ad.models.registry import ModelSpec, register_model

@@ -16,6 +16,7 @@ from inspect_ad.data.synthetic import write_mvtec
 from inspect_ad.detectors.image import Detector
 from inspect_ad.reports.evaluation import evaluate
 from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.models import ablation_options
 from inspect_ad.reports.visualize import save_overlay
 
 # Small enough for a 2-core laptop CPU in a few minutes, large enough to show the memory's effect;
@@ -58,7 +59,7 @@ def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | 
         per_cat[cat] = {}
         for name in models:
             echo(f"[{cat}] fitting {name} on {len(data.train)} images ...")
-            det = Detector(name, p["image_size"], train_config=train_cfg, model_options=options)
+            det = Detector(name, p["image_size"], train_config=train_cfg, model_options=ablation_options(name, options))
             det.fit(data.train, out=out / "models" / cat / name, progress=progress, dataset=data.name)
             m = evaluate(det, data, out / "reports" / cat / name, progress=progress)
             _heatmaps(det, data.test, out / "heatmaps" / cat / name)
