@@ -45,9 +45,9 @@ DEFAULT_VARIANTS = [
     "memae_fc:similarity=dot,shrink_threshold=0.0025",
 ]
 TRIED_HEADER = "## Exploration log"
-READING = """Reading the table: the paper-literal memory (cosine similarity, λ = 2/N, eq. 5-7) collapses
+READING = """Reading the table: the paper-literal memory (cosine similarity, λ = 1/N, eq. 5-7) collapses
 on a 3-d code: cosine logits lie in [-1, 1], so the softmax over 50 slots starts near uniform
-(≈ 1/N < λ), shrinkage zeroes whole rows, and a zeroed row passes no gradient, so training never
+(≈ 1/N = λ), shrinkage zeroes whole rows, and a zeroed row passes no gradient, so training never
 recovers (F1 far below chance; see the exploration log). `logit_scale` (a softmax temperature,
 not in the paper) or the authors' dot product with λ = 0.0025 avoid it. Longer training, the
 paper's lr 1e-4, other scales and thresholds and distinct-row training were tried (log below)."""

@@ -33,7 +33,7 @@ class TabularMemAEConfig:
     ``memory.shrink_threshold`` (option ``shrink_threshold``): the paper asks for λ in [1/N, 3/N]
     (§3.3.3); None picks 1/N, as :class:`~inspect_ad.memory.MemAEMemory`. With a 3-d latent,
     cosine logits lie in [-1, 1], so the softmax over 50 slots starts near uniform (≈ 1/N); a λ
-    above the first weights (2/N in recipes/results/kddcup99.md) zeroes whole rows, which pass no
+    at the first weights (the default 1/N: recipes/results/kddcup99.md) zeroes whole rows, which pass no
     gradient, and the model never recovers. ``logit_scale`` avoids it.
     ``memory.logit_scale``: multiplies the similarity before the softmax (1 = the paper); a softmax
     temperature, not in the paper.
