@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from inspect_ad.errors import InspectError, NotFittedError
+from inspect_ad.detectors.bundle import Bundle, load_bundle
+from inspect_ad.engine.device import resolve_device
+from inspect_ad.errors import ConfigError, InspectError, NotFittedError
+from inspect_ad.models import list_models
+from inspect_ad.scoring.calibration import conformal_threshold
 
 
 class BaseDetector:
@@ -23,8 +27,25 @@ class BaseDetector:
     (``field(default=None, init=False)``) and implement fit, score_samples, save and load."""
 
     family: str = ""
+    registry_family: str = ""   # the registry's name for the models this detector takes
     model_: Any = None
     calibration_: dict | None = None
+
+    def _check_model_name(self) -> None:
+        names = list_models(self.registry_family)
+        if self.model not in names:
+            raise ConfigError(f"unknown {self.family} model {self.model!r}; choose one of: {', '.join(names)}")
+
+    @classmethod
+    def _load(cls, path: str | Path, device: str) -> Bundle:
+        """The bundle at ``path``, refused in one line when it holds another family's model."""
+        b = load_bundle(path, resolve_device(device))
+        names = list_models(cls.registry_family)
+        if b.name not in names:
+            article = "an" if cls.family[0] in "aeiou" else "a"
+            raise InspectError(f"{path} holds a {b.name!r} model, not {article} {cls.family} model "
+                               f"({', '.join(names)}); use the command made for it (e.g. 'inspect-ad video')")
+        return b
 
     def check_is_fitted(self) -> None:
         if self.model_ is None:
@@ -43,6 +64,17 @@ class BaseDetector:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "BaseDetector":
         raise NotImplementedError
+
+    def _calibration_scores(self, X) -> np.ndarray:
+        return np.asarray(self.score_samples(X), dtype=np.float64)
+
+    def calibrate(self, X, target_frr: float = 0.01) -> dict:
+        """A threshold from normal data the fit did not see, with the split-conformal guarantee
+        of :mod:`inspect_ad.scoring.calibration`; returns the calibration section."""
+        scores = self._calibration_scores(X)
+        self.calibration_ = {"image_threshold": conformal_threshold(scores, target_frr), "target_frr": target_frr,
+                             "n": int(scores.size)}
+        return self.calibration_
 
     @property
     def threshold_(self) -> float:

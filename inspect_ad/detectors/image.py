@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from inspect_ad.scoring.anomaly_map import MapConfig, model_maps, reference_maps
-from inspect_ad.detectors.bundle import load_bundle, save_bundle, update_bundle_sections
+from inspect_ad.detectors.bundle import save_bundle, update_bundle_sections
 from inspect_ad.scoring.calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
@@ -71,7 +71,7 @@ class Detector(BaseDetector):
     map_reference_: torch.Tensor | None = field(default=None, init=False, repr=False)  # standardized maps' mean/std
     map_reference_settings_: tuple | None = field(default=None, init=False, repr=False)
     bundle_path_: Path | None = field(default=None, init=False, repr=False)
-    family = "image"
+    family = registry_family = "image"
 
     def __post_init__(self):
         if self.model not in IMAGE_MODELS:
@@ -285,14 +285,11 @@ class Detector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "Detector":
-        b = load_bundle(path, resolve_device(device))
-        if b.name not in IMAGE_MODELS:
-            raise InspectError(f"{path} holds a {b.name!r} model, not an image model; "
-                               f"use the command made for it (e.g. 'inspect-ad video')")
+        b = cls._load(path, device)
         prep = Preprocessing(**b.sections["preprocessing"])
         training = b.sections.get("training", {})
         det = cls(b.name, prep.image_size, prep.channels,
-                  TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}),
+                  TrainConfig.from_saved(training),
                   MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"),
                   normalization=prep.normalization,
                   resize_mode=prep.resize_mode)

@@ -16,14 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from inspect_ad.detectors.base import BaseDetector
-from inspect_ad.detectors.bundle import load_bundle, save_bundle
+from inspect_ad.detectors.bundle import save_bundle
 from inspect_ad.engine.batches import TensorBatches
 from inspect_ad.engine.device import model_device, resolve_device
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import memae_objective
 from inspect_ad.errors import ConfigError, InspectError
-from inspect_ad.models import create_model, list_models, make_config
-from inspect_ad.scoring.calibration import conformal_threshold
+from inspect_ad.models import create_model, make_config
 from inspect_ad.scoring.normalize import minmax
 
 log = logging.getLogger(__name__)
@@ -90,12 +89,10 @@ class OneClassDetector(BaseDetector):
     model_: nn.Module | None = field(default=None, init=False, repr=False)
     history_: list[dict] = field(default_factory=list, init=False, repr=False)
     calibration_: dict | None = field(default=None, init=False, repr=False)
-    family = "one-class"
+    family, registry_family = "one-class", "oneclass"
 
     def __post_init__(self):
-        if self.model not in list_models("oneclass"):
-            raise ConfigError(f"unknown one-class model {self.model!r}; choose one of: "
-                              f"{', '.join(list_models('oneclass'))}")
+        self._check_model_name()
         if self.error not in ERRORS:
             raise ConfigError(f"unknown error {self.error!r}; choose one of: {', '.join(ERRORS)}")
 
@@ -117,12 +114,6 @@ class OneClassDetector(BaseDetector):
         self.check_is_fitted()
         return reconstruction_errors(self.model_, images, error=self.error)
 
-    def calibrate(self, images: np.ndarray, target_frr: float = 0.01) -> dict:
-        """Threshold from normal images the fit did not see (see :mod:`inspect_ad.scoring.calibration`)."""
-        self.calibration_ = {"image_threshold": conformal_threshold(self.score_samples(images), target_frr),
-                             "target_frr": target_frr, "n": int(len(images))}
-        return self.calibration_
-
     def save(self, path: str | Path) -> Path:
         self.check_is_fitted()
         return save_bundle(path, self.model_, self.model, self.model_.config,
@@ -131,8 +122,8 @@ class OneClassDetector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "OneClassDetector":
-        b = load_bundle(path, resolve_device(device))
+        b = cls._load(path, device)
         det = cls(b.name, b.config, error=b.sections.get("scoring", {}).get("error", "mse"),
-                  train_config=TrainConfig(**b.sections.get("training", {})))
+                  train_config=TrainConfig.from_saved(b.sections.get("training", {})))
         det.model_, det.calibration_ = b.model, b.sections.get("calibration")
         return det

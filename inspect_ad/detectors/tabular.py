@@ -13,14 +13,12 @@ from torch import nn
 
 from inspect_ad.data.tabular import KDD_ANOMALY_RATIO, ProtocolSplit, flag_top_fraction, precision_recall_f1
 from inspect_ad.detectors.base import BaseDetector
-from inspect_ad.detectors.bundle import load_bundle, save_bundle
+from inspect_ad.detectors.bundle import save_bundle
 from inspect_ad.engine.batches import TensorBatches
-from inspect_ad.engine.device import model_device, resolve_device, seed_everything
+from inspect_ad.engine.device import model_device, seed_everything
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import memae_objective
-from inspect_ad.errors import ConfigError
-from inspect_ad.models import create_model, list_models, make_config
-from inspect_ad.scoring.calibration import conformal_threshold
+from inspect_ad.models import create_model, make_config
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +51,10 @@ class TabularDetector(BaseDetector):
     model_: nn.Module | None = field(default=None, init=False, repr=False)
     history_: list[dict] = field(default_factory=list, init=False, repr=False)
     calibration_: dict | None = field(default=None, init=False, repr=False)
-    family = "tabular"
+    family = registry_family = "tabular"
 
     def __post_init__(self):
-        if self.model not in list_models("tabular"):
-            raise ConfigError(f"unknown tabular model {self.model!r}; choose one of: "
-                              f"{', '.join(list_models('tabular'))}")
+        self._check_model_name()
 
     def fit(self, rows: np.ndarray, progress: bool = False) -> "TabularDetector":
         """Minimise eq. 10 (MSE + α · entropy) with Adam on normal ``rows``."""
@@ -79,12 +75,6 @@ class TabularDetector(BaseDetector):
         self.check_is_fitted()
         return reconstruction_scores(self.model_, rows)
 
-    def calibrate(self, rows: np.ndarray, target_frr: float = 0.01) -> dict:
-        """Threshold from normal rows the fit did not see (see :mod:`inspect_ad.scoring.calibration`)."""
-        self.calibration_ = {"image_threshold": conformal_threshold(self.score_samples(rows), target_frr),
-                             "target_frr": target_frr, "n": int(len(rows))}
-        return self.calibration_
-
     def save(self, path: str | Path) -> Path:
         self.check_is_fitted()
         return save_bundle(path, self.model_, self.model, self.model_.config, training=self.train_config.to_dict(),
@@ -93,8 +83,8 @@ class TabularDetector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "TabularDetector":
-        b = load_bundle(path, resolve_device(device))
-        det = cls(b.name, b.sections.get("model_options", {}), TrainConfig(**b.sections.get("training", {})),
+        b = cls._load(path, device)
+        det = cls(b.name, b.sections.get("model_options", {}), TrainConfig.from_saved(b.sections.get("training", {})),
                   bool(b.sections.get("unique_rows", False)))
         det.model_, det.calibration_ = b.model, b.sections.get("calibration")
         return det

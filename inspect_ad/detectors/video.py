@@ -34,15 +34,14 @@ from tqdm import tqdm
 
 from inspect_ad.data.frames import Video
 from inspect_ad.detectors.base import BaseDetector
-from inspect_ad.detectors.bundle import load_bundle, save_bundle
+from inspect_ad.detectors.bundle import save_bundle
 from inspect_ad.engine.batches import ClipBatches, clip_batch
 from inspect_ad.engine.device import describe_device, model_device, resolve_device, seed_everything
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import VideoObjective
-from inspect_ad.errors import ConfigError, InspectError
-from inspect_ad.models import create_model, list_models, make_config
+from inspect_ad.errors import InspectError
+from inspect_ad.models import create_model, make_config
 from inspect_ad.models.video import MNAD, MemAE3D, per_sample_distance
-from inspect_ad.scoring.calibration import conformal_threshold
 from inspect_ad.scoring.metrics import auroc, psnr
 from inspect_ad.scoring.normalize import minmax
 
@@ -318,11 +317,10 @@ class VideoDetector(BaseDetector):
     ranges_: dict | None = field(default=None, init=False, repr=False)
     calibration_: dict | None = field(default=None, init=False, repr=False)
     training_info_: dict = field(default_factory=dict, init=False, repr=False)
-    family = "video"
+    family = registry_family = "video"
 
     def __post_init__(self):
-        if self.model not in list_models("video"):
-            raise ConfigError(f"unknown video model {self.model!r}; choose one of: {', '.join(list_models('video'))}")
+        self._check_model_name()
 
     def fit(self, videos: list[Video], progress: bool = True, **info) -> "VideoDetector":
         """Train on normal ``videos`` (the memory updates of MNAD eq. 3 / seed 003 eq. 12 after
@@ -352,13 +350,10 @@ class VideoDetector(BaseDetector):
         """Per-frame anomaly scores against the fitted ranges (NaN where a frame has no clip)."""
         return anomaly_score(self.model_, self.score_frames(video), self.ranges_)
 
-    def calibrate(self, videos: list[Video], target_frr: float = 0.01) -> dict:
-        """A frame threshold from normal videos the fit did not see (see :mod:`inspect_ad.scoring.calibration`)."""
+    def _calibration_scores(self, videos: list[Video]) -> np.ndarray:
+        """calibrate() takes normal videos: the scores of their scored frames."""
         scores = np.concatenate([self.score_samples(v) for v in videos])
-        scores = scores[np.isfinite(scores)]
-        self.calibration_ = {"image_threshold": conformal_threshold(scores, target_frr), "target_frr": target_frr,
-                             "n": int(scores.size)}
-        return self.calibration_
+        return scores[np.isfinite(scores)]
 
     def evaluate(self, videos: list[Video]) -> tuple[dict, list[VideoResult]]:
         self.check_is_fitted()
@@ -372,13 +367,9 @@ class VideoDetector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "VideoDetector":
-        b = load_bundle(path, resolve_device(device))
-        if b.name not in RECIPES:
-            raise InspectError(f"{path} holds a {b.name!r} model, not a video model ({', '.join(RECIPES)}); "
-                               f"use 'inspect-ad evaluate' or 'inspect-ad segment' for image models")
+        b = cls._load(path, device)
         training = b.sections.get("training", {})
-        det = cls(b.name, train_config=TrainConfig(**{k: v for k, v in training.items()
-                                                      if k in TrainConfig.__dataclass_fields__}))
+        det = cls(b.name, train_config=TrainConfig.from_saved(training))
         det.model_, det.training_info_ = b.model, {k: v for k, v in training.items() if k != "history"}
         det.ranges_, det.calibration_ = _ranges_and_threshold(b.sections)
         return det

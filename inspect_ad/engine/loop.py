@@ -66,6 +66,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_saved(cls, section: dict) -> "TrainConfig":
+        """The settings a bundle's training section recorded (it also holds what the run measured,
+        and older bundles lack the newer fields)."""
+        return cls(**{k: v for k, v in section.items() if k in cls.__dataclass_fields__})
+
 
 class Batches(Protocol):
     """A training set as the loop sees it: the batches of one epoch, in the order of that epoch."""
