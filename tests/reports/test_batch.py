@@ -1,0 +1,177 @@
+"""Batch inspection reports (inspect_ad/reports/batch.py): one row per input, resume, sorting, escaping;
+never a silent pass."""
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import parts_copy, write_png
+
+from inspect_ad.detectors.image import Detector
+from inspect_ad.errors import InspectError
+from inspect_ad.reports.batch import (CSV, JSONL, Summary, gather, inspect_images, place, read_rows, render_html,
+                                      report_lock)
+from inspect_ad.scoring.calibration import FAIL, INVALID
+
+
+def test_report_has_one_row_per_input_bad_files_included(qa_tree, tmp_path):
+    root, det = qa_tree
+    s = inspect_images(det, [root / "parts"], tmp_path / "rep", batch_size=2, progress=False)
+    rows = read_rows(tmp_path / "rep" / JSONL)
+    assert s.total == len(rows) == 5 and s.new == 5
+    assert sorted(os.path.basename(r["path"]) for r in rows) == ["broken.png", "d0.png", "d1.png", "g0.png", "g1.png"]
+    bad = next(r for r in rows if r["path"].endswith("broken.png"))
+    assert bad["decision"] == "ERROR" and "corrupt" in bad["error"] and s.errors == 1
+    with open(tmp_path / "rep" / CSV, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["path"] for r in table] == [r["path"] for r in rows]
+    assert all(json.loads(t["boxes"]) == r["boxes"] for t, r in zip(table, rows))
+    for r in rows:
+        if r["decision"] == "FAIL":
+            assert (tmp_path / "rep" / f"{r['thumb']}_heat.jpg").stat().st_size > 100
+        if r["decision"] != "ERROR":
+            assert (r["normalized_score"] > 0.5) == (r["decision"] == "FAIL")
+            assert r["n_regions"] == len(r["boxes"])
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "<table>" in page and page.count("<tr>") == 6 and "broken.png" in page
+    assert json.loads((tmp_path / "rep" / "summary.json").read_text())["total"] == 5
+
+
+def test_defects_fail_and_good_parts_pass(qa_tree, tmp_path):
+    root, det = qa_tree
+    inspect_images(det, [root / "parts"], tmp_path / "rep", progress=False)
+    decision = {os.path.basename(r["path"]): r["decision"] for r in read_rows(tmp_path / "rep" / JSONL)}
+    assert decision["d0.png"] == decision["d1.png"] == "FAIL"
+
+
+def test_resume_adds_nothing_twice(qa_tree, tmp_path):
+    root, det = qa_tree
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for p in sorted((root / "parts").rglob("*.png"))[:3]:
+        (parts / p.name).write_bytes(p.read_bytes())
+    inspect_images(det, [parts], tmp_path / "rep", progress=False)
+    # an interrupted run: a half-written last line, then two more images arrive
+    jsonl = tmp_path / "rep" / JSONL
+    jsonl.write_text(jsonl.read_text()[:-20])
+    for p in sorted((root / "parts").rglob("*.png"))[3:]:
+        (parts / p.name).write_bytes(p.read_bytes())
+    s = inspect_images(det, [parts], tmp_path / "rep", resume=True, progress=False)
+    rows = read_rows(jsonl)
+    paths = [r["path"] for r in rows]
+    assert s.new == 3 and len(paths) == len(set(paths)) == 5
+    with open(tmp_path / "rep" / CSV, newline="") as f:
+        assert [r["path"] for r in csv.DictReader(f)] == paths
+    assert inspect_images(det, [parts], tmp_path / "rep", resume=True, progress=False).new == 0
+
+
+def test_place_copies_without_clobbering(tmp_path):
+    src = write_png(tmp_path / "a.png", np.ones((3, 3), np.uint8))
+    other = write_png(tmp_path / "out" / "a.png", np.zeros((3, 3), np.uint8))
+    first = place(src, tmp_path / "out", src.relative_to(tmp_path), copy=True)
+    assert first.name == "a_1.png" and other.read_bytes() != first.read_bytes()
+    assert place(src, tmp_path / "out", src.relative_to(tmp_path), copy=True) == first
+
+
+def test_gather_is_recursive_with_relative_names(qa_tree):
+    root, _ = qa_tree
+    found = gather([root / "parts"])
+    assert [str(rel) for _, rel in found] == ["broken.png", "good/g0.png", "good/g1.png", "line2/d0.png", "line2/d1.png"]
+
+
+def test_inspect_fails_every_part_of_a_nan_model(qa, tmp_path, monkeypatch):
+    _, det = qa
+    monkeypatch.setattr(Detector, "_infer", lambda self, x: (np.full((len(x), 32, 32), np.nan, np.float32),
+                                                              np.full(len(x), np.nan, np.float32)))
+    s = inspect_images(det, [parts_copy(qa, tmp_path)], tmp_path / "rep", progress=False)
+    text = (tmp_path / "rep" / JSONL).read_text()
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert "NaN" not in text  # not JSON: other readers of the report would choke on it
+    assert s.failed == 2 and all(r["decision"] == FAIL and "invalid score" in r["error"] for r in rows)
+
+
+def test_black_frame_is_invalid_never_pass(qa, tmp_path):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    write_png(parts / "black.png", np.zeros((40, 48), np.uint8))
+    s = inspect_images(det, [parts], tmp_path / "rep", progress=False)
+    row = next(r for r in read_rows(tmp_path / "rep" / JSONL) if r["path"].endswith("black.png"))
+    assert row["decision"] == INVALID and "blank" in row["error"]
+    assert s.invalid == 1 and s.exit_code() != 0
+
+
+def test_bundle_and_report_files_honour_the_umask(qa, tmp_path):
+    _, det = qa
+    old = os.umask(0o022)
+    try:
+        det.save(tmp_path / "b")
+        inspect_images(det, [parts_copy(qa, tmp_path)], tmp_path / "rep", progress=False)
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "b" / "model.safetensors", tmp_path / "b" / "config.json", tmp_path / "rep" / CSV,
+              tmp_path / "rep" / "index.html"):
+        assert oct(f.stat().st_mode & 0o777) == oct(0o644), f
+
+
+def test_every_html_value_is_escaped():
+    cal = {"target_frr": 0.1, "n": "<script>x</script>", "image_threshold": 1.0, "pixel_threshold": 1.0,
+           "min_area": "<img src=x onerror=alert(1)>", "guarantee": "", "date": ""}
+    page = render_html(Summary(0, 0, 0, 0, 0, 0.0, "r"), cal, [], 10)
+    assert "<script>x" not in page and "<img src=x" not in page
+
+
+def test_csv_cells_cannot_start_a_formula(qa, tmp_path, monkeypatch):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    shutil.copy(parts / "g0.png", parts / "=1+2.png")
+    monkeypatch.chdir(parts)
+    inspect_images(det, ["=1+2.png"], tmp_path / "rep", progress=False)
+    with open(tmp_path / "rep" / CSV) as f:
+        cells = [row["path"] for row in csv.DictReader(f)]
+    assert cells and all(not c.startswith(("=", "+", "-", "@")) for c in cells)
+
+
+def test_sort_into_refuses_a_symlinked_folder(qa, tmp_path):
+    _, det = qa
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "sorted").mkdir()
+    (tmp_path / "sorted" / "pass").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InspectError, match="symbolic link"):
+        inspect_images(det, [parts_copy(qa, tmp_path)], tmp_path / "rep", sort_into=tmp_path / "sorted",
+                       progress=False)
+    assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_second_run_on_a_report_in_use_is_refused(qa, tmp_path):
+    _, det = qa
+    (tmp_path / "rep").mkdir()
+    with report_lock(tmp_path / "rep"), pytest.raises(InspectError, match="another inspect run"):
+        inspect_images(det, [parts_copy(qa, tmp_path)], tmp_path / "rep", resume=True, progress=False)
+
+
+def test_resume_with_the_inputs_spelled_otherwise_adds_no_rows(qa, tmp_path, monkeypatch):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    inspect_images(det, [parts.resolve()], tmp_path / "rep", progress=False)
+    monkeypatch.chdir(tmp_path)
+    s = inspect_images(det, ["parts", "./parts/g0.png"], tmp_path / "rep", resume=True, progress=False)
+    assert s.new == 0 and s.total == 2
+
+
+def test_the_same_file_given_twice_is_one_row(qa, tmp_path):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    s = inspect_images(det, [parts / "g0.png", parts, parts / "g0.png"], tmp_path / "rep", progress=False)
+    assert s.total == 2
+
+
+def test_own_output_folders_inside_the_input_are_not_scanned(qa, tmp_path):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    inspect_images(det, [parts], parts / "rep", sort_into=parts / "sorted", copy=True, progress=False)
+    s = inspect_images(det, [parts], parts / "rep", resume=True, sort_into=parts / "sorted", copy=True,
+                       progress=False)
+    assert s.new == 0 and s.total == 2
