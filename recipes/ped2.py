@@ -20,7 +20,7 @@ import torch
 from inspect_ad.data.synthetic_video import ANOMALY_KINDS
 from inspect_ad.data.video import load_video_dataset
 from inspect_ad.models import create_model, parse_overrides
-from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_device
+from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_device, torch_threads_from_env
 from inspect_ad.detectors.video import RECIPES, VideoDetector, recipe_setting, video_train_config
 from inspect_ad.reports.visualize import save_score_plot
 
@@ -144,8 +144,7 @@ def main(argv=None) -> None:
     p.add_argument("--table", help="markdown table to (re)write from <out>/results.jsonl")
     p.add_argument("--speed", action="store_true", help="append a CPU fps table for paper-size models")
     args = p.parse_args(argv)
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch_threads_from_env()
     ds = load_video_dataset(args.data).require_train().require_test()
     log = Path(args.out) / "results.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,15 @@ from inspect_ad.models import ablation_options, get_spec
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Recipes set torch's thread count for their runs (1 per worker); a test that runs one in
+    process must not leave the rest of the suite on one thread."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"            # bundles saved by older versions, and the probe image they score
 RECIPES = TESTS.parent / "recipes"

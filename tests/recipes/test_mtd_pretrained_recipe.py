@@ -1,11 +1,10 @@
 """recipes/mtd_pretrained.py runs end to end on a generated manifest in MTD's layout."""
-import subprocess
 import sys
 
-from conftest import RECIPES
+from conftest import RECIPES, load_recipe
 
 
-def test_mtd_pretrained_recipe_writes_recall_at_both_targets(tmp_path):
+def test_mtd_pretrained_recipe_writes_recall_at_both_targets(tmp_path, monkeypatch):
     """A generated manifest in MTD's layout: 110 good training images (100 calibrate), 2 + 2 test images."""
     import json
 
@@ -27,11 +26,10 @@ def test_mtd_pretrained_recipe_writes_recall_at_both_targets(tmp_path):
                  {"image": f"d{i}.png", "mask": f"d{i}_mask.png", "label": "blowhole"}]
     (tmp_path / "split.json").write_text(json.dumps({"train": train, "test": test}))
     results = tmp_path / "mtd.md"
-    r = subprocess.run([sys.executable, str(RECIPES / "mtd_pretrained.py"), "--data", str(tmp_path), "--models",
-                        "patchcore", "--image-size", "32", "--device", "cpu", "-o", "stages=[1,2]",
-                        "--out", str(tmp_path / "runs"), "--results", str(results)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
+    argv = ["--data", str(tmp_path), "--models", "patchcore", "--image-size", "32", "--device", "cpu",
+            "-o", "stages=[1,2]", "--out", str(tmp_path / "runs"), "--results", str(results)]
+    monkeypatch.setattr(sys, "argv", [str(RECIPES / "mtd_pretrained.py"), *argv])   # the command it records
+    assert load_recipe("mtd_pretrained").main(argv) == 0
     row = next(line for line in results.read_text().splitlines() if line.startswith("| patchcore |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[5] == "1.000" and cells[6] == "1.000"   # both bright defects caught at 1% and 5% FRR
