@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from click.testing import CliRunner
+
+from inspect_ad.cli.image import main as cli_main
 from inspect_ad.data.tabular import TabularData
 from inspect_ad.detectors.image import Detector
 from inspect_ad.engine.loop import TrainConfig
@@ -226,3 +229,22 @@ def qa_tree(qa_bundles, tmp_path_factory):
         write_png(root / "parts" / "line2" / f"d{i}.png", img)
     (root / "parts" / "broken.png").write_bytes(b"\x89PNG not really")
     return root, Detector.load(root / "model", "cpu")
+
+
+# ---------------------------------------------------------------- the command line
+
+def run_cli(*args, catch_exceptions: bool = True):
+    """``inspect-ad ARGS`` in process. Tests of a run that must succeed pass catch_exceptions=False,
+    so a traceback fails them with the traceback itself."""
+    return CliRunner().invoke(cli_main, [str(a) for a in args], catch_exceptions=catch_exceptions)
+
+
+def one_line_error(r, *needles):
+    """Exit code 2, no exception, and exactly one ``error:`` line on stderr holding every needle."""
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+

@@ -1,17 +1,15 @@
 """Calibration from the command line: fit --calibration-split and calibrate (inspect_ad/cli/image.py)."""
 import json
 
-from click.testing import CliRunner
 
-from conftest import copy_bundle, fast_fit_args
+from conftest import copy_bundle, fast_fit_args, run_cli
 
-from inspect_ad.cli.image import main
 
 FAST = fast_fit_args(epochs=1)
 
 
 def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args, catch_exceptions=False)
 
 
 def test_fit_with_calibration_split_then_recalibrate_keeps_weights(tiny_mvtec, tmp_path):

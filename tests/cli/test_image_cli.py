@@ -3,17 +3,15 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import copy_bundle, fast_fit_args, write_png
+from conftest import copy_bundle, fast_fit_args, write_png, run_cli
 
-from inspect_ad.cli.image import main
 
 FAST = fast_fit_args(epochs=2)
 
 
 def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args, catch_exceptions=False)
 
 
 def fit_tiny(root, out):

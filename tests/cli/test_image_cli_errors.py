@@ -4,28 +4,16 @@ import json
 import shutil
 
 import numpy as np
-from click.testing import CliRunner
 
-from conftest import fast_fit_args, noise, parts_copy, write_png
+from conftest import fast_fit_args, noise, parts_copy, write_png, one_line_error, run_cli
 
 from inspect_ad import atomic
-from inspect_ad.cli.image import main
 from inspect_ad.detectors import bundle
 
 FAST = fast_fit_args(epochs=1)
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(r, *needles):
-    assert r.exit_code == 2, r.output
-    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+run = run_cli
 
 
 def test_fit_refuses_to_save_a_diverged_model(qa, tmp_path):

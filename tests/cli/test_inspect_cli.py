@@ -1,15 +1,13 @@
 """The inspect command (inspect_ad/cli/image.py) over a folder tree of parts."""
 import numpy as np
-from click.testing import CliRunner
 
-from conftest import write_png
+from conftest import write_png, run_cli
 
-from inspect_ad.cli.image import main
 from inspect_ad.reports.batch import JSONL, inspect_images, read_rows
 
 
 def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args, catch_exceptions=False)
 
 
 def test_existing_report_needs_resume_or_overwrite(qa_tree, tmp_path):

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import one_line_error, run_cli
 
 from inspect_ad.cli.image import main
 from inspect_ad.cli.video import video as video_cli
@@ -60,17 +61,7 @@ def test_video_cli_takes_the_image_commands_option_names(tmp_path):
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(r, *needles):
-    assert r.exit_code == 2, r.output
-    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+run = run_cli
 
 
 def test_video_fit_refuses_to_replace_a_bundle(tmp_path):
