@@ -37,7 +37,7 @@ def video() -> None:
               help="paper: the papers' sizes (GPU); cpu: 64×64 grey, narrow nets; tiny: tests")
 @epochs_option(help="Override the setting's epochs.")
 @batch_size_option(help="Override the setting's batch size.")
-@lr_option(help="Override the setting's learning rate (default: the paper's).")
+@lr_option(help="Override the setting's learning rate (paper: the paper's).")
 @click.option("--max-steps-per-epoch", type=click.IntRange(1), help="cap each epoch (for quick CPU runs)")
 @click.option("--no-memory", is_flag=True, help="train the paper's no-memory ablation")
 @model_options(hidden_names=("--set",))
