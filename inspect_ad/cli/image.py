@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from tqdm.auto import tqdm
 import numpy as np
 
 from inspect_ad import __version__
@@ -203,14 +204,6 @@ def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
 SEGMENT_OUTPUTS = ("_map.npy", "_overlay.png", "_mask.png", "_contour.png")
 
 
-def unique_stem(path: Path, used: set[str]) -> str:
-    stem, k = path.stem, 1
-    while stem in used:
-        stem, k = f"{path.stem}_{k}", k + 1
-    used.add(stem)
-    return stem
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option()
@@ -218,28 +211,33 @@ def unique_stem(path: Path, used: set[str]) -> str:
 @batch_size_option(8)
 @device_option
 @overwrite_option("Replace files left in --out by an earlier segment.")
-def segment(inputs, bundle, out, batch_size, device, overwrite):
+@click.option("--quiet", is_flag=True, help="Print only the summary and errors (no progress bar, no line per image).")
+def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
     """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
-    model also write the defect mask and a contour overlay, and print PASS/FAIL."""
+    model also write the defect mask and a contour overlay, and print PASS/FAIL. Outputs keep the
+    inputs' folders: ``test/crack/000.png`` (folder ``test`` given) gives ``OUT/test/crack/000_overlay.png``."""
     from inspect_ad.atomic import atomic_path
     from inspect_ad.reports.batch import contour_overlay, write_mask, write_rgb
-    from inspect_ad.data.datasets import expand_inputs
+    from inspect_ad.data.datasets import named_inputs
     from inspect_ad.detectors.image import Detector
     from inspect_ad.reports.visualize import save_overlay
 
     det = Detector.load(bundle, device)
-    paths = expand_inputs(inputs)
+    named = named_inputs(inputs)
+    paths, stems = [path for path, _ in named], [name for _, name in named]
     out = Path(out)
-    used: set[str] = set()
-    stems = [unique_stem(p, used) for p in paths]
     if not overwrite:
         taken = next((out / f"{st}{kind}" for st in stems for kind in SEGMENT_OUTPUTS
                       if (out / f"{st}{kind}").exists()), None)
         if taken is not None:
             raise InspectError(f"{taken} already exists; pass --overwrite to replace it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    for folder in {(out / stem).parent for stem in stems}:
+        folder.mkdir(parents=True, exist_ok=True)
     vmax, n_bad = det.display_max(), 0
-    for stem, p in zip(stems, det.predict_iter(paths, batch_size, keep_image=True)):
+    say = (lambda line: None) if quiet else click.echo
+    predictions = tqdm(det.predict_iter(paths, batch_size, keep_image=True), total=len(paths), desc="segment",
+                       unit="image", disable=True if quiet else None, leave=False)   # None: on a terminal only
+    for stem, p in zip(stems, predictions):
         if p.error:
             n_bad += 1
             click.echo(f"{p.source}\terror: {p.error}")
@@ -248,14 +246,14 @@ def segment(inputs, bundle, out, batch_size, device, overwrite):
             np.save(f, p.map)
         if not det.calibration_:
             save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax, f"score {p.score:.5g}")
-            click.echo(f"{p.source}\tscore={p.score:.6g}" + (f"\tINVALID input: {p.invalid}" if p.invalid else ""))
+            say(f"{p.source}\tscore={p.score:.6g}" + (f"\tINVALID input: {p.invalid}" if p.invalid else ""))
             continue
         j = det.judge(p)
         save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax,
                      f"{j.decision} {j.normalized:.3f} (score {p.score:.5g})", mask=j.mask)
         write_mask(out / f"{stem}_mask.png", j.mask)
         write_rgb(out / f"{stem}_contour.png", contour_overlay(p.image, j.mask))
-        click.echo(f"{p.source}\tscore={p.score:.6g}\tnormalised={j.normalized:.4f}\t{j.decision}"
+        say(f"{p.source}\tscore={p.score:.6g}\tnormalised={j.normalized:.4f}\t{j.decision}"
                    + (f"\t{j.reason}" if j.reason else ""))
     click.echo(f"{len(paths) - n_bad} images segmented, {n_bad} unreadable; results in {out}")
     if n_bad == len(paths):

@@ -123,15 +123,34 @@ def from_folder(path: str | Path, recursive: bool = True) -> ImageSet:
 
 def expand_inputs(inputs: list[str | Path], recursive: bool = True) -> list[Path]:
     """Files and folders given on a command line -> image files, in the order given."""
-    out: list[Path] = []
+    return [path for path, _ in named_inputs(inputs, recursive)]
+
+
+def named_inputs(inputs: list[str | Path], recursive: bool = True) -> list[tuple[Path, str]]:
+    """Files and folders given on a command line -> (image file, output name), in the order given.
+    The name keeps where an image came from: ``test/crack/000`` for ``test/crack/000.png`` found in
+    the folder ``test`` (so ``crack/000`` and ``color/000`` stay apart), the stem for a file given by
+    name; a name already taken gets ``_1``, ``_2``, ..."""
+    out: list[tuple[Path, str]] = []
+    used: set[str] = set()
     for item in map(Path, inputs):
         if item.is_dir():
-            out.extend(list_images(item, recursive))
+            found = [(p, (Path(item.resolve().name) / p.relative_to(item)).with_suffix("").as_posix())
+                     for p in list_images(item, recursive)]
         elif item.exists() or item.suffix:
-            out.append(item)
+            found = [(item, item.stem)]
         else:
             raise InspectError(f"{item} does not exist; pass image files or folders")
+        out.extend((path, _unique(name, used)) for path, name in found)
     return out
+
+
+def _unique(name: str, used: set[str]) -> str:
+    unique, k = name, 1
+    while unique in used:
+        unique, k = f"{name}_{k}", k + 1
+    used.add(unique)
+    return unique
 
 
 def load_image_set(data_root: str | Path | None = None, category: str | None = None,

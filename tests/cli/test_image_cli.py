@@ -30,7 +30,19 @@ def test_fit_then_segment_writes_overlays_and_maps(tiny_mvtec, tmp_path):
     assert r.output.count("score=") == 3
     m = np.load(tmp_path / "seg" / "000_map.npy")
     assert m.shape == (40, 48)  # the input's own size
-    assert (tmp_path / "seg" / "000_overlay.png").is_file() and (tmp_path / "seg" / "000_1_overlay.png").is_file()
+    # a file given by name keeps its stem, a folder's images their path from that folder's name
+    assert (tmp_path / "seg" / "000_overlay.png").is_file() and (tmp_path / "seg" / "scratch" / "000_overlay.png").is_file()
+
+
+def test_segment_keeps_the_folders_apart_and_quiet_prints_the_summary_only(tiny_mvtec, tmp_path, mvtec_bundle):
+    copy_bundle(mvtec_bundle[2], tmp_path / "m")
+    test = tiny_mvtec / "widget" / "test"          # good/000.png and scratch/000.png: the same file name
+    r = run("segment", test, "--bundle", tmp_path / "m", "--out", tmp_path / "seg", "--quiet")
+    assert r.exit_code == 0, r.output
+    for kind in ("good", "scratch"):
+        assert (tmp_path / "seg" / "test" / kind / "000_overlay.png").is_file()
+        assert (tmp_path / "seg" / "test" / kind / "000_map.npy").is_file()
+    assert "score=" not in r.output and r.output.strip().splitlines()[0].startswith("4 images segmented")
 
 
 def test_fit_on_manifest(tiny_mvtec, tmp_path):

@@ -26,8 +26,9 @@ def test_decisions_match_segment(qa_tree, tmp_path):
     printed = {line.split("\t")[0]: line.split("\t")[-1] for line in seg.output.splitlines() if "score=" in line}
     report = {r["path"]: r["decision"] for r in read_rows(tmp_path / "rep" / JSONL) if r["decision"] != "ERROR"}
     assert printed == report and len(report) == 4
-    for stem in ("d0", "g0"):
-        assert (tmp_path / "seg" / f"{stem}_mask.png").is_file() and (tmp_path / "seg" / f"{stem}_contour.png").is_file()
+    for stem in ("line2/d0", "good/g0"):
+        out = tmp_path / "seg" / "parts"
+        assert (out / f"{stem}_mask.png").is_file() and (out / f"{stem}_contour.png").is_file()
 
 
 def test_fail_exit_code_and_sort_into_never_overwrites(qa_tree, tmp_path):
