@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     det = fit_or_load(args, images.train)
     t_fit = time.perf_counter() - t0
-    calibrations = {a: dict(det.calibrate(held, a, progress=False)) for a in TARGETS}
+    calibrations = {a: dict(det.calibrate(held, a, progress=False, save=False)) for a in TARGETS}
     det.calibration_ = calibrations[TARGETS[0]]
     det.save_calibration(args.out)
 

@@ -84,7 +84,7 @@ def run_one(args, name: str, seed: int, data) -> dict:
     det = fit(args, name, seed, data.train)
     fit_s = time.perf_counter() - t0
     _, held = holdout_split(data.train, N_CALIBRATION, seed)
-    calibrations = {a: det.calibrate(held, a, progress=False) for a in TARGETS}
+    calibrations = {a: det.calibrate(held, a, progress=False, save=False) for a in TARGETS}
     t1 = time.perf_counter()
     scores, maps, masks = collect(det, data.test, progress=False)
     images_per_s = len(data.test) / (time.perf_counter() - t1)

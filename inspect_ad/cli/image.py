@@ -193,8 +193,7 @@ def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
 
     det = Detector.load(bundle, device)
     cal = det.calibrate(expand_inputs(good), target_frr, min_area, source=", ".join(good),
-                        batch_size=batch_size, progress=not quiet)
-    det.save_calibration(bundle)
+                        batch_size=batch_size, progress=not quiet)   # saved into the bundle it was loaded from
     click.echo(format_calibration(cal))
     click.echo(f"saved in {Path(bundle) / 'config.json'} (weights untouched)")
 

@@ -122,13 +122,13 @@ class Detector(BaseDetector):
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None,
                                **({"backbone_weights": weights_source} if weights_source else {})}
-        self.calibration_ = None
+        self.calibration_ = self.bundle_path_ = None   # a new model: no bundle until it is saved
         self.map_reference_ = self.map_reference_settings_ = None
         if self.map_config.standardized:
             self.fit_reference(reference, progress=progress)
         self.reference_ = self._reference_stats(images)
         if held:
-            self.calibrate(held, target_frr, min_area, progress=progress,
+            self.calibrate(held, target_frr, min_area, progress=progress, save=False,   # fit saves it with the rest
                            source=f"{len(held)} images held out from fit (seed {self.train_config.seed})")
         if out is not None:
             self.save(out)
@@ -239,9 +239,13 @@ class Detector(BaseDetector):
     # --- calibration -------------------------------------------------------------------
 
     def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: int | None = None,
-                  source: str = "", batch_size: int = 16, progress: bool = True) -> dict:
+                  source: str = "", batch_size: int = 16, progress: bool = True, save: bool | None = None) -> dict:
         """Set thresholds from defect-free images not used for training (see
-        :mod:`inspect_ad.scoring.calibration` for the guarantee); returns the calibration section."""
+        :mod:`inspect_ad.scoring.calibration` for the guarantee); returns the calibration section.
+
+        ``save`` None: write it into the bundle this detector was loaded from or last saved to, if
+        any (the log says which, or that there is none: then ``save(path)`` keeps it); False: keep
+        it in memory only (e.g. to compare several targets)."""
         images = list(images)
         require_calibration_size(len(images), target_frr, source or "the calibration set")
         scores, maps = [], []
@@ -253,6 +257,11 @@ class Detector(BaseDetector):
             scores.append(p.score)
             maps.append(p.map)
         self.calibration_ = calibrate(scores, maps, target_frr, min_area, source)
+        if save is not False and self.bundle_path_ is not None:
+            self.save_calibration()
+            log.info("calibration saved in %s", self.bundle_path_)
+        elif save is None:
+            log.info("calibration kept in memory only: this detector has no bundle yet; save(path) writes it")
         return self.calibration_
 
     def save_calibration(self, path: str | Path | None = None) -> Path:
@@ -281,7 +290,8 @@ class Detector(BaseDetector):
             tensors = {"map_reference": reference}
             metric, sigma, scales = self.map_reference_settings_
             sections["map_reference"] = {"metric": metric, "sigma": sigma, "scales": list(scales)}
-        return save_bundle(path, self.model_, self.model, self.model_config_, tensors, **sections)
+        self.bundle_path_ = save_bundle(path, self.model_, self.model, self.model_config_, tensors, **sections)
+        return self.bundle_path_
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "Detector":

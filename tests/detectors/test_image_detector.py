@@ -1,9 +1,11 @@
 """The image Detector (inspect_ad/detectors/image.py): reference maps, resizing, input checks, and the
 models on pretrained features."""
+import json
+
 import numpy as np
 import pytest
 
-from conftest import tiny_model_options
+from conftest import copy_bundle, tiny_model_options
 
 from inspect_ad.data import from_mvtec
 from inspect_ad.detectors.image import Detector
@@ -150,3 +152,15 @@ def test_patchcore_takes_the_preprocessing_and_map_options(tiny_mvtec, tmp_path,
     paths = [s.image for s in data.test]
     np.testing.assert_array_equal(det.score_samples(paths), again.score_samples(paths))
     assert [m.shape for m in again.anomaly_maps(paths)] == [(40, 48)] * len(paths)
+
+
+def test_calibrate_writes_into_the_detectors_bundle_unless_told_not_to(mvtec_bundle, tmp_path):
+    _, paths, bundle = mvtec_bundle
+    copy_bundle(bundle, tmp_path / "m")
+    det = Detector.load(tmp_path / "m", "cpu")
+    saved = lambda: json.loads((tmp_path / "m" / "config.json").read_text()).get("calibration")  # noqa: E731
+    det.calibrate(paths, target_frr=0.2, progress=False, save=False)
+    assert saved() is None and det.calibration_ is not None
+    det.calibrate(paths, target_frr=0.2, progress=False)
+    assert saved() == json.loads(json.dumps(det.calibration_))
+    assert Detector.load(tmp_path / "m", "cpu").threshold_ == det.threshold_
