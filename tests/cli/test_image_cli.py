@@ -252,3 +252,12 @@ def test_cli_refuses_patchcore_without_a_backbone(tiny_mvtec, tmp_path):
     r = CliRunner().invoke(main, ["fit", "--data-root", str(tiny_mvtec), "--category", "widget", "--out",
                                   str(tmp_path / "x"), "--backbone", "none"])
     assert r.exit_code == 2 and "works on pretrained features" in r.output
+
+
+def test_demo_runs_on_the_device_asked_for_and_writes_its_metrics(tmp_path):
+    r = run("demo", "--out", tmp_path / "d", "--models", "ae", "--backbone", "none", "--epochs", "1",
+            "--device", "cpu", "--quiet")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert m["settings"]["device"].startswith("CPU (") and 0 <= m["ae"]["image_auroc"] <= 1
+    assert (tmp_path / "d" / "reports" / "brick" / "ae").is_dir()
