@@ -63,9 +63,10 @@ def data() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the MVTec-layout dataset into.")
 @click.option("--categories", default=None, help="Comma-separated categories (default: all).")
 @click.option("--size", default=128, show_default=True, type=click.IntRange(16, 4096), help="Image size in pixels.")
-@click.option("--n-train", default=60, show_default=True, type=click.IntRange(1))
-@click.option("--n-test-good", default=20, show_default=True, type=click.IntRange(0))
-@click.option("--n-test-per-defect", default=4, show_default=True, type=click.IntRange(0))
+@click.option("--n-train", default=60, show_default=True, type=click.IntRange(1), help="Good training images per category.")
+@click.option("--n-test-good", default=20, show_default=True, type=click.IntRange(0), help="Good test images per category.")
+@click.option("--n-test-per-defect", default=4, show_default=True, type=click.IntRange(0),
+              help="Test images per defect kind and category.")
 @seed_option
 def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, seed):
     """Write the built-in dataset (real scikit-image textures + synthetic defects with exact masks)."""
@@ -185,7 +186,7 @@ def format_calibration(cal: dict) -> str:
 @click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Target false-reject rate on good parts.")
 @click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
-@batch_size_option(16)
+@batch_size_option(16, help="Images scored per batch.")
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
@@ -209,7 +210,7 @@ SEGMENT_OUTPUTS = ("_map.npy", "_overlay.png", "_mask.png", "_contour.png")
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for overlays and maps.")
-@batch_size_option(8)
+@batch_size_option(8, help="Images scored per batch.")
 @device_option
 @overwrite_option("Replace files left in --out by an earlier segment.")
 @click.option("--quiet", is_flag=True, help="Print only the summary and errors (no progress bar, no line per image).")
@@ -269,7 +270,7 @@ def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option("Calibrated model bundle folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
-@batch_size_option(16)
+@batch_size_option(16, help="Images scored per batch.")
 @device_option
 @click.option("--sort-into", type=click.Path(file_okay=False),
               help="Link each image into DIR/pass, DIR/fail, DIR/invalid or DIR/error.")
@@ -342,7 +343,8 @@ def format_metrics(m: dict) -> str:
 # --- demo ------------------------------------------------------------------------------------
 
 @main.command()
-@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the data, models, reports, heatmaps and metrics.json.")
 @click.option("--categories", default="brick", show_default=True, help="Built-in categories, comma-separated.")
 @click.option("--models", default="patchcore,mmae", show_default=True, help="Models to fit and compare.")
 @click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,

@@ -30,7 +30,8 @@ def video() -> None:
 
 
 @video.command("fit")
-@click.option("--recipe", type=click.Choice(RECIPES), required=True)
+@click.option("--recipe", type=click.Choice(RECIPES), required=True,
+              help="MemAE-3D, MNAD reconstruction or prediction, or the prototype memory (seed 003).")
 @click.option("--data", required=True, help="dataset folder (frame folders or UCSD original) or 'synthetic'")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="bundle folder to write")
 @click.option("--setting", type=click.Choice(SETTINGS), default="cpu", show_default=True,
