@@ -317,6 +317,10 @@ def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigm
     """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
     from dataclasses import replace
 
+    if train_dir is not None:
+        raise InspectError(f"--train-dir {train_dir} holds defect-free images only, and evaluate needs labelled test "
+                           f"images: pass --data-root with --category (MVTec AD layout) or --manifest")
+
     from inspect_ad.data.datasets import load_image_set
     from inspect_ad.detectors.image import Detector
     from inspect_ad.reports.evaluation import evaluate as run_evaluation

@@ -101,3 +101,8 @@ def test_model_option_errors_are_one_line(qa, tmp_path):
     root, _ = qa
     one_line_error(run("fit", "--train-dir", root / "train", "--out", tmp_path / "m", *FAST, "-o", "grid_stride=3"),
                    "grid_stride")
+
+
+def test_evaluate_on_a_folder_of_good_images_says_what_it_needs(tmp_path, mvtec_bundle):
+    one_line_error(run("evaluate", "--bundle", mvtec_bundle[2], "--train-dir", tmp_path, "--out", tmp_path / "r"),
+                   "--train-dir", "--data-root", "--manifest")
