@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.functional import gaussian_blur
 
 from inspect_ad.errors import ConfigError, InspectError
 from inspect_ad.ops.gms import msgms_map
@@ -112,6 +111,8 @@ def raw_map(x: Tensor, recon: Tensor, cfg: MapConfig) -> Tensor:
 def smooth(maps: Tensor, sigma: float) -> Tensor:
     if sigma <= 0:
         return maps
+    # here, not at the top: importing torchvision loads all its models (over a second at every start)
+    from torchvision.transforms.functional import gaussian_blur
     k = 2 * math.ceil(3 * sigma) + 1
     k = min(k, 2 * (min(maps.shape[-2:]) // 2) - 1) if min(maps.shape[-2:]) < k else k
     return gaussian_blur(maps.unsqueeze(1), [k, k], [sigma, sigma]).squeeze(1)

@@ -254,6 +254,7 @@ def test_cli_refuses_patchcore_without_a_backbone(tiny_mvtec, tmp_path):
     assert r.exit_code == 2 and "works on pretrained features" in r.output
 
 
+@pytest.mark.slow   # a whole demo (200 training images) at one epoch: 5-6 s
 def test_demo_runs_on_the_device_asked_for_and_writes_its_metrics(tmp_path):
     r = run("demo", "--out", tmp_path / "d", "--models", "ae", "--backbone", "none", "--epochs", "1",
             "--device", "cpu", "--quiet")
