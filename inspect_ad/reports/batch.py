@@ -272,7 +272,7 @@ def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path,
                    resume: bool = False, overwrite: bool = False, sort_into: str | Path | None = None,
                    copy: bool = False, progress: bool = True) -> Summary:
     """Judge every image under ``inputs``, streaming (memory bounded by ``batch_size``)."""
-    cal = check_calibration(getattr(det, "calibration_", None), str(getattr(det, "bundle_path_", "the model")))
+    cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
     out = Path(out)
     for folder in (out, sort_into):
         if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
