@@ -106,3 +106,15 @@ def batch_size_option(default: int | None = None, help: str | None = None):
 def lr_option(default: float | None = None, help: str | None = "Learning rate."):
     return click.option("--lr", type=click.FloatRange(0, min_open=True), default=default,
                         show_default=default is not None, help=help)
+
+
+def runtime_options(f):
+    """``--runtime``, ``--precision``, ``--compile``: how a loaded model is run (see inspect_ad.deploy.runtime)."""
+    from inspect_ad.deploy.runtime import PRECISIONS, RUNTIMES
+    f = click.option("--compile", "compile_graph", is_flag=True,
+                     help="torch runtime on a GPU: torch.compile the model and its map post-processing.")(f)
+    f = click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
+                     help="bf16: faster on GPUs (torch, openvino), maps within a stated tolerance of fp32.")(f)
+    return click.option("--runtime", default="torch", show_default=True, type=click.Choice(RUNTIMES),
+                        help="torch runs the bundle; onnx, openvino, torchscript run a folder written by "
+                             "'inspect-ad export' (pass it as --bundle).")(f)

@@ -13,7 +13,8 @@ from inspect_ad import __version__
 from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
-                                   model_options, option_errors, overwrite_option, seed_option)
+                                   model_options, option_errors, overwrite_option, runtime_options, seed_option)
+from inspect_ad.deploy.export import FORMATS
 from inspect_ad.errors import InspectError
 from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
 from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
@@ -212,9 +213,10 @@ SEGMENT_OUTPUTS = ("_map.npy", "_overlay.png", "_mask.png", "_contour.png")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for overlays and maps.")
 @batch_size_option(8, help="Images scored per batch.")
 @device_option
+@runtime_options
 @overwrite_option("Replace files left in --out by an earlier segment.")
 @click.option("--quiet", is_flag=True, help="Print only the summary and errors (no progress bar, no line per image).")
-def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
+def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile_graph, overwrite, quiet):
     """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
     model also write the defect mask and a contour overlay, and print PASS/FAIL. Outputs keep the
     inputs' folders: ``test/crack/000.png`` (folder ``test`` given) gives ``OUT/test/crack/000_overlay.png``."""
@@ -224,7 +226,7 @@ def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
     from inspect_ad.detectors.image import Detector
     from inspect_ad.reports.visualize import save_overlay
 
-    det = Detector.load(bundle, device)
+    det = Detector.load(bundle, device, runtime, precision, compile_graph)
     named = named_inputs(inputs)
     paths, stems = [path for path, _ in named], [name for _, name in named]
     out = Path(out)
@@ -272,6 +274,7 @@ def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
 @batch_size_option(16, help="Images scored per batch.")
 @device_option
+@runtime_options
 @click.option("--sort-into", type=click.Path(file_okay=False),
               help="Link each image into DIR/pass, DIR/fail, DIR/invalid or DIR/error.")
 @click.option("--copy", is_flag=True, help="With --sort-into: copy the images instead of symlinking them.")
@@ -282,19 +285,41 @@ def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
                    "else 0 (errors: 2).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def inspect_cmd(ctx, inputs, bundle, out, batch_size, device, sort_into, copy, resume, overwrite,
-                fail_exit_code, quiet):
+def inspect_cmd(ctx, inputs, bundle, out, batch_size, device, runtime, precision, compile_graph, sort_into, copy,
+                resume, overwrite, fail_exit_code, quiet):
     """Batch QA: PASS/FAIL every image under INPUTS (recursive) into a CSV/JSONL/HTML report."""
     from inspect_ad.reports.batch import inspect_images
     from inspect_ad.detectors.image import Detector
 
-    det = Detector.load(bundle, device)
+    det = Detector.load(bundle, device, runtime, precision, compile_graph)
     s = inspect_images(det, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet)
     click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.invalid} INVALID input, "
                f"{s.errors} unreadable "
                f"in {s.seconds:.1f}s; report: {Path(out) / 'index.html'}")
     if fail_exit_code:
         ctx.exit(s.exit_code())
+
+
+# --- export ----------------------------------------------------------------------------------
+
+@main.command()
+@bundle_option()
+@click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(list(FORMATS)),
+              help="onnx (onnxruntime; OpenVINO reads it too), openvino (IR, float32 weights) or torchscript.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="New folder for the exported graph and a copy of the bundle's config.json.")
+@overwrite_option("Replace an earlier export in --out.")
+def export(bundle, fmt, out, overwrite):
+    """Export the model with its map post-processing (smoothing, standardisation, pooling) as one
+    graph: preprocessed images in, maps and scores out. Run it with --runtime in segment and inspect."""
+    from inspect_ad.detectors.image import Detector
+
+    out_path = Path(out)
+    if out_path.exists() and any(out_path.iterdir()) and not overwrite:
+        raise InspectError(f"{out} is not empty; pass --overwrite to replace an earlier export, or choose another --out")
+    path = Detector.load(bundle, "cpu").export(out_path, fmt)
+    click.echo(f"exported {bundle} as {fmt} to {path}; run it with: inspect-ad inspect IMAGES --bundle {path} "
+               f"--runtime {fmt} --out REPORT")
 
 
 # --- evaluate --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -30,6 +30,7 @@ from torch import nn
 
 from inspect_ad import __version__
 from inspect_ad.atomic import atomic_write_json, current_umask, finish_file, fsync_dir
+from inspect_ad.deploy.export import FORMATS, MODEL_FILES
 from inspect_ad.errors import InspectError
 from inspect_ad.memory.config import DOTTED, FIELD_RULES, FLAT_NAMES
 from inspect_ad.models import IMAGE_MODELS, create_model, get_spec, list_models, make_config, model_config_class
@@ -56,7 +57,7 @@ class Bundle:
     tensors: dict = field(default_factory=dict)
 
 
-BUNDLE_FILES = (WEIGHTS, CONFIG, EXTRA)
+BUNDLE_FILES = (WEIGHTS, CONFIG, EXTRA, *MODEL_FILES)
 
 
 def _save_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -81,18 +82,41 @@ def save_bundle(path: str | os.PathLike, model: nn.Module, name: str, config: An
     if bad:
         raise InspectError(f"refusing to save {path}: {len(bad)} tensors (e.g. {bad[0]}) hold NaN or inf, "
                            f"so training diverged; fit again with a lower --lr")
+
+    def fill(staging: Path) -> None:
+        _save_tensors(staging / WEIGHTS, state)
+        if tensors:
+            _save_tensors(staging / EXTRA, tensors)
+
+    return _write_folder(path, fill, _meta(name, config, sections))
+
+
+def save_export(path: str | os.PathLike, write: Callable[[Path], dict], name: str, config: Any,
+                **sections: Any) -> Path:
+    """An export folder: ``write(folder)`` puts the exported graph in and returns the ``export``
+    section; config.json is otherwise the bundle's (model, preprocessing, thresholds), so that
+    decisions are the same."""
+    path = Path(path)
+    meta = _meta(name, config, sections)
+    return _write_folder(path.resolve() if path.is_symlink() else path,
+                         lambda staging: meta.update(export=write(staging)), meta)
+
+
+def _meta(name: str, config: Any, sections: dict) -> dict:
+    cfg = asdict(config) if is_dataclass(config) else dict(config)
+    return {"format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "inspect_ad_version": __version__,
+            "model": {"name": name, "config": cfg}, **sections}
+
+
+def _write_folder(path: Path, fill: Callable[[Path], None], meta: dict) -> Path:
+    """Build the folder in a staging folder beside ``path`` and swap it in (see the module docstring)."""
     if path.exists() and not path.is_dir():
         raise InspectError(f"{path} is a file, not a folder; choose another --out for the bundle")
-    cfg = asdict(config) if is_dataclass(config) else dict(config)
-    meta = {"format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "inspect_ad_version": __version__,
-            "model": {"name": name, "config": cfg}, **sections}
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
     try:
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700
-        _save_tensors(staging / WEIGHTS, state)
-        if tensors:
-            _save_tensors(staging / EXTRA, tensors)
+        fill(staging)
         atomic_write_json(staging / CONFIG, meta)
         fsync_dir(staging)
         _swap_in(staging, path)
@@ -126,7 +150,7 @@ def _swap_in(staging: Path, path: Path) -> None:
         # is not enough (weights before config), so the old config goes first: a crash in between
         # leaves a folder that is not a bundle, never a wrong pairing.
         (path / CONFIG).unlink(missing_ok=True)
-        for name in (WEIGHTS, EXTRA):
+        for name in (WEIGHTS, EXTRA, *MODEL_FILES):
             (path / name).unlink(missing_ok=True)
             if (staging / name).exists():
                 os.replace(staging / name, path / name)
@@ -144,9 +168,9 @@ def read_bundle_config(path: str | os.PathLike) -> dict:
     """The parsed config.json of a bundle, checked for format and version."""
     path = Path(path)
     cfg_file = path / CONFIG
-    if not path.is_dir() or not cfg_file.is_file() or not (path / WEIGHTS).is_file():
+    if not path.is_dir() or not cfg_file.is_file() or not any((path / f).is_file() for f in (WEIGHTS, *MODEL_FILES)):
         raise InspectError(f"{path} is not a model bundle (expected {CONFIG} and {WEIGHTS} inside); "
-                           f"pass the folder written by 'inspect-ad fit --out'")
+                           f"pass the folder written by 'inspect-ad fit --out' (or by 'inspect-ad export')")
     try:
         meta = json.loads(cfg_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -200,6 +224,7 @@ def _choice(*choices) -> tuple[str, Any]:
 _TEXT = ("a string", lambda v: isinstance(v, str))
 _NUMBER = _number_in()
 _SCALES = ("a list of integers >= 1", lambda v: isinstance(v, list) and v and all(_is_int(x) and x >= 1 for x in v))
+_MAP_FIELDS = {"sigma", "pooling", "metric", "standardize", "scales"}
 _NUMBERS = ("an object of finite numbers", lambda v: isinstance(v, dict) and all(map(_is_number, v.values())))
 
 
@@ -228,6 +253,9 @@ def _image_rules() -> dict[str, tuple[set, dict]]:
         "reference": (set(), {"n": _int_in(0), "pixel_p99": _number_in(0), "score_median": _NUMBER,
                               "score_max": _NUMBER, "input": _NUMBERS}),
         "training": (set(), {}),
+        "export": ({"format", "file", "anomaly_map"}, {
+            "format": _choice(*FORMATS), "file": _choice(*FORMATS.values()),
+            "anomaly_map": ("an object of map settings", lambda v: isinstance(v, dict) and set(v) <= _MAP_FIELDS)}),
     }
 
 

@@ -19,7 +19,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from inspect_ad.scoring.anomaly_map import MapConfig, model_maps, reference_maps
-from inspect_ad.detectors.bundle import save_bundle, update_bundle_sections
+from inspect_ad.checks import check_choice
+from inspect_ad.deploy.export import export_graph
+from inspect_ad.deploy.graph import ScoringGraph
+from inspect_ad.deploy.runtime import RUNTIMES, TorchRuntime, open_runtime
+from inspect_ad.detectors.bundle import read_bundle_config, save_bundle, save_export, update_bundle_sections
 from inspect_ad.scoring.calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
@@ -71,6 +75,8 @@ class Detector(BaseDetector):
     map_reference_: torch.Tensor | None = field(default=None, init=False, repr=False)  # standardized maps' mean/std
     map_reference_settings_: tuple | None = field(default=None, init=False, repr=False)
     bundle_path_: Path | None = field(default=None, init=False, repr=False)
+    runtime_: Any = field(default=None, init=False, repr=False)   # None: the torch path on model_ (see deploy)
+    export_: dict | None = field(default=None, init=False, repr=False)  # an exported graph's section, when loaded from one
     family = registry_family = "image"
 
     def __post_init__(self):
@@ -202,7 +208,7 @@ class Detector(BaseDetector):
         Call it again after changing the map's metric, smoothing or scales (``raw_settings``)."""
         images = list(images)[:: max(1, len(images) // n)][:n]
         plain = replace(self.map_config, standardize="off")
-        self.model_.eval()
+        self._torch_model("make reference maps").eval()
         maps = []
         with torch.no_grad():
             for i in tqdm(range(0, len(images), batch_size), desc="reference maps", disable=not progress):
@@ -278,55 +284,131 @@ class Detector(BaseDetector):
 
     # --- persistence -------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        self.check_is_fitted()
+    def check_is_fitted(self) -> None:
+        if self.runtime_ is None:
+            super().check_is_fitted()
+
+    def _sections(self) -> dict:
         sections = {"preprocessing": self.preprocessing_.to_dict(), "anomaly_map": self.map_config.to_dict(),
                     "training": self.training_info_, "reference": self.reference_}
         if self.calibration_:
             sections["calibration"] = self.calibration_
+        return sections
+
+    def _torch_model(self, action: str) -> torch.nn.Module:
+        """The torch model, which a detector loaded from an exported graph does not have."""
+        self.check_is_fitted()
+        if self.model_ is None:
+            raise InspectError(f"{self.bundle_path_} holds an exported graph, which cannot {action}; "
+                               f"load the model bundle it was exported from instead")
+        return self.model_
+
+    def save(self, path: str | Path) -> Path:
+        model = self._torch_model("be saved as a bundle")
+        sections = self._sections()
         reference = self.map_reference_
         tensors = None
         if reference is not None:
             tensors = {"map_reference": reference}
             metric, sigma, scales = self.map_reference_settings_
             sections["map_reference"] = {"metric": metric, "sigma": sigma, "scales": list(scales)}
-        self.bundle_path_ = save_bundle(path, self.model_, self.model, self.model_config_, tensors, **sections)
+        self.bundle_path_ = save_bundle(path, model, self.model, self.model_config_, tensors, **sections)
         return self.bundle_path_
 
+    def export(self, out: str | Path, fmt: str = "onnx") -> Path:
+        """Write the model with its map post-processing (smoothing, standardisation, pooling) as one
+        graph, ``fmt`` one of onnx, openvino, torchscript, into the folder ``out``, beside a copy of
+        the bundle's config.json (preprocessing, thresholds); ``Detector.load(out, runtime=...)`` runs it."""
+        graph = self.scoring_graph()
+        out = Path(out)
+        if self.bundle_path_ is not None and out.resolve() == Path(self.bundle_path_).resolve():
+            raise InspectError(f"export into a new folder, not into the bundle {out} itself")
+        shape = (self.preprocessing_.channels, self.image_size, self.image_size)
+
+        def write(folder: Path) -> dict:   # the section names the map settings fixed in the graph
+            return {**export_graph(graph, shape, fmt, folder), "anomaly_map": self.map_config.to_dict()}
+        return save_export(out, write, self.model, self.model_config_, **self._sections())
+
+    def scoring_graph(self) -> ScoringGraph:
+        """The model and the current map settings as one module (what :meth:`export` writes)."""
+        model = self._torch_model("be exported again")
+        if self.map_config.standardized and not self.reference_is_current():
+            raise InspectError(self._reference_problem())
+        reference = self.map_reference_ if self.map_config.standardized else None
+        return ScoringGraph(model, self.map_config, reference)
+
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "Detector":
+    def load(cls, path: str | Path, device: str = "auto", runtime: str = "torch",
+             precision: str = "fp32", compile: bool = False) -> "Detector":
+        """A saved detector. ``runtime`` torch (the default) loads a bundle's weights; onnx, openvino
+        or torchscript run the graph in a folder written by :meth:`export` (see
+        :mod:`inspect_ad.deploy.runtime`). ``precision="bf16"`` and ``compile`` are for the torch
+        runtime on a GPU (openvino takes bf16 too)."""
+        check_choice("runtime", runtime, RUNTIMES)
+        if runtime != "torch":
+            return cls._load_exported(Path(path), device, runtime, precision)
         b = cls._load(path, device)
-        prep = Preprocessing(**b.sections["preprocessing"])
-        training = b.sections.get("training", {})
-        det = cls(b.name, prep.image_size, prep.channels,
-                  TrainConfig.from_saved(training),
-                  MapConfig(**b.sections.get("anomaly_map", {})), training.get("augment", "none"),
-                  normalization=prep.normalization,
-                  resize_mode=prep.resize_mode)
-        det.model_, det.model_config_, det.preprocessing_ = b.model, b.config, prep
-        det.training_info_, det.calibration_, det.history_ = training, b.sections.get("calibration"), []
-        det.reference_ = b.sections.get("reference", {"pixel_p99": 1.0})
+        det = cls._from_sections(b.name, b.sections)
+        det.model_, det.model_config_ = b.model, b.config
         det.bundle_path_ = b.path
         det.map_reference_ = b.tensors.get("map_reference")
         made_with = b.sections.get("map_reference")  # absent in older bundles: made with the saved settings
         det.map_reference_settings_ = ((made_with["metric"], made_with["sigma"], tuple(made_with["scales"]))
                                        if made_with else det.map_config.raw_settings())
+        if precision != "fp32" or compile:
+            det.runtime_ = TorchRuntime(det.scoring_graph(), precision, compile)
+        return det
+
+    @classmethod
+    def _from_sections(cls, name: str, sections: dict) -> "Detector":
+        prep = Preprocessing(**sections["preprocessing"])
+        training = sections.get("training", {})
+        det = cls(name, prep.image_size, prep.channels, TrainConfig.from_saved(training),
+                  MapConfig(**sections.get("anomaly_map", {})), training.get("augment", "none"),
+                  normalization=prep.normalization, resize_mode=prep.resize_mode)
+        det.preprocessing_, det.training_info_, det.history_ = prep, training, []
+        det.calibration_ = sections.get("calibration")
+        det.reference_ = sections.get("reference", {"pixel_p99": 1.0})
+        return det
+
+    @classmethod
+    def _load_exported(cls, path: Path, device: str, runtime: str, precision: str) -> "Detector":
+        meta = read_bundle_config(path)
+        name = meta["model"]["name"]
+        if name not in IMAGE_MODELS or not isinstance(meta.get("export"), dict):
+            raise InspectError(f"{path} is not an exported image model; export it first with 'inspect-ad export "
+                               f"--bundle {path} --format {runtime} --out EXPORT' and pass --bundle EXPORT")
+        det = cls._from_sections(name, meta)
+        det.model_config_ = make_config(name, **meta["model"].get("config", {}))
+        det.bundle_path_, det.export_ = path, meta["export"]
+        det.runtime_ = open_runtime(path, runtime, resolve_device(device), precision)
         return det
 
     # --- scoring -----------------------------------------------------------------------
 
     @property
     def device(self) -> torch.device:
-        return model_device(self.model_)
+        return model_device(self._torch_model("run on a torch device"))
 
     @torch.no_grad()
     def _infer(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        if self.runtime_ is not None:
+            self._check_runtime_settings()
+            return self.runtime_(batch)
         x = batch.to(self.device)
         if self.map_config.standardized and not self.reference_is_current():
             raise InspectError(self._reference_problem())
         maps, scores = model_maps(x, self.model_(x), self.map_config,
                                     self.map_reference_)
         return maps.float().cpu().numpy(), scores.float().cpu().numpy()
+
+    def _check_runtime_settings(self) -> None:
+        """A graph (exported or compiled) holds the map settings it was made with."""
+        made_with = MapConfig(**self.export_["anomaly_map"]) if self.export_ else self.runtime_.map_config
+        if made_with != self.map_config:
+            raise InspectError(f"the {'exported' if self.export_ else 'compiled'} graph computes maps with "
+                               f"{made_with}, not {self.map_config}; export again with the new settings, or "
+                               f"use the torch runtime")
 
     def _reference_problem(self) -> str:
         fix = ("call fit_reference(images) with defect-free images, or pass training data to "
@@ -341,7 +423,8 @@ class Detector(BaseDetector):
         """Stream predictions in input order; a file that cannot be read yields an error
         Prediction instead of stopping the run. Memory stays bounded by ``batch_size``."""
         self.check_is_fitted()
-        self.model_.eval()
+        if self.model_ is not None:
+            self.model_.eval()
         pending: list[tuple[str, torch.Tensor, np.ndarray]] = []
         for item in inputs:
             source = str(item) if not isinstance(item, np.ndarray) else "<array>"

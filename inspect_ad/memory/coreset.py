@@ -25,20 +25,45 @@ from torch import Tensor
 from inspect_ad.memory.base import Memory
 
 
+def _nearest_in(queries: Tensor, bank_sq: Tensor, bank_t: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """One block of the search: (Q, k) values of ‖m‖² − 2 q·m and their slot indices."""
+    d = torch.addmm(bank_sq, queries, bank_t, alpha=-2)
+    if k == 1:
+        return d.min(dim=1, keepdim=True)
+    return d.topk(k, dim=1, largest=False)
+
+
+def _exporting() -> bool:
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
 def nearest(queries: Tensor, bank: Tensor, k: int = 1, chunk: int = 4096) -> tuple[Tensor, Tensor]:
     """Exact k nearest rows of ``bank`` for each query: (Q, k) squared distances and indices.
-    ‖q‖² is added after the search: it does not change which slot is nearest."""
-    bank_sq, bank_t = bank.pow(2).sum(1), bank.t()
-    dists, idx = [], []
-    for q in queries.split(chunk):
-        d = torch.addmm(bank_sq, q, bank_t, alpha=-2)
-        if k == 1:
-            values, indices = d.min(dim=1, keepdim=True)
+    ‖q‖² is added after the search: it does not change which slot is nearest.
+
+    Memory is bounded by searching ``chunk`` queries at a time; a traced or exported graph
+    cannot loop over a number of query chunks that depends on the batch, so there the bank,
+    whose size is fixed, is cut into ``chunk // 2``-slot blocks instead and their k best merged.
+    Bounds are computed in float32 even under autocast: ‖m‖² − 2 q·m cancels, and bf16's
+    8-bit mantissa would lose the difference."""
+    with torch.autocast(queries.device.type, enabled=False):
+        queries, bank = queries.float(), bank.float()
+        bank_sq, bank_t = bank.pow(2).sum(1), bank.t()
+        if _exporting():
+            values, idx = _merge_blocks(queries, bank_sq, bank_t, k, max(1, chunk // 2))
         else:
-            values, indices = d.topk(k, dim=1, largest=False)
-        dists.append((values + q.pow(2).sum(1, keepdim=True)).clamp_min_(0))
-        idx.append(indices)
-    return torch.cat(dists), torch.cat(idx)
+            found = [_nearest_in(q, bank_sq, bank_t, k) for q in queries.split(chunk)]
+            values, idx = torch.cat([v for v, _ in found]), torch.cat([i for _, i in found])
+        return (values + queries.pow(2).sum(1, keepdim=True)).clamp_min(0), idx
+
+
+def _merge_blocks(queries: Tensor, bank_sq: Tensor, bank_t: Tensor, k: int, block: int) -> tuple[Tensor, Tensor]:
+    found = [_nearest_in(queries, bank_sq[j:j + block], bank_t[:, j:j + block], min(k, len(bank_sq[j:j + block])))
+             for j in range(0, len(bank_sq), block)]
+    values = torch.cat([v for v, _ in found], dim=1)
+    idx = torch.cat([i + j * block for j, (_, i) in enumerate(found)], dim=1)
+    best, pos = values.topk(k, dim=1, largest=False) if len(found) > 1 else (values, None)
+    return best, idx if pos is None else idx.gather(1, pos)
 
 
 def greedy_coreset(features: Tensor, n: int, seed: int = 0, projection_dim: int = 64) -> Tensor:

@@ -109,7 +109,8 @@ class MMAE(nn.Module):
     def rescale(x: Tensor, factor: float) -> Tensor:
         if factor == 1:
             return x
-        size = (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor)))
+        # int(): a traced shape is a tensor, and the scales of one model are fixed sizes
+        size = (max(1, round(int(x.shape[-2]) * factor)), max(1, round(int(x.shape[-1]) * factor)))
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 

@@ -1,4 +1,5 @@
 """The coreset memory bank of patchcore (inspect_ad/memory/coreset.py)."""
+import pytest
 import torch
 
 from inspect_ad.memory import CoresetMemory, greedy_coreset, nearest
@@ -19,6 +20,17 @@ def test_nearest_matches_brute_force():
     brute = torch.cdist(queries, bank).pow(2)
     torch.testing.assert_close(d, brute.topk(3, largest=False).values, atol=1e-4, rtol=1e-4)
     assert torch.equal(i[:, 0], brute.argmin(1))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_nearest_in_an_exported_graph_searches_bank_blocks_with_the_same_result(monkeypatch, k):
+    gen = torch.Generator().manual_seed(2)
+    bank, queries = torch.randn(300, 16, generator=gen), torch.randn(500, 16, generator=gen)
+    expected = nearest(queries, bank, k=k, chunk=128)
+    monkeypatch.setattr("inspect_ad.memory.coreset._exporting", lambda: True)   # blocks of 64 slots
+    d, i = nearest(queries, bank, k=k, chunk=128)
+    torch.testing.assert_close(d, expected[0])
+    assert torch.equal(i, expected[1])
 
 
 def test_coreset_memory_reads_the_nearest_slot_with_sparse_weights():

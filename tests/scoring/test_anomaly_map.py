@@ -92,3 +92,13 @@ def test_multiscale_map_options_are_checked():
     with pytest.raises(InspectError, match="l2 map metric"):
         MapConfig(metric="ssim", scales=(1, 2))
     assert MapConfig(scales=[1, 2]).scales == (1, 2)               # as read back from JSON
+
+
+@pytest.mark.parametrize("shape,sigma", [((2, 40, 56), 4.0), ((1, 9, 13), 4.0), ((1, 5, 30), 0.5)])
+def test_smoothing_matches_torchvision_gaussian_blur(shape, sigma):
+    from torchvision.transforms.functional import gaussian_blur
+    from inspect_ad.scoring.anomaly_map import gaussian_kernel_size
+    m = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    k = gaussian_kernel_size(sigma, *shape[1:])
+    expected = gaussian_blur(m.unsqueeze(1), [k, k], [sigma, sigma]).squeeze(1)
+    assert torch.allclose(smooth(m, sigma), expected, atol=1e-5)
