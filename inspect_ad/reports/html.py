@@ -1,8 +1,9 @@
 """The batch report's page, ``index.html``, rendered from the report's rows.
 
 Sections: counts, the calibration, counts per input folder, the failure gallery, the parts nearest
-the threshold (either side, with pictures: see ``batch.Pictures``), and the table of all rows (sortable, with an All/PASS/FAIL/INVALID/ERROR
-filter that ``index.html#filter=FAIL`` also sets, so a filtered view can be bookmarked or sent).
+the threshold (either side, with pictures: see ``batch.Pictures``), and the table of all rows
+(sortable, with an All/PASS/FAIL/INVALID/ERROR filter that ``index.html#filter=FAIL`` also sets, so
+a filtered view can be bookmarked or sent).
 
 The page is one self-contained file (inline CSS and JS, nothing fetched) so it works offline from
 file://; without JS every row simply stays visible. Links to the original images are relative to the
