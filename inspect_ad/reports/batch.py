@@ -5,12 +5,16 @@
 - ``results.jsonl`` — one JSON object per input (the source of truth), appended and flushed row
   by row, so an interrupted run loses at most the row being written;
 - ``results.csv`` — the same rows (``boxes`` as JSON), appended alongside;
-- ``thumbs/`` — image and heatmap thumbnails (JPEG) of the failures;
-- ``summary.json`` and ``index.html`` (counts, failure gallery, sortable table), rewritten
-  atomically at the end, also after an interruption.
+- ``thumbs/`` — image and heatmap thumbnails (JPEG, ≤ 160 px) of the failures and of the passes
+  nearest the threshold (:class:`Pictures`), and a heat overlay of each failure at up to 1024 px
+  a side, for a closer look than the thumbnail gives;
+- ``summary.json`` and ``index.html`` (:mod:`inspect_ad.reports.html`), rewritten atomically at the
+  end, also after an interruption.
 
 Rows: ``path, score, normalized_score, decision (PASS/FAIL/INVALID/ERROR), defect_area (pixels),
-n_regions, boxes ([[x0, y0, x1, y1], ...], x1/y1 exclusive, largest region first), error``.
+n_regions, boxes ([[x0, y0, x1, y1], ...], x1/y1 exclusive, largest region first), error``;
+results.jsonl also holds ``resolved`` (the absolute path), ``folder`` (the input's folder relative
+to the folder it was found in, ``.`` at its top) and ``thumb`` (where the pictures are, if any).
 A file that cannot be read is a row with decision ERROR and the reason; the run goes on. An image
 that is not a plausible part photo (blank, saturated, far outside the training images' grey
 levels: :mod:`inspect_ad.data.sanity`) is INVALID, with the reason; a non-finite score is a FAIL with
@@ -27,7 +31,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import filecmp
-import html
+import heapq
 import json
 import logging
 import os
@@ -47,13 +51,14 @@ from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS, Judgement
 from inspect_ad.data.io import list_images
 from inspect_ad.detectors.image import Detector, Prediction
 from inspect_ad.errors import InspectError
+from inspect_ad.reports.html import HEAT, IMAGE, NEAR, OVERLAY, render_html
 from inspect_ad.reports.visualize import color_overlay
 
 log = logging.getLogger(__name__)
 COLUMNS = ("path", "score", "normalized_score", "decision", "defect_area", "n_regions", "boxes", "error")
 JSONL, CSV, HTML, SUMMARY, THUMBS, LOCK = ("results.jsonl", "results.csv", "index.html", "summary.json", "thumbs",
                                            ".lock")
-THUMB_SIDE = 160
+THUMB_SIDE, OVERLAY_SIDE = 160, 1024
 
 
 @dataclass
@@ -223,8 +228,8 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
 
 
-def _thumb(rgb: np.ndarray) -> np.ndarray:
-    f = THUMB_SIDE / max(rgb.shape[:2])
+def _shrink(rgb: np.ndarray, side: int) -> np.ndarray:
+    f = side / max(rgb.shape[:2])
     if f < 1:
         rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f))),
                          interpolation=cv2.INTER_AREA)
@@ -239,11 +244,40 @@ def write_rgb(path: Path, rgb: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
 
 
+class Pictures:
+    """Which rows get pictures: every failure, and each pass that is among the ``NEAR`` closest to
+    the threshold so far, so that the page's near-threshold section has pictures without one for
+    every pass (which are the very closest is only known at the end; in a random order about
+    NEAR·ln(N/NEAR) passes get one). A NaN map (reason "invalid score") has no picture."""
+
+    def __init__(self, rows: list[dict]):
+        self.nearest: list[float] = []  # a heap of minus the distances to 0.5 of the nearest passes so far
+        for r in rows:
+            if r["decision"] == PASS and r.get("normalized_score") is not None:
+                self._offer(0.5 - r["normalized_score"])
+
+    def _offer(self, distance: float) -> bool:
+        if len(self.nearest) < NEAR:
+            heapq.heappush(self.nearest, -distance)
+        elif distance < -self.nearest[0]:
+            heapq.heapreplace(self.nearest, -distance)
+        else:
+            return False
+        return True
+
+    def wants(self, j: Judgement | None) -> bool:
+        if j is None or j.reason is not None:
+            return False
+        return j.decision == FAIL or j.decision == PASS and self._offer(0.5 - j.normalized)
+
+
 def write_thumbs(folder: Path, name: str, p: Prediction, j: Judgement, vmax: float) -> None:
     image = np.repeat(p.image, 3, axis=2) if p.image.shape[2] == 1 else p.image
-    write_rgb(folder / f"{name}_image.jpg", _thumb(image))
-    write_rgb(folder / f"{name}_heat.jpg", _thumb(contour_overlay(color_overlay(image, p.map, vmax), j.mask,
-                                                                  (255, 255, 255))))
+    heat = contour_overlay(color_overlay(image, p.map, vmax), j.mask, (255, 255, 255))
+    write_rgb(folder / f"{name}{IMAGE}", _shrink(image, THUMB_SIDE))
+    write_rgb(folder / f"{name}{HEAT}", _shrink(heat, THUMB_SIDE))
+    if j.decision == FAIL:
+        write_rgb(folder / f"{name}{OVERLAY}", _shrink(heat, OVERLAY_SIDE))
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -296,10 +330,12 @@ def _inspect_locked(det, cal, inputs, out: Path, batch_size, resume, overwrite, 
     own = [out] + ([Path(sort_into)] if sort_into is not None else [])
     todo = [(p, rel) for p, rel in gather(inputs, exclude=own) if p.resolve() not in done]
     files, vmax, t0, n_new = ReportFiles(out, rows), det.display_max(), time.perf_counter(), 0
+    pictures = Pictures(rows)
     try:
         for rel, p in tqdm(_rows(det, todo, batch_size), total=len(todo), desc="inspect", disable=not progress):
             row, j = make_row(det, p)
-            if j is not None and j.decision == FAIL and j.reason is None:  # a NaN map has no picture
+            row["folder"] = rel.parent.as_posix()
+            if pictures.wants(j):
                 row["thumb"] = f"{THUMBS}/{len(rows):06d}"
                 write_thumbs(out, row["thumb"], p, j, vmax)
             if sort_into is not None:
@@ -327,53 +363,5 @@ def _summary(rows: list[dict], n_new: int, seconds: float, out: Path) -> Summary
 def write_summary(out: Path, summary: Summary, cal: dict, rows: list[dict], gallery: int = 200) -> None:
     keys = ("target_frr", "n", "image_threshold", "pixel_threshold", "min_area", "guarantee", "date")
     atomic_write_json(out / SUMMARY, {**asdict(summary), "calibration": {k: cal.get(k) for k in keys}})
-    atomic_write_text(out / HTML, render_html(summary, cal, rows, gallery))
+    atomic_write_text(out / HTML, render_html(rows, cal, out, gallery))
 
-
-_SORT_JS = """<script>
-document.querySelectorAll('th').forEach((th, col) => th.addEventListener('click', () => {
-  const body = th.closest('table').tBodies[0], asc = th.dataset.asc !== '1';
-  const key = r => { const t = r.cells[col].textContent, n = parseFloat(t); return isNaN(n) ? t : n; };
-  [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
-    return (x > y ? 1 : x < y ? -1 : 0) * (asc ? 1 : -1); }).forEach(r => body.appendChild(r));
-  th.dataset.asc = asc ? '1' : '0';
-}));
-</script>"""
-
-_STYLE = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-          "padding:2px 6px;font-size:13px}th{cursor:pointer;background:#eee}.FAIL{color:#b00;font-weight:bold}"
-          ".ERROR,.INVALID{color:#a60}.card{display:inline-block;margin:4px;font-size:11px;vertical-align:top;"
-          "max-width:330px;word-break:break-all}")
-
-
-def _fmt(v, spec: str = ".5g") -> str:
-    """Any value as HTML-safe text: every value is escaped, whatever a crafted bundle or row holds."""
-    text = "" if v is None else format(v, spec) if isinstance(v, float) else str(v)
-    return html.escape(text, quote=True)
-
-
-def render_html(s: Summary, cal: dict, rows: list[dict], gallery: int) -> str:
-    fails = sorted((r for r in rows if r.get("thumb")), key=lambda r: -(r["normalized_score"] or 0))[:gallery]
-    cards = "".join(
-        f'<div class="card"><img src="{_fmt(r["thumb"])}_image.jpg"> <img src="{_fmt(r["thumb"])}_heat.jpg"><br>'
-        f'{_fmt(r["normalized_score"], ".3f")} {_fmt(r["path"])}</div>' for r in fails)
-    head = "".join(f"<th>{c}</th>" for c in ("#",) + COLUMNS)
-    body = "".join(
-        f'<tr><td>{i}</td>' + "".join(
-            f'<td class="{_fmt(r["decision"])}">{_fmt(r["decision"])}</td>' if c == "decision"
-            else f"<td>{_fmt(json.dumps(r[c]) if c == 'boxes' else r.get(c))}</td>" for c in COLUMNS)
-        + "</tr>" for i, r in enumerate(rows))
-    c = {k: _fmt(cal.get(k), spec) for k, spec in (("target_frr", "g"), ("n", ""), ("date", ""),
-                                                  ("image_threshold", ".5g"), ("pixel_threshold", ".5g"),
-                                                  ("min_area", ""), ("guarantee", ""))}
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>inspect-ad report</title>"
-            f"<style>{_STYLE}</style></head><body><h1>inspect-ad report</h1>"
-            f"<p><b>{s.total}</b> images: <b>{s.passed}</b> PASS, <b class='FAIL'>{s.failed}</b> FAIL, "
-            f"<b class='INVALID'>{s.invalid}</b> invalid input, <b class='ERROR'>{s.errors}</b> unreadable.</p>"
-            f"<p>Calibration: target false-reject rate {c['target_frr']} on {c['n']} good images "
-            f"({c['date']}); image threshold {c['image_threshold']} "
-            f"(normalised 0.5), pixel threshold {c['pixel_threshold']}, min area {c['min_area']} px.<br>"
-            f"{c['guarantee']}</p>"
-            f"<h2>Failures ({s.failed}; highest normalised score first, at most {gallery})</h2>{cards}"
-            f"<h2>All results (click a column to sort)</h2><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>{_SORT_JS}</body></html>\n")
