@@ -325,9 +325,12 @@ def export(bundle, fmt, out, overwrite):
 # --- evaluate --------------------------------------------------------------------------------
 
 @main.command()
-@bundle_option()
+@bundle_option("Model bundle folder (written by fit); repeat it to compare models on the same test set.",
+               multiple=True)
 @data_source_options
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.json and plots.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for metrics.json and plots (several bundles: a subfolder each, named after the "
+                   "bundle's folder, and the models' curves drawn together).")
 @device_option
 @click.option("--sigma", type=click.FloatRange(0, 1000), default=None, help="Override the bundle's map smoothing.")
 @click.option("--map-metric", type=click.Choice(METRICS), default=None, help="Override the bundle's map metric.")
@@ -339,8 +342,10 @@ def export(bundle, fmt, out, overwrite):
                    "computed from the training images.")
 def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigma, map_metric, map_scales,
              pooling, standardize):
-    """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots."""
+    """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots; several --bundle:
+    each model's report and their ROC and PRO curves in one figure each."""
     from dataclasses import replace
+    from os.path import abspath
 
     if train_dir is not None:
         raise InspectError(f"--train-dir {train_dir} holds defect-free images only, and evaluate needs labelled test "
@@ -348,19 +353,25 @@ def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigm
 
     from inspect_ad.data.datasets import load_image_set
     from inspect_ad.detectors.image import Detector
-    from inspect_ad.reports.evaluation import evaluate as run_evaluation
+    from inspect_ad.reports.evaluation import evaluate as run_evaluation, save_comparison_plots
 
-    det = Detector.load(bundle, device)
+    names = [Path(abspath(b)).name for b in bundle]     # as given: a link's own name
+    if len(set(names)) < len(names):
+        raise InspectError(f"the bundles' folder names name their reports and must differ: {', '.join(bundle)}")
+    reports = {name: Path(out) / name for name in names} if len(bundle) > 1 else {names[0]: Path(out)}
+    data = load_image_set(data_root, category, manifest, train_dir)
     overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("scales", map_scales),
                                    ("pooling", pooling), ("standardize", standardize)) if v is not None}
-    with option_errors():
-        det.map_config = replace(det.map_config, **overrides)
-    data = load_image_set(data_root, category, manifest, train_dir)
-    if det.map_config.standardized and not det.reference_is_current():
-        det.fit_reference(data.require_train().train)
-    result = run_evaluation(det, data, out)
-    click.echo(format_metrics(result))
-    click.echo(f"report: {Path(out) / 'metrics.json'}")
+    for b, report in zip(bundle, reports.values()):
+        det = Detector.load(b, device)
+        with option_errors():
+            det.map_config = replace(det.map_config, **overrides)
+        if det.map_config.standardized and not det.reference_is_current():
+            det.fit_reference(data.require_train().train)
+        click.echo(format_metrics(run_evaluation(det, data, report)))
+        click.echo(f"report: {report / 'metrics.json'}")
+    if len(bundle) > 1:
+        click.echo("models compared: " + ", ".join(str(f) for f in save_comparison_plots(reports, out)))
 
 
 def format_metrics(m: dict) -> str:

@@ -1,14 +1,16 @@
 """Evaluate a fitted detector on a labelled test set and write the report.
 
 Writes ``metrics.json`` (image/pixel AUROC, AUPRO@30%, image/pixel F1-max, per defect label),
-``scores.csv`` (each test image's label and score, for the user's own analysis), ``roc.png``,
-``pro_curve.png`` and ``gallery.png`` (the highest-scoring good images and the lowest-scoring
-defective ones — where the model is closest to being wrong).
+``scores.csv`` (each test image's label and score, for the user's own analysis), ``curves.npz``
+(the ROC and PRO curves, for :func:`save_comparison_plots`), ``roc.png``, ``pro_curve.png`` and
+``gallery.png`` (the highest-scoring good images and the lowest-scoring defective ones — where the
+model is closest to being wrong; colours as in :func:`~inspect_ad.reports.visualize.colour_scale`).
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import time
 from pathlib import Path
@@ -17,15 +19,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from inspect_ad.scoring import metrics
-from inspect_ad.atomic import atomic_write_json, atomic_write_text
+from inspect_ad.atomic import atomic_path, atomic_write_json, atomic_write_text
 from inspect_ad.data.datasets import GOOD, ImageSet, Sample
 from inspect_ad.data.io import read_image, read_mask
 from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
-from inspect_ad.reports.visualize import save_curve, save_gallery
+from inspect_ad.reports.visualize import ColourScale, colour_scale, save_curve, save_gallery
 
 log = logging.getLogger(__name__)
 FPR_LIMIT = 0.3
+CURVES_FILE = "curves.npz"
 
 
 def collect(det: Detector, samples: list[Sample], progress: bool = True):
@@ -66,19 +69,93 @@ def compute_metrics(samples: list[Sample], scores: np.ndarray, maps: list, masks
             "n_good": len(good), "n_defective": len(samples) - len(good)}
 
 
-def write_plots(out: Path, name: str, samples, scores, maps, masks, vmax: float, n_gallery: int = 6) -> None:
+def curves(samples: list[Sample], scores: np.ndarray, maps: list, masks: list) -> dict[str, np.ndarray]:
+    """The image ROC (``roc_fpr``, ``roc_tpr``) and, when the test set has defect masks, the PRO
+    curve (``pro_fpr``, ``pro``), thinned to what a plot shows."""
     labels = np.array([s.is_anomalous for s in samples])
     fpr, tpr, _ = metrics.roc_curve(labels, scores)
-    save_curve(out / "roc.png", {name: (fpr, tpr)}, "false positive rate", "true positive rate", "image ROC")
+    out = {"roc_fpr": fpr, "roc_tpr": tpr}
     if any(m.any() for m in masks):
         pfpr, pro = metrics.pro_curve(masks, maps)
-        save_curve(out / "pro_curve.png", {name: (pfpr, pro)}, "false positive rate (pixels)",
-                   "per-region overlap", f"PRO curve (integrated up to {FPR_LIMIT:.0%} FPR)", xlim=FPR_LIMIT)
+        keep = _plot_points(pfpr)
+        out.update(pro_fpr=pfpr[keep], pro=pro[keep])
+    return out
+
+
+def _plot_points(fpr: np.ndarray, n: int = 2000) -> np.ndarray:
+    """Indices of about ``n`` of a curve's points, evenly spaced in FPR, both ends kept: a PRO curve
+    has a point per distinct pixel score (millions), far more than a plot can show."""
+    idx = np.searchsorted(fpr, np.linspace(0.0, 1.0, n)).clip(max=fpr.size - 1)
+    return np.unique(np.concatenate(([0], idx, [fpr.size - 1])))
+
+
+def save_curve_plots(out: Path, runs: dict[str, tuple[dict, dict]], roc_name: str = "roc.png",
+                     pro_name: str = "pro_curve.png") -> list[Path]:
+    """Every run's image ROC in one figure and every PRO curve in another, each legend entry with
+    the run's area; ``runs``: name -> (its metrics, its :func:`curves`). Returns the files written.
+
+    Chance is a random scorer: its ROC is the diagonal, and so is its PRO curve (a random score
+    covers the same fraction of every region as of the good pixels), whose area up to the limit,
+    normalised by the limit like :func:`~inspect_ad.scoring.metrics.aupro`, is limit / 2."""
+    written = [out / roc_name]
+    save_curve(written[0], {f"{name} (AUROC {m['image_auroc']:.3f})": (c["roc_fpr"], c["roc_tpr"])
+                            for name, (m, c) in runs.items()},
+               "false positive rate (good images)", "true positive rate (defective images)", "image ROC",
+               chance="chance (AUROC 0.500)")
+    with_pro = {name: (m, c) for name, (m, c) in runs.items() if "pro" in c}
+    if with_pro:
+        written.append(out / pro_name)
+        save_curve(written[1], {f"{name} (AUPRO@{FPR_LIMIT:.0%} {m['aupro']:.3f})": (c["pro_fpr"], c["pro"])
+                                for name, (m, c) in with_pro.items()},
+                   "false positive rate (good pixels)", "per-region overlap (mean over defects)",
+                   f"PRO curve; AUPRO@{FPR_LIMIT:.0%} = area up to FPR {FPR_LIMIT:g}, ÷ {FPR_LIMIT:g}",
+                   chance=f"chance: PRO = FPR (AUPRO@{FPR_LIMIT:.0%} {FPR_LIMIT / 2:.3f})", limit=FPR_LIMIT)
+    return written
+
+
+def save_comparison_plots(reports: dict[str, str | Path], out: str | Path) -> list[Path]:
+    """Draw the models of several :func:`evaluate` reports on the same test set together:
+    ``reports``: legend name -> report folder. Writes ``roc_models.png`` and (with masks)
+    ``pro_models.png`` into ``out``; returns them."""
+    runs = {name: _read_run(Path(folder)) for name, folder in reports.items()}
+    datasets = {(m["dataset"], m["n_images"]) for m, _ in runs.values()}
+    if len(datasets) > 1:
+        raise InspectError("the reports to compare are of different test sets (" + ", ".join(
+            f"{name}: {m['dataset']}, {m['n_images']} images" for name, (m, _) in runs.items())
+            + "); compare models evaluated on the same one")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return save_curve_plots(out, runs, "roc_models.png", "pro_models.png")
+
+
+def _read_run(folder: Path) -> tuple[dict, dict]:
+    try:
+        with np.load(folder / CURVES_FILE) as f:
+            run_curves = dict(f)
+        return json.loads((folder / "metrics.json").read_text()), run_curves
+    except (OSError, ValueError) as e:
+        raise InspectError(f"{folder} is not a complete evaluation report ({e}); write it with "
+                           f"'inspect-ad evaluate --out {folder}'") from e
+
+
+def write_plots(out: Path, name: str, samples, scores, maps, masks, scale: ColourScale, result: dict,
+                n_gallery: int = 6) -> None:
+    run_curves = curves(samples, scores, maps, masks)
+    with atomic_path(out / CURVES_FILE) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **run_curves)
+    save_curve_plots(out, {name: (result, run_curves)})
+    labels = np.array([s.is_anomalous for s in samples])
     good = sorted((i for i in range(len(samples)) if not labels[i]), key=lambda i: -scores[i])[: n_gallery // 2]
     bad = sorted((i for i in range(len(samples)) if labels[i]), key=lambda i: scores[i])[: n_gallery - len(good)]
-    rows = [(f"{samples[i].label} {scores[i]:.4g}\n{samples[i].image.name}", read_image(samples[i].image),
-             maps[i], masks[i]) for i in good + bad]
-    save_gallery(out / "gallery.png", rows, vmax, "hardest cases: highest-scoring good | lowest-scoring defective")
+    rows = [(_caption(samples[i], scores[i]), read_image(samples[i].image), maps[i], masks[i]) for i in good + bad]
+    save_gallery(out / "gallery.png", rows, scale, "hardest cases: highest-scoring good | lowest-scoring defective")
+
+
+def _caption(sample: Sample, score: float, width: int = 24) -> str:
+    name = sample.image.name
+    if len(name) > width:       # keep the end: numbered files differ there
+        name = "…" + name[1 - width:]
+    return f"{sample.label}\nscore {score:.4g}\n{name}"
 
 
 def scores_csv(samples: list[Sample], scores: np.ndarray) -> str:
@@ -98,8 +175,7 @@ def evaluate(det: Detector, data: ImageSet, out: str | Path | None = None, progr
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        write_plots(out, det.model, data.test, scores, maps, masks, vmax=float(np.quantile(np.concatenate(
-            [m.ravel() for m in maps]), 0.995)))
+        write_plots(out, det.model, data.test, scores, maps, masks, colour_scale(det), result)
         atomic_write_text(out / "scores.csv", scores_csv(data.test, scores))
         atomic_write_json(out / "metrics.json", result)
     return result
