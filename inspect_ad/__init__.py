@@ -2,7 +2,8 @@
 
 The public API, importable from here (loaded on first use, so ``import inspect_ad`` stays light):
 the detectors (:class:`Detector` for images, :class:`VideoDetector`, :class:`TabularDetector`,
-:class:`OneClassDetector`) and the settings they take (:class:`TrainConfig`, :class:`MapConfig`).
+:class:`OneClassDetector`), the settings they take (:class:`TrainConfig`, :class:`MapConfig`) and
+the :class:`Decision` their ``predict`` returns (PASS, FAIL, INVALID; ERROR in reports).
 """
 import importlib
 import logging
@@ -18,6 +19,7 @@ _PUBLIC = {
     "OneClassDetector": "inspect_ad.detectors.oneclass",
     "TrainConfig": "inspect_ad.engine.loop",
     "MapConfig": "inspect_ad.scoring.anomaly_map",
+    "Decision": "inspect_ad.scoring.calibration",
 }
 __all__ = ["__version__", *_PUBLIC]
 

@@ -28,7 +28,7 @@ from inspect_ad.scoring.anomaly_map import MapConfig
 from inspect_ad.atomic import atomic_write_text
 from inspect_ad.scoring.calibration import FAIL, holdout_split, judge
 from inspect_ad.data.datasets import from_manifest
-from inspect_ad.detectors.image import Detector
+from inspect_ad.detectors.image import Detector, checkpoint_path
 from inspect_ad.scoring.metrics import image_auroc
 from inspect_ad.models import ablation_options, parse_overrides
 from inspect_ad.engine.loop import TrainConfig
@@ -76,7 +76,7 @@ def fit_or_load(args, train: list[Path]) -> Detector:
                    train_config=TrainConfig(args.epochs, args.batch_size, args.lr, seed=args.seed, device="cpu"),
                    map_config=MapConfig(), model_options=ablation_options(args.model, parse_options(args.option)))
     # calibration_split=100: the fit holds out the same 100 images as holdout_split below (same seed)
-    return det.fit(train, out=args.out, resume=(args.out / "checkpoint").exists(), dataset="mtd",
+    return det.fit(train, out=args.out, resume=checkpoint_path(args.out).exists(), dataset="mtd",
                    calibration_split=N_CALIBRATION, target_frr=TARGETS[0])
 
 

@@ -140,15 +140,15 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
     """Train a model on defect-free images and save it as a bundle."""
     from inspect_ad.detectors.bundle import check_model_options
     from inspect_ad.data.datasets import load_image_set
-    from inspect_ad.detectors.image import Detector
+    from inspect_ad.detectors.image import Detector, checkpoint_path
 
     out = Path(out)
     if (out / "config.json").exists() and not (resume or overwrite):
         raise InspectError(f"{out} already holds a model bundle; pass --overwrite to replace it, "
                            f"--resume to continue it, or choose another --out")
-    if (out / "checkpoint").exists() and not (resume or overwrite):
-        raise InspectError(f"{out} holds the checkpoint of an unfinished fit; pass --resume to continue it, "
-                           f"--overwrite to start over, or choose another --out")
+    if checkpoint_path(out).exists() and not (resume or overwrite):
+        raise InspectError(f"{checkpoint_path(out)} holds the checkpoint of an earlier fit into {out}; pass "
+                           f"--resume to continue it, --overwrite to start over, or choose another --out")
     model_options = backbone_options(model_name, backbone, options)
     check_model_options(model_name, model_options)
     images = load_image_set(data_root, category, manifest, train_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspect_ad.data.io import read_image
+from inspect_ad.data.io import read_image, to_uint8
 from inspect_ad.errors import InspectError
 
 
@@ -29,7 +29,7 @@ class Video:
 
     def frames(self, size: int, channels: int = 1) -> np.ndarray:
         """(T, channels, size, size) float32 in [-1, 1] (the MNAD / seed 003 input range)."""
-        raw = self.array if self.array is not None else [read_image(p) for p in self.paths]
+        raw = self.array if self.array is not None else [to_uint8(read_image(p)) for p in self.paths]
         return np.stack([_prepare(f, size, channels) for f in raw])
 
 

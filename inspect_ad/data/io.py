@@ -22,18 +22,33 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(p for p in Path(folder).glob(pattern) if is_image_file(p))
 
 
-def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
-    if img.dtype == np.uint8:
+def as_pixels(img: np.ndarray, source: Path | str = "<array>") -> np.ndarray:
+    """An image's pixels as uint8 or, for more than 8 bits, uint16, keeping their depth:
+    8- and 16-bit integers as they are, floats in [0, 1] at 16 bits, other floats and integers
+    clipped to 0-255. Downstream, :func:`full_scale` says what "white" is."""
+    if img.dtype in (np.uint8, np.uint16):
         return img
-    if img.dtype == np.uint16:
-        return (img / 257).round().astype(np.uint8)
     if img.dtype.kind == "f":
         if not np.isfinite(img).all():
-            raise InspectError(f"image {path} has NaN or infinite pixels; re-export it")
-        if img.min() >= 0 and img.max() <= 1:
-            img = img * 255.0  # float images are usually 0-1: clipped to 0-255 they would read as black
+            raise InspectError(f"image {source} has NaN or infinite pixels; re-export it")
+        if img.min() >= 0 and img.max() <= 1:  # float images are usually 0-1: clipped to 0-255 they would read as black
+            return (img * 65535.0).round().astype(np.uint16)
         return np.clip(img, 0, 255).round().astype(np.uint8)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def full_scale(img: np.ndarray) -> int:
+    """The value of a saturated pixel: 255 for uint8 images, 65535 for uint16 (see :func:`as_pixels`).
+    A 12-bit camera's images stored in 16-bit files saturate at 4095, which nothing in the file says."""
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"image pixels must be uint8 or uint16, not {img.dtype}; read them with as_pixels")
+    return 255 if img.dtype == np.uint8 else 65535
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """An image of :func:`as_pixels` at 8 bits, for pictures (thumbnails, overlays) and the input
+    checks of :mod:`inspect_ad.data.sanity`; the model's input keeps the full depth."""
+    return img if img.dtype == np.uint8 else (img / 257).round().astype(np.uint8)
 
 
 # The last bytes of a complete file. OpenCV decodes a truncated JPEG (libjpeg only prints
@@ -74,10 +89,12 @@ def _imread(path: Path, flags: int, what: str) -> np.ndarray:
 
 
 def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
-    """(H, W, C) uint8, RGB order. ``channels`` (1 or 3) converts when it loses nothing:
-    grey -> RGB always; RGB -> grey only if the three channels are equal."""
+    """(H, W, C) RGB order, at the file's depth: uint8, or uint16 for 16-bit PNG/TIFF (and float
+    images, see :func:`as_pixels`); :func:`to_uint8` makes a picture of it. ``channels`` (1 or 3)
+    converts when it loses nothing: grey -> RGB always; RGB -> grey only if the three channels
+    are equal."""
     path = Path(path)
-    img = _to_uint8(_imread(path, cv2.IMREAD_UNCHANGED, "image"), path)
+    img = as_pixels(_imread(path, cv2.IMREAD_UNCHANGED, "image"), path)
     if img.ndim == 2:
         img = img[:, :, None]
     if img.shape[2] == 4:

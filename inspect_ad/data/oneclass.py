@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from inspect_ad.errors import InspectError
-from inspect_ad.data.io import convert_channels, list_images, read_image
+from inspect_ad.data.io import convert_channels, list_images, read_image, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def load_cifar10(root: str | Path) -> LabelledImages:
 # ---------------------------------------------------------------- root/<class>/*.png
 
 def _load_resized(path: Path, size: int, channels: int) -> np.ndarray:
-    img = read_image(path)
+    img = to_uint8(read_image(path))
     if channels == 1 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None]
     img = convert_channels(img, channels, path)

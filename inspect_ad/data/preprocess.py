@@ -10,12 +10,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from inspect_ad.data.io import read_image
+from inspect_ad.data.io import full_scale, read_image
 
 if TYPE_CHECKING:
     import albumentations as A
 
 AUGMENTATIONS = ("none", "flip", "light")
+# Both scale an image to [0, 1] by its type's full scale: 255 for 8 bits, 65535 for 16 (the name
+# "divide_by_255" is kept, bundles store it), so an 8- and a 16-bit file of one scene give the same
+# input and a bundle need not record the depth. Not by a bit depth guessed from the pixels: a dark
+# 16-bit image would pass for a 12-bit one. A 12-bit camera's images in 16-bit files (values up to
+# 4095) thus read as dark (at most 1/16), at training and inference alike; "stretch" gives them the
+# full range, as it does any under-exposed image.
 # "stretch" maps each image's 1st..99th percentile grey level to 0..1 (not in the papers): with
 # exposure varying from part to part (MTD), a bright good image otherwise has squared errors many
 # times those of a dark defective one and the image score ranks brightness, not defects.
@@ -41,8 +47,8 @@ def check_choices(normalization: str, resize_mode: str, error: type[Exception] =
 @dataclass(frozen=True)
 class Preprocessing:
     """Resize to ``image_size`` square (area interpolation; ``resize_mode``: see RESIZE_MODES), ``channels``
-    1 or 3, scale to [0, 1] (``normalization``: divide by 255, or also stretch each image's
-    contrast, see NORMALIZATIONS)."""
+    1 or 3, scale to [0, 1] (``normalization``: divide by 255, or 65535 for 16-bit images, or also
+    stretch each image's contrast, see NORMALIZATIONS)."""
 
     image_size: int
     channels: int
@@ -79,18 +85,20 @@ class Preprocessing:
         return resize_map(amap[top:top + h, left:left + w], shape)
 
     def to_tensor(self, img: np.ndarray) -> torch.Tensor:
-        """(H, W, C) uint8 already resized -> (C, S, S) float in [0, 1]."""
-        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
-        return stretch_contrast(x) if self.normalization == "stretch" else x
+        """(H, W, C) uint8 or uint16 already resized -> (C, S, S) float in [0, 1]."""
+        scale = float(full_scale(img))
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(scale)
+        return stretch_contrast(x, 1 / scale) if self.normalization == "stretch" else x
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def stretch_contrast(x: torch.Tensor) -> torch.Tensor:
-    """Map the image's STRETCH_QUANTILES grey levels to 0 and 1, clipping beyond."""
+def stretch_contrast(x: torch.Tensor, step: float = 1 / 255) -> torch.Tensor:
+    """Map the image's STRETCH_QUANTILES grey levels to 0 and 1, clipping beyond; a range below one
+    grey level (``step``) is not stretched further, so a flat image's noise is not blown up."""
     lo, hi = torch.quantile(x.flatten(), torch.tensor(STRETCH_QUANTILES, dtype=x.dtype))
-    return ((x - lo) / (hi - lo).clamp_min(1 / 255)).clamp_(0, 1)
+    return ((x - lo) / (hi - lo).clamp_min(step)).clamp_(0, 1)
 
 
 def detect_channels(paths: Sequence[Path], probe: int = 8) -> int:
@@ -117,7 +125,7 @@ def augmentation(name: str, seed: int) -> A.Compose | None:
 
 
 class TrainImages(Dataset):
-    """Defect-free training images, decoded and resized once, then cached as uint8."""
+    """Defect-free training images, decoded and resized once, then cached at their depth (uint8 or uint16)."""
 
     def __init__(self, paths: Sequence[Path], prep: Preprocessing, augment: A.Compose | None = None):
         self.paths, self.prep, self.augment = list(paths), prep, augment

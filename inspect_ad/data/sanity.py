@@ -5,6 +5,9 @@ INVALID instead, counted apart from PASS and FAIL.
 At fit, :func:`input_stats` records the training images' range of mean grey level, their
 smallest contrast and their largest fraction of clipped (0 or 255) pixels; :func:`input_problem`
 flags an image far outside that range. Bundles without the record get the fixed checks only.
+
+Both judge the picture at 8 bits (:func:`~inspect_ad.data.io.to_uint8`), whatever the file's depth:
+a 16-bit pixel is saturated when it reads 255 there (65407 and above), black when it reads 0.
 """
 from __future__ import annotations
 
@@ -12,24 +15,27 @@ from typing import Sequence
 
 import numpy as np
 
+from inspect_ad.data.io import to_uint8
+
 BLANK_STD = 0.5        # grey levels: below this an 8-bit frame is one flat value
 CLIPPED_FRACTION = 0.5  # more than half the pixels at 0 or 255: under- or overexposed
 MEAN_MARGIN = 32.0     # grey levels a part's mean may lie outside the training range, at least
 
 
 def _measure(img: np.ndarray) -> tuple[float, float, float]:
+    img = to_uint8(img)
     x = np.asarray(img, dtype=np.float32)
     return float(x.mean()), float(x.std()), float(np.mean((img == 0) | (img == 255)))
 
 
 def input_stats(images: Sequence[np.ndarray]) -> dict:
-    """What the (uint8) training images look like, for :func:`input_problem`."""
+    """What the training images (uint8 or uint16) look like, for :func:`input_problem`."""
     means, stds, clipped = zip(*(_measure(im) for im in images))
     return {"mean_min": min(means), "mean_max": max(means), "std_min": min(stds), "clipped_max": max(clipped)}
 
 
 def input_problem(img: np.ndarray, stats: dict | None = None) -> str | None:
-    """Why ``img`` (uint8, as read) is not a plausible input, or None if it is."""
+    """Why ``img`` (uint8 or uint16, as read) is not a plausible input, or None if it is."""
     mean, std, clipped = _measure(img)
     stats = stats or {}
     if std < min(BLANK_STD, stats.get("std_min", BLANK_STD) / 4):

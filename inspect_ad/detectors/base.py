@@ -1,8 +1,9 @@
 """The shape every detector has, whatever it inspects (images, video frames, table rows):
 
 ``fit(normal data)`` → ``score_samples(X)`` (higher = more anomalous) → ``threshold_`` (set by
-``calibrate`` on normal data the fit did not see) → ``predict(X)`` (True where a sample
-fails), and ``save(path)`` / ``load(path)`` as a bundle (safetensors + JSON, no pickle).
+``calibrate`` on normal data the fit did not see) → ``predict(X)`` (a
+:class:`~inspect_ad.scoring.calibration.Decision` per sample: "PASS" or "FAIL"), and
+``save(path)`` / ``load(path)`` as a bundle (safetensors + JSON, no pickle).
 
 Fitted state ends with ``_`` and is declared on the class (None until fitted), so a detector
 used before ``fit`` says so in one line (:class:`~inspect_ad.errors.NotFittedError`) instead of
@@ -19,7 +20,7 @@ from inspect_ad.detectors.bundle import Bundle, load_bundle
 from inspect_ad.engine.device import resolve_device
 from inspect_ad.errors import ConfigError, InspectError, NotFittedError
 from inspect_ad.models import list_models
-from inspect_ad.scoring.calibration import conformal_threshold
+from inspect_ad.scoring.calibration import conformal_threshold, decisions
 
 
 class BaseDetector:
@@ -70,7 +71,8 @@ class BaseDetector:
 
     def calibrate(self, X, target_frr: float = 0.01) -> dict:
         """A threshold from normal data the fit did not see, with the split-conformal guarantee
-        of :mod:`inspect_ad.scoring.calibration`; returns the calibration section."""
+        of :mod:`inspect_ad.scoring.calibration`; returns the calibration section. It is kept in
+        memory: ``save(path)`` writes it into a bundle."""
         scores = self._calibration_scores(X)
         self.calibration_ = {"image_threshold": conformal_threshold(scores, target_frr), "target_frr": target_frr,
                              "n": int(scores.size)}
@@ -86,6 +88,8 @@ class BaseDetector:
         return float(self.calibration_["image_threshold"])
 
     def predict(self, X) -> np.ndarray:
-        """True where a sample fails: its score is above the threshold or not a number."""
+        """"FAIL" where a sample's score is above the threshold or not a number, else "PASS": a numpy
+        string array of :class:`~inspect_ad.Decision` values (``pred == "FAIL"`` and
+        ``pred == Decision.FAIL`` both give the booleans)."""
         threshold = self.threshold_
-        return ~(np.asarray(self.score_samples(X), dtype=np.float64) <= threshold)
+        return decisions(~(np.asarray(self.score_samples(X), dtype=np.float64) <= threshold))

@@ -24,7 +24,8 @@ from inspect_ad.deploy.export import export_graph
 from inspect_ad.deploy.graph import ScoringGraph
 from inspect_ad.deploy.runtime import RUNTIMES, TorchRuntime, open_runtime
 from inspect_ad.detectors.bundle import read_bundle_config, save_bundle, save_export, update_bundle_sections
-from inspect_ad.scoring.calibration import Judgement, calibrate, check_calibration, holdout_split, judge, require_calibration_size
+from inspect_ad.scoring.calibration import (Judgement, calibrate, check_calibration, decisions, holdout_split, judge,
+                                            require_calibration_size)
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.data.preprocess import CachedTargets, Preprocessing, TrainImages, augmentation, check_choices, detect_channels
@@ -34,9 +35,18 @@ from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import feature_objective, memae_objective
 from inspect_ad.errors import ConfigError, InspectError
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
+from inspect_ad.data.io import as_pixels, convert_channels, read_image, to_uint8
 from inspect_ad.data.sanity import input_problem, input_stats
 
 log = logging.getLogger(__name__)
+
+
+def checkpoint_path(bundle: str | Path) -> Path:
+    """Where a fit into ``bundle`` keeps its training checkpoint: ``<bundle>.checkpoint`` beside it,
+    not inside, so the bundle folder holds only what inference needs (the optimiser state is
+    three times the model's size). It stays after the fit, so ``resume`` can add epochs."""
+    bundle = Path(bundle).resolve()   # "." and "models/current -> v3" have a name to put it beside
+    return bundle.with_name(bundle.name + ".checkpoint")
 
 
 @dataclass
@@ -46,7 +56,7 @@ class Prediction:
     source: str
     score: float = float("nan")
     map: np.ndarray | None = None        # float32, the input's own (H, W)
-    image: np.ndarray | None = None      # the input as read (H, W, C) uint8, when asked for
+    image: np.ndarray | None = None      # the input as read (H, W, C), at 8 bits for pictures, when asked for
     error: str | None = None
     invalid: str | None = None           # why the input is not a plausible part photo (see sanity)
 
@@ -162,7 +172,7 @@ class Detector(BaseDetector):
         objective = self._objective()
         if hasattr(self.model_, "targets"):
             data = CachedTargets(data, self.model_.to(device).targets, self.train_config.batch_size, device, progress)
-        ckpt = Path(out) / "checkpoint" if out is not None else None
+        ckpt = checkpoint_path(out) if out is not None else None
         return train(self.model_, LoaderBatches(data, self.train_config.batch_size, self.train_config.seed),
                      self.train_config, objective, checkpoint_dir=ckpt, resume=resume, progress=progress,
                      fingerprint=self._fingerprint(images))
@@ -249,9 +259,10 @@ class Detector(BaseDetector):
         """Set thresholds from defect-free images not used for training (see
         :mod:`inspect_ad.scoring.calibration` for the guarantee); returns the calibration section.
 
-        ``save`` None: write it into the bundle this detector was loaded from or last saved to, if
-        any (the log says which, or that there is none: then ``save(path)`` keeps it); False: keep
-        it in memory only (e.g. to compare several targets)."""
+        ``save`` None: write it into the bundle this detector was loaded from or last saved to
+        (``bundle_path_``); without one it is kept in memory only and a warning says so: call
+        ``save(path)`` to write it. True: write it, and raise if there is no bundle. False: keep it
+        in memory only (e.g. to compare several targets)."""
         images = list(images)
         require_calibration_size(len(images), target_frr, source or "the calibration set")
         scores, maps = [], []
@@ -263,18 +274,19 @@ class Detector(BaseDetector):
             scores.append(p.score)
             maps.append(p.map)
         self.calibration_ = calibrate(scores, maps, target_frr, min_area, source)
-        if save is not False and self.bundle_path_ is not None:
-            self.save_calibration()
-            log.info("calibration saved in %s", self.bundle_path_)
-        elif save is None:
-            log.info("calibration kept in memory only: this detector has no bundle yet; save(path) writes it")
+        if save is None and self.bundle_path_ is None:
+            log.warning("calibration kept in memory only: this detector has no bundle yet; call save(path) "
+                        "to write it")
+        elif save is not False:
+            log.info("calibration saved in %s", self.save_calibration())
         return self.calibration_
 
     def save_calibration(self, path: str | Path | None = None) -> Path:
         """Rewrite only the bundle's calibration section (atomic; the weights are untouched)."""
         path = path or self.bundle_path_
         if path is None:
-            raise InspectError("no bundle to write the calibration into; pass the bundle folder")
+            raise InspectError("no bundle to write the calibration into; pass the bundle folder, or call "
+                               "save(path) to write the whole detector")
         update_bundle_sections(path, calibration=check_calibration(self.calibration_))
         return Path(path)
 
@@ -442,9 +454,9 @@ class Detector(BaseDetector):
         yield from self._flush(pending, keep_image)
 
     def _read(self, item) -> np.ndarray:
-        from inspect_ad.data.io import convert_channels, read_image
+        """A file or an array as uint8 or uint16 pixels (an array's dtype means what a file's does)."""
         if isinstance(item, np.ndarray):
-            return convert_channels(item, self.preprocessing_.channels)
+            return convert_channels(as_pixels(item), self.preprocessing_.channels)
         return read_image(item, self.preprocessing_.channels)
 
     def _to_input(self, img: np.ndarray) -> torch.Tensor:
@@ -458,7 +470,8 @@ class Detector(BaseDetector):
         stats = (self.reference_ or {}).get("input")
         for (source, _, img), m, s in zip(pending, maps, scores):
             amap = self.preprocessing_.map_to_image(m, img.shape[:2])
-            yield Prediction(source, float(s), amap, img if keep_image else None, invalid=input_problem(img, stats))
+            yield Prediction(source, float(s), amap, to_uint8(img) if keep_image else None,
+                             invalid=input_problem(img, stats))
 
     def _checked(self, inputs) -> list[Prediction]:
         preds = list(self.predict_iter(inputs))
@@ -483,7 +496,11 @@ class Detector(BaseDetector):
         return float(self.calibration_["image_threshold"])
 
     def predict(self, inputs: Iterable[str | Path | np.ndarray]) -> np.ndarray:
-        """True where an image fails: its score is above the calibrated threshold or not a number,
-        or the image is not a plausible input (blank, saturated: see :mod:`inspect_ad.data.sanity`)."""
+        """One :class:`~inspect_ad.Decision` per image, as a numpy string array: "FAIL" where the score
+        is above the calibrated threshold or not a number, "INVALID" where the image is not a
+        plausible input (blank, saturated: see :mod:`inspect_ad.data.sanity`), else "PASS".
+        ``pred == "FAIL"`` and ``pred == Decision.FAIL`` both give the booleans. An unreadable
+        file raises :class:`~inspect_ad.errors.InspectError` (``predict_iter`` goes on instead)."""
         threshold = self.threshold_
-        return np.array([p.invalid is not None or not p.score <= threshold for p in self._checked(inputs)])
+        preds = self._checked(inputs)
+        return decisions([not p.score <= threshold for p in preds], [p.invalid is not None for p in preds])

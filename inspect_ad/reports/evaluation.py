@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from inspect_ad.scoring import metrics
 from inspect_ad.atomic import atomic_path, atomic_write_json, atomic_write_text
 from inspect_ad.data.datasets import GOOD, ImageSet, Sample
-from inspect_ad.data.io import read_image, read_mask
+from inspect_ad.data.io import read_image, read_mask, to_uint8
 from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
 from inspect_ad.reports.visualize import ColourScale, colour_scale, save_curve, save_gallery
@@ -147,7 +147,8 @@ def write_plots(out: Path, name: str, samples, scores, maps, masks, scale: Colou
     labels = np.array([s.is_anomalous for s in samples])
     good = sorted((i for i in range(len(samples)) if not labels[i]), key=lambda i: -scores[i])[: n_gallery // 2]
     bad = sorted((i for i in range(len(samples)) if labels[i]), key=lambda i: scores[i])[: n_gallery - len(good)]
-    rows = [(_caption(samples[i], scores[i]), read_image(samples[i].image), maps[i], masks[i]) for i in good + bad]
+    rows = [(_caption(samples[i], scores[i]), to_uint8(read_image(samples[i].image)), maps[i], masks[i])
+            for i in good + bad]
     save_gallery(out / "gallery.png", rows, scale, "hardest cases: highest-scoring good | lowest-scoring defective")
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Sequence, TypeVar
 
 import numpy as np
@@ -44,7 +45,26 @@ from inspect_ad import __version__
 from inspect_ad.errors import InspectError
 
 CALIBRATION_VERSION = 1
-PASS, FAIL, ERROR, INVALID = "PASS", "FAIL", "ERROR", "INVALID"
+
+
+class Decision(str, Enum):
+    """A part's verdict. Members are strings (``Decision.FAIL == "FAIL"``), so reports, JSON and
+    comparisons with plain strings all work. ERROR: the file could not be read; INVALID: it is
+    not a plausible photo of a part (see :mod:`inspect_ad.data.sanity`)."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INVALID = "INVALID"
+    ERROR = "ERROR"
+
+    def __str__(self) -> str:   # "FAIL", not "Decision.FAIL", in f-strings and CSV on every Python
+        return self.value
+
+    __format__ = str.__format__
+
+
+PASS, FAIL, ERROR, INVALID = Decision.PASS, Decision.FAIL, Decision.ERROR, Decision.INVALID
+_DECISION_DTYPE = f"<U{max(len(d.value) for d in Decision)}"   # wide enough for any decision
 INVALID_SCORE = "invalid score"
 T = TypeVar("T")
 
@@ -156,7 +176,7 @@ class Judgement:
     a number at all (a diverged model must never pass a part); INVALID when the input is not a
     plausible photo of a part (``reason`` says why)."""
 
-    decision: str
+    decision: Decision
     normalized: float
     mask: np.ndarray
     boxes: list[list[int]]
@@ -177,6 +197,15 @@ def judge(score: float, amap: np.ndarray, calibration: dict, invalid_input: str 
         return Judgement(FAIL, 1.0, mask, region_boxes(mask), f"{INVALID_SCORE} ({score})")
     decision = FAIL if score > calibration["image_threshold"] else PASS
     return Judgement(decision, normalized_score(score, calibration["image_threshold"]), mask, region_boxes(mask))
+
+
+def decisions(fail: Sequence[bool], invalid: Sequence[bool] | None = None) -> np.ndarray:
+    """PASS/FAIL (INVALID where ``invalid``) per sample, as a numpy string array: it compares with
+    both ``"FAIL"`` and ``Decision.FAIL``."""
+    out = np.where(np.asarray(fail, dtype=bool), FAIL.value, PASS.value).astype(_DECISION_DTYPE)
+    if invalid is not None:
+        out[np.asarray(invalid, dtype=bool)] = INVALID.value
+    return out
 
 
 # --- calibration record ----------------------------------------------------------------------

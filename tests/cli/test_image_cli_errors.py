@@ -45,9 +45,10 @@ def test_segment_never_overwrites_a_users_file(qa, tmp_path):
 
 def test_fit_without_resume_keeps_an_unfinished_checkpoint(qa, tmp_path):
     root, _ = qa
-    (tmp_path / "m" / "checkpoint").mkdir(parents=True)
-    one_line_error(run("fit", "--train-dir", root / "train", "--out", tmp_path / "m", *FAST), "--resume")
-    assert (tmp_path / "m" / "checkpoint").is_dir()
+    (tmp_path / "m.checkpoint").mkdir(parents=True)
+    one_line_error(run("fit", "--train-dir", root / "train", "--out", tmp_path / "m", *FAST),
+                   "m.checkpoint", "--resume")
+    assert (tmp_path / "m.checkpoint").is_dir()
 
 
 def test_resume_refuses_a_checkpoint_from_other_data(qa, tmp_path):

@@ -2,10 +2,13 @@
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
+import torch
 
-from inspect_ad.data.preprocess import Preprocessing, resize_map
+from inspect_ad.data.io import read_image
+from inspect_ad.data.preprocess import Preprocessing, resize_map, stretch_contrast
 
 
 def test_stretch_removes_exposure_differences():
@@ -69,3 +72,31 @@ def test_squash_is_the_default_and_fills_the_square():
 
 def test_resize_map_returns_original_size():
     assert resize_map(np.ones((8, 8), np.float32), (20, 30)).shape == (20, 30)
+
+
+def test_an_8_bit_image_gives_the_same_tensor_as_before_16_bit_support():
+    img = np.random.default_rng(0).integers(0, 256, (12, 12, 3)).astype(np.uint8)
+    before = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+    assert torch.equal(Preprocessing(12, 3).to_tensor(img), before)
+    assert torch.equal(Preprocessing(12, 3, "stretch").to_tensor(img), stretch_contrast(before, 1 / 255))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("normalization", ["divide_by_255", "stretch"])
+def test_16_bit_files_that_differ_below_8_bits_give_different_tensors(tmp_path, suffix, normalization):
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(1, 255, (16, 16)).astype(np.uint16) * 257
+    fine = coarse + rng.integers(1, 100, coarse.shape).astype(np.uint16)  # < half an 8-bit level more
+    assert np.array_equal(np.round(coarse / 257), np.round(fine / 257))   # equal if cut to 8 bits
+    prep = Preprocessing(16, 1, normalization)
+    tensors = []
+    for name, img in (("coarse", coarse), ("fine", fine)):
+        cv2.imwrite(str(tmp_path / f"{name}{suffix}"), img)
+        tensors.append(prep.to_tensor(prep.resize(read_image(tmp_path / f"{name}{suffix}", 1))))
+    assert not torch.equal(*tensors) and all(0 <= t.min() and t.max() <= 1 for t in tensors)
+
+
+def test_an_8_and_a_16_bit_file_of_one_scene_give_the_same_input():
+    eight = np.random.default_rng(0).integers(0, 256, (16, 16, 1)).astype(np.uint8)
+    prep = Preprocessing(16, 1)
+    assert torch.allclose(prep.to_tensor(eight), prep.to_tensor(eight.astype(np.uint16) * 257), atol=1e-6)

@@ -1,14 +1,18 @@
 """The image Detector (inspect_ad/detectors/image.py): reference maps, resizing, input checks, and the
 models on pretrained features."""
 import json
+import logging
 
+import cv2
 import numpy as np
 import pytest
 
-from conftest import copy_bundle, tiny_model_options
+from conftest import copy_bundle, tiny_model_options, TINY_IMAGE_SIZE, TINY_MODEL_OPTIONS
 
+import inspect_ad
 from inspect_ad.data import from_mvtec
-from inspect_ad.detectors.image import Detector
+from inspect_ad.detectors.bundle import BUNDLE_FILES
+from inspect_ad.detectors.image import Detector, checkpoint_path
 from inspect_ad.engine.loop import TrainConfig
 from inspect_ad.errors import InspectError
 from inspect_ad.models import FeatureMMAEConfig, TINY_FEATURE
@@ -77,7 +81,26 @@ def test_predict_fails_a_nan_score(qa, monkeypatch):
     p = next(det.predict_iter([root / "parts" / "g0.png"]))
     p.score = float("nan")
     monkeypatch.setattr(Detector, "_checked", lambda self, inputs: [p])
-    assert det.predict(["any.png"]).tolist() == [True]
+    assert det.predict(["any.png"]).tolist() == ["FAIL"]
+
+
+def test_predict_returns_decisions_that_compare_with_strings_and_the_enum(qa):
+    root, det = qa
+    black = np.zeros((40, 48), np.uint8)
+    pred = det.predict([root / "train" / "5.png", black])    # a calibration image: at most the threshold
+    assert pred.tolist() == ["PASS", "INVALID"]
+    assert (pred == inspect_ad.Decision.PASS).tolist() == [True, False]
+    assert (pred == "INVALID").tolist() == [False, True]
+    assert f"{inspect_ad.Decision.FAIL}" == "FAIL"
+
+
+def test_a_16_bit_file_scores_like_its_8_bit_picture_and_shows_as_8_bits(qa, tmp_path):
+    root, det = qa
+    eight = cv2.imread(str(root / "parts" / "g0.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(tmp_path / "g0.tif"), eight.astype(np.uint16) * 257)
+    a, b = det.predict_iter([root / "parts" / "g0.png", tmp_path / "g0.tif"], keep_image=True)
+    assert b.score == pytest.approx(a.score, rel=1e-2) and b.invalid is None   # resizing rounds to each depth's levels
+    assert b.image.dtype == np.uint8 and np.array_equal(a.image, b.image)
 
 
 def test_frame_far_brighter_than_training_is_invalid(qa):
@@ -164,3 +187,37 @@ def test_calibrate_writes_into_the_detectors_bundle_unless_told_not_to(mvtec_bun
     det.calibrate(paths, target_frr=0.2, progress=False)
     assert saved() == json.loads(json.dumps(det.calibration_))
     assert Detector.load(tmp_path / "m", "cpu").threshold_ == det.threshold_
+
+
+def tiny_detector(epochs=1):
+    return Detector("mmae", TINY_IMAGE_SIZE, model_options=TINY_MODEL_OPTIONS,
+                    train_config=TrainConfig(epochs=epochs, batch_size=4, seed=0, device="cpu"))
+
+
+def test_calibrate_without_a_bundle_says_it_is_kept_in_memory(tiny_mvtec, tmp_path, caplog):
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    det = tiny_detector().fit(paths, progress=False)
+    with caplog.at_level(logging.WARNING, "inspect_ad.detectors.image"):
+        det.calibrate(paths, target_frr=0.2, progress=False)
+    assert "kept in memory only" in caplog.text and "save(path)" in caplog.text and det.calibration_
+    with pytest.raises(InspectError, match="no bundle"):
+        det.calibrate(paths, target_frr=0.2, progress=False, save=True)
+    det.save(tmp_path / "m")
+    det.calibrate(paths, target_frr=0.25, progress=False)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["calibration"]["target_frr"] == 0.25
+
+
+def test_a_finished_fit_leaves_only_the_bundle_in_its_folder(mvtec_bundle):
+    _, _, bundle = mvtec_bundle
+    assert {f.name for f in bundle.iterdir()} <= set(BUNDLE_FILES)
+    assert (checkpoint_path(bundle) / "optimizer.safetensors").is_file()   # beside it, for --resume
+
+
+def test_a_fit_resumes_from_the_checkpoint_beside_its_bundle(tiny_mvtec, tmp_path, caplog):
+    paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
+    tiny_detector(epochs=1).fit(paths, out=tmp_path / "m", progress=False)   # "interrupted" after 1 epoch
+    with caplog.at_level(logging.INFO, "inspect_ad.engine.loop"):
+        det = tiny_detector(epochs=2).fit(paths, out=tmp_path / "m", resume=True, progress=False)
+    assert f"resumed from {tmp_path / 'm.checkpoint'} at epoch 1" in caplog.text
+    assert [h["epoch"] for h in det.history_] == [1, 2]
+    assert {f.name for f in (tmp_path / "m").iterdir()} <= set(BUNDLE_FILES)

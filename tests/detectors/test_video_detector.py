@@ -89,7 +89,7 @@ def test_video_detector_fit_calibrate_save_load(tmp_path):
     back = VideoDetector.load(tmp_path / "m", "cpu")
     video = ds.test[0]
     assert np.array_equal(back.score_samples(video), det.score_samples(video), equal_nan=True)
-    assert back.threshold_ == det.threshold_ and back.predict(video).dtype == bool
+    assert back.threshold_ == det.threshold_ and set(back.predict(video)) <= {"PASS", "FAIL"}
     assert back.train_config == tc
 
 
