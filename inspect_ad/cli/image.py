@@ -13,7 +13,7 @@ from inspect_ad import __version__
 from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
-                                   model_options, option_errors, overwrite_option, seed_option)
+                                   model_options, option_errors, overwrite_option, quiet_option, seed_option)
 from inspect_ad.errors import InspectError
 from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
 from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
@@ -79,7 +79,13 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 
 # --- fit -------------------------------------------------------------------------------------
 
-@main.command()
+@main.command(sections={
+    "Data": ("data_root", "category", "manifest", "train_dir"),
+    "Model": ("model_name", "backbone", "backbone_weights", "options", "image_size", "normalization", "resize_mode"),
+    "Training": ("epochs", "batch_size", "lr", "seed", "augment", "ssim_weight", "gms_weight", "synthetic_defects"),
+    "Maps and scoring": ("sigma", "pooling", "map_scales", "map_metric", "standardize", "reference_split"),
+    "Calibration": ("calibration_split", "target_frr", "min_area"),
+    "Output and run": ("out", "overwrite", "resume", "checkpoint_every", "device", "quiet")})
 @data_source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the model bundle.")
 @click.option("--model", "model_name", default="patchcore", show_default=True,
@@ -121,7 +127,7 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
                                      "'map' (alone: --standardize) the heatmap and score, 'score' the image score only.")
 @click.option("--reference-split", default=0.0, show_default=True, type=click.FloatRange(0),
               help="With --standardize: hold out this fraction of the training images for the reference maps.")
-@model_options()
+@model_options
 @click.option("--checkpoint-every", default=10, show_default=True, type=click.IntRange(0),
               help="Epochs between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
@@ -131,7 +137,7 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="With --calibration-split: target false-reject rate.")
 @click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option()
 def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size, lr, device,
         seed, augment, normalization, resize_mode, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
         synthetic_defects, standardize, reference_split, options, checkpoint_every, resume, overwrite,
@@ -179,7 +185,8 @@ def format_calibration(cal: dict) -> str:
             f"{cal['pixel_threshold']:.6g}, min defect area {cal['min_area']} px\nguarantee: {cal['guarantee']}")
 
 
-@main.command()
+@main.command(sections={"Model and data": ("bundle", "good"), "Calibration": ("target_frr", "min_area"),
+                        "Run": ("batch_size", "device", "quiet")})
 @bundle_option()
 @click.option("--good", required=True, multiple=True, type=click.Path(),
               help="Defect-free images (folders or files) NOT used for training; repeatable.")
@@ -188,7 +195,7 @@ def format_calibration(cal: dict) -> str:
 @click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
 @batch_size_option(16, help="Images scored per batch.")
 @device_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option()
 def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
     """Set PASS/FAIL thresholds from good images with a stated false-reject guarantee."""
     from inspect_ad.data.datasets import expand_inputs
@@ -206,14 +213,14 @@ def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
 SEGMENT_OUTPUTS = ("_map.npy", "_overlay.png", "_mask.png", "_contour.png")
 
 
-@main.command()
+@main.command(sections={"Model": ("bundle",), "Output": ("out", "overwrite", "quiet"), "Run": ("batch_size", "device")})
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for overlays and maps.")
 @batch_size_option(8, help="Images scored per batch.")
 @device_option
 @overwrite_option("Replace files left in --out by an earlier segment.")
-@click.option("--quiet", is_flag=True, help="Print only the summary and errors (no progress bar, no line per image).")
+@quiet_option("Print only the summary and errors (no progress bar, no line per image).")
 def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
     """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
     model also write the defect mask and a contour overlay, and print PASS/FAIL. Outputs keep the
@@ -266,7 +273,9 @@ def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
 
 # --- inspect (batch QA) ----------------------------------------------------------------------
 
-@main.command("inspect")
+@main.command("inspect", sections={
+    "Model": ("bundle",), "Report": ("out", "resume", "overwrite", "fail_exit_code", "quiet"),
+    "Sorting": ("sort_into", "copy"), "Run": ("batch_size", "device")})
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option("Calibrated model bundle folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
@@ -280,7 +289,7 @@ def segment(inputs, bundle, out, batch_size, device, overwrite, quiet):
 @click.option("--fail-exit-code", is_flag=True,
               help="Exit 1 if any image FAILs, else 3 if a file could not be read or was an invalid input, "
                    "else 0 (errors: 2).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option()
 @click.pass_context
 def inspect_cmd(ctx, inputs, bundle, out, batch_size, device, sort_into, copy, resume, overwrite,
                 fail_exit_code, quiet):
@@ -299,7 +308,9 @@ def inspect_cmd(ctx, inputs, bundle, out, batch_size, device, sort_into, copy, r
 
 # --- evaluate --------------------------------------------------------------------------------
 
-@main.command()
+@main.command(sections={
+    "Model and data": ("bundle", "data_root", "category", "manifest", "train_dir"),
+    "Map overrides": ("sigma", "map_metric", "map_scales", "pooling", "standardize"), "Output and run": ("out", "device")})
 @bundle_option()
 @data_source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.json and plots.")
@@ -356,7 +367,7 @@ def format_metrics(m: dict) -> str:
 @epochs_option(help="Training epochs (default: the demo preset).")
 @seed_option
 @device_option
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option("No progress bars.")
 def demo(out, categories, models, backbone, epochs, seed, device, quiet):
     """Built-in data -> train -> evaluate -> heatmaps, in a few minutes on a laptop CPU."""
     from inspect_ad.reports.demo import run_demo
