@@ -5,10 +5,13 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import click
+from click.core import ParameterSource
 
 from inspect_ad.engine.device import DEVICE_HELP
 from inspect_ad.errors import InspectError
 from inspect_ad.models import parse_overrides
+
+CONFIG_FILE = "inspect_ad.config_file"   # ctx.meta key: the file a command's default map was read from
 
 
 def one_line(e: BaseException) -> str:
@@ -18,7 +21,10 @@ def one_line(e: BaseException) -> str:
 class Command(click.Command):
     """A command whose ``--help`` lists its options under headings. ``sections`` maps each heading
     to its parameters' names, in the order shown; ``--help`` goes last under the last heading, and
-    an option no heading names (one added later) under "Other options", so none is ever hidden."""
+    an option no heading names (one added later) under "Other options", so none is ever hidden.
+
+    A bad value that came from a ``--config`` file says which file (the flag alone would send the
+    reader looking at a command line that does not hold it)."""
 
     def __init__(self, *args, sections: dict[str, tuple[str, ...]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -28,6 +34,16 @@ class Command(click.Command):
         wrong = sorted({n for n in named if n not in known or named.count(n) > 1})
         if wrong:  # a typo would silently move an option to "Other options"
             raise ValueError(f"command {self.name!r}: sections name unknown or repeated options {wrong}")
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as e:
+            source = ctx.meta.get(CONFIG_FILE)
+            if source and e.param is not None and \
+                    ctx.get_parameter_source(e.param.name) is ParameterSource.DEFAULT_MAP:
+                e.message = f"{e.message} (from {source})"
+            raise
 
     def format_options(self, ctx, formatter):
         if not self.sections:
@@ -90,11 +106,13 @@ def option_errors():
 
 class Option(click.Option):
     """A click option with extra names that are accepted but left out of ``--help`` (old spellings
-    kept working, e.g. ``--model`` for ``--bundle``)."""
+    kept working, e.g. ``--model`` for ``--bundle``), and optionally its key in a ``--config`` file
+    where the flag's own name would read badly there (``model-options`` for ``-o/--option``)."""
 
-    def __init__(self, param_decls, hidden_names: tuple[str, ...] = (), **kwargs):
+    def __init__(self, param_decls, hidden_names: tuple[str, ...] = (), config_key: str | None = None, **kwargs):
         super().__init__([*param_decls, *hidden_names], **kwargs)
         self.hidden_names = set(hidden_names)
+        self.config_key = config_key
 
     def get_help_record(self, ctx):
         shown, self.opts = self.opts, [o for o in self.opts if o not in self.hidden_names]
@@ -110,7 +128,7 @@ def model_options(f):
     """``-o/--option KEY=VALUE`` (repeatable), given to the command as a dict ``options``; ``--set``
     is the video commands' older name, still accepted."""
     return click.option("-o", "--option", "options", cls=Option, hidden_names=("--set",),
-                        multiple=True,
+                        config_key="model-options", multiple=True,
                         metavar="KEY=VALUE", callback=lambda ctx, param, pairs: parse_overrides(pairs, "-o"),
                         help="Model option, repeatable (e.g. -o num_scales=3); an unknown key lists the valid ones.")(f)
 

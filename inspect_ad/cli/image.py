@@ -14,6 +14,7 @@ from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, pars
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
                                    model_options, option_errors, overwrite_option, quiet_option, seed_option)
+from inspect_ad.cli.config_file import SECTION, config_option, resolved_options
 from inspect_ad.errors import InspectError
 from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
 from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
@@ -79,13 +80,16 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 
 # --- fit -------------------------------------------------------------------------------------
 
+FIT_RUN_ONLY = ("out", "overwrite", "resume")   # not recorded: a retrain from the record must not replace anything
+
+
 @main.command(sections={
     "Data": ("data_root", "category", "manifest", "train_dir"),
     "Model": ("model_name", "backbone", "backbone_weights", "options", "image_size", "normalization", "resize_mode"),
     "Training": ("epochs", "batch_size", "lr", "seed", "augment", "ssim_weight", "gms_weight", "synthetic_defects"),
     "Maps and scoring": ("sigma", "pooling", "map_scales", "map_metric", "standardize", "reference_split"),
     "Calibration": ("calibration_split", "target_frr", "min_area"),
-    "Output and run": ("out", "overwrite", "resume", "checkpoint_every", "device", "quiet")})
+    "Output and run": ("config", "out", "overwrite", "resume", "checkpoint_every", "device", "quiet")})
 @data_source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the model bundle.")
 @click.option("--model", "model_name", default="patchcore", show_default=True,
@@ -138,12 +142,14 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
               help="With --calibration-split: target false-reject rate.")
 @click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
 @quiet_option()
+@config_option
 def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size, lr, device,
         seed, augment, normalization, resize_mode, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
         synthetic_defects, standardize, reference_split, options, checkpoint_every, resume, overwrite,
         calibration_split, target_frr, min_area, quiet):
-    """Train a model on defect-free images and save it as a bundle."""
-    from inspect_ad.detectors.bundle import check_model_options
+    """Train a model on defect-free images and save it as a bundle. Any option can come from a YAML
+    or JSON file (--config); the bundle records them all, so --config BUNDLE/config.json trains it again."""
+    from inspect_ad.detectors.bundle import check_model_options, update_bundle_sections
     from inspect_ad.data.datasets import load_image_set
     from inspect_ad.detectors.image import Detector
 
@@ -168,6 +174,7 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
         det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
                 calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
                 reference_split=reference_split)
+    update_bundle_sections(out, **{SECTION: resolved_options(click.get_current_context(), FIT_RUN_ONLY)})
     info = det.training_info_
     what = (f"filled a memory bank of {det.model_.memory.num_slots} patches" if info["final_loss"] is None
             else f"trained for {epochs} epochs (final loss {info['final_loss']:.5f})")

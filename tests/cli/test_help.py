@@ -41,7 +41,7 @@ def test_fit_help_lists_every_option_under_exactly_one_heading():
     sections = _sections(run_cli("fit", "--help").output)
     assert list(sections) == ["Data", "Model", "Training", "Maps and scoring", "Calibration", "Output and run"]
     assert sorted(f for flags in sections.values() for f in flags) == _shown_flags(main.commands["fit"])
-    assert {"--epochs", "--lr"} <= set(sections["Training"])
+    assert {"--epochs", "--lr"} <= set(sections["Training"]) and "--config" in sections["Output and run"]
 
 
 @pytest.mark.parametrize("name", [name for name, cmd in _commands(main) if getattr(cmd, "sections", None)])
