@@ -5,14 +5,65 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import click
+from click.core import ParameterSource
 
 from inspect_ad.engine.device import DEVICE_HELP
 from inspect_ad.errors import InspectError
 from inspect_ad.models import parse_overrides
 
+CONFIG_FILE = "inspect_ad.config_file"   # ctx.meta key: the file a command's default map was read from
+
 
 def one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
+
+
+class Command(click.Command):
+    """A command whose ``--help`` lists its options under headings. ``sections`` maps each heading
+    to its parameters' names, in the order shown; ``--help`` goes last under the last heading, and
+    an option no heading names (one added later) under "Other options", so none is ever hidden.
+
+    A bad value that came from a ``--config`` file says which file (the flag alone would send the
+    reader looking at a command line that does not hold it)."""
+
+    def __init__(self, *args, sections: dict[str, tuple[str, ...]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sections = dict(sections or {})
+        named = [n for names in self.sections.values() for n in names]
+        known = {p.name for p in self.params}
+        wrong = sorted({n for n in named if n not in known or named.count(n) > 1})
+        if wrong:  # a typo would silently move an option to "Other options"
+            raise ValueError(f"command {self.name!r}: sections name unknown or repeated options {wrong}")
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as e:
+            source = ctx.meta.get(CONFIG_FILE)
+            if source and e.param is not None and \
+                    ctx.get_parameter_source(e.param.name) is ParameterSource.DEFAULT_MAP:
+                e.message = f"{e.message} (from {source})"
+            raise
+
+    def format_options(self, ctx, formatter):
+        if not self.sections:
+            return super().format_options(ctx, formatter)
+        records = {p.name: rec for p in self.get_params(ctx)
+                   if isinstance(p, click.Option) and (rec := p.get_help_record(ctx)) is not None}
+        help_option = self.get_help_option(ctx)
+        help_name = help_option.name if help_option else None
+        headings = list(self.sections)
+        groups = {h: [n for n in names if n in records] for h, names in self.sections.items()}
+        if help_name in records:
+            groups[headings[-1]].append(help_name)
+        placed = {n for names in groups.values() for n in names}
+        groups["Other options"] = [n for n in records if n not in placed]
+        # one first-column width for all sections, so their help texts line up
+        width = min(max(len(rec[0]) for rec in records.values()), 30)
+        for heading, names in groups.items():
+            if names:
+                with formatter.section(heading):
+                    formatter.write_dl([(records[n][0].ljust(width), records[n][1]) for n in names], col_max=30)
 
 
 class Group(click.Group):
@@ -36,6 +87,9 @@ class Group(click.Group):
             ctx.exit(InspectError.exit_code)
 
 
+Group.command_class = Command   # group.command(sections=...) makes a Command
+
+
 @contextmanager
 def option_errors():
     """The boundary where options become configs, a detector and its model: the config dataclasses
@@ -52,11 +106,13 @@ def option_errors():
 
 class Option(click.Option):
     """A click option with extra names that are accepted but left out of ``--help`` (old spellings
-    kept working, e.g. ``--model`` for ``--bundle``)."""
+    kept working, e.g. ``--model`` for ``--bundle``), and optionally its key in a ``--config`` file
+    where the flag's own name would read badly there (``model-options`` for ``-o/--option``)."""
 
-    def __init__(self, param_decls, hidden_names: tuple[str, ...] = (), **kwargs):
+    def __init__(self, param_decls, hidden_names: tuple[str, ...] = (), config_key: str | None = None, **kwargs):
         super().__init__([*param_decls, *hidden_names], **kwargs)
         self.hidden_names = set(hidden_names)
+        self.config_key = config_key
 
     def get_help_record(self, ctx):
         shown, self.opts = self.opts, [o for o in self.opts if o not in self.hidden_names]
@@ -68,11 +124,13 @@ class Option(click.Option):
 
 # --- the shared options: one name, type and check for one thing in every command -------------
 
-def model_options(hidden_names: tuple[str, ...] = ()):
-    """``-o/--option KEY=VALUE`` (repeatable), given to the command as a dict ``options``."""
-    return click.option("-o", "--option", "options", cls=Option, hidden_names=hidden_names, multiple=True,
+def model_options(f):
+    """``-o/--option KEY=VALUE`` (repeatable), given to the command as a dict ``options``; ``--set``
+    is the video commands' older name, still accepted."""
+    return click.option("-o", "--option", "options", cls=Option, hidden_names=("--set",),
+                        config_key="model-options", multiple=True,
                         metavar="KEY=VALUE", callback=lambda ctx, param, pairs: parse_overrides(pairs, "-o"),
-                        help="Model option, repeatable (e.g. -o num_scales=3); an unknown key lists the valid ones.")
+                        help="Model option, repeatable (e.g. -o num_scales=3); an unknown key lists the valid ones.")(f)
 
 
 def bundle_option(help: str = "Model bundle folder (written by fit).", **kwargs):
@@ -87,6 +145,10 @@ def device_option(f):
 
 def seed_option(f):
     return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(f)
+
+
+def quiet_option(help: str = "No progress bar."):
+    return click.option("--quiet", is_flag=True, help=help)
 
 
 def overwrite_option(help: str = "Replace an existing bundle in --out."):

@@ -13,7 +13,9 @@ from inspect_ad import __version__
 from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
-                                   model_options, option_errors, overwrite_option, runtime_options, seed_option)
+                                   model_options, option_errors, overwrite_option, quiet_option, runtime_options,
+                                   seed_option)
+from inspect_ad.cli.config_file import SECTION, config_option, resolved_options
 from inspect_ad.deploy.export import FORMATS
 from inspect_ad.errors import InspectError
 from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
@@ -80,7 +82,16 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 
 # --- fit -------------------------------------------------------------------------------------
 
-@main.command()
+FIT_RUN_ONLY = ("out", "overwrite", "resume")   # not recorded: a retrain from the record must not replace anything
+
+
+@main.command(sections={
+    "Data": ("data_root", "category", "manifest", "train_dir"),
+    "Model": ("model_name", "backbone", "backbone_weights", "options", "image_size", "normalization", "resize_mode"),
+    "Training": ("epochs", "batch_size", "lr", "seed", "augment", "ssim_weight", "gms_weight", "synthetic_defects"),
+    "Maps and scoring": ("sigma", "pooling", "map_scales", "map_metric", "standardize", "reference_split"),
+    "Calibration": ("calibration_split", "target_frr", "min_area"),
+    "Output and run": ("config", "out", "overwrite", "resume", "checkpoint_every", "device", "quiet")})
 @data_source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the model bundle.")
 @click.option("--model", "model_name", default="patchcore", show_default=True,
@@ -122,7 +133,7 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
                                      "'map' (alone: --standardize) the heatmap and score, 'score' the image score only.")
 @click.option("--reference-split", default=0.0, show_default=True, type=click.FloatRange(0),
               help="With --standardize: hold out this fraction of the training images for the reference maps.")
-@model_options()
+@model_options
 @click.option("--checkpoint-every", default=10, show_default=True, type=click.IntRange(0),
               help="Epochs between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
@@ -132,13 +143,15 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 @click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="With --calibration-split: target false-reject rate.")
 @click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option()
+@config_option
 def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size, lr, device,
         seed, augment, normalization, resize_mode, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
         synthetic_defects, standardize, reference_split, options, checkpoint_every, resume, overwrite,
         calibration_split, target_frr, min_area, quiet):
-    """Train a model on defect-free images and save it as a bundle."""
-    from inspect_ad.detectors.bundle import check_model_options
+    """Train a model on defect-free images and save it as a bundle. Any option can come from a YAML
+    or JSON file (--config); the bundle records them all, so --config BUNDLE/config.json trains it again."""
+    from inspect_ad.detectors.bundle import check_model_options, update_bundle_sections
     from inspect_ad.data.datasets import load_image_set
     from inspect_ad.detectors.image import Detector, checkpoint_path
 
@@ -163,6 +176,7 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
         det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
                 calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
                 reference_split=reference_split)
+    update_bundle_sections(out, **{SECTION: resolved_options(click.get_current_context(), FIT_RUN_ONLY)})
     info = det.training_info_
     what = (f"filled a memory bank of {det.model_.memory.num_slots} patches" if info["final_loss"] is None
             else f"trained for {epochs} epochs (final loss {info['final_loss']:.5f})")
@@ -180,7 +194,8 @@ def format_calibration(cal: dict) -> str:
             f"{cal['pixel_threshold']:.6g}, min defect area {cal['min_area']} px\nguarantee: {cal['guarantee']}")
 
 
-@main.command()
+@main.command(sections={"Model and data": ("bundle", "good"), "Calibration": ("target_frr", "min_area"),
+                        "Run": ("batch_size", "device", "quiet")})
 @bundle_option()
 @click.option("--good", required=True, multiple=True, type=click.Path(),
               help="Defect-free images (folders or files) NOT used for training; repeatable.")
@@ -189,7 +204,7 @@ def format_calibration(cal: dict) -> str:
 @click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
 @batch_size_option(16, help="Images scored per batch.")
 @device_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option()
 def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
     """Set PASS/FAIL thresholds from good images with a stated false-reject guarantee."""
     from inspect_ad.data.datasets import expand_inputs
@@ -207,7 +222,8 @@ def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
 SEGMENT_OUTPUTS = ("_map.npy", "_overlay.png", "_mask.png", "_contour.png")
 
 
-@main.command()
+@main.command(sections={"Model": ("bundle",), "Output": ("out", "overwrite", "quiet"),
+                        "Run": ("batch_size", "device", "runtime", "precision", "compile_graph")})
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for overlays and maps.")
@@ -215,7 +231,7 @@ SEGMENT_OUTPUTS = ("_map.npy", "_overlay.png", "_mask.png", "_contour.png")
 @device_option
 @runtime_options
 @overwrite_option("Replace files left in --out by an earlier segment.")
-@click.option("--quiet", is_flag=True, help="Print only the summary and errors (no progress bar, no line per image).")
+@quiet_option("Print only the summary and errors (no progress bar, no line per image).")
 def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile_graph, overwrite, quiet):
     """Write a heatmap overlay and the raw map for each image; print its score. With a calibrated
     model also write the defect mask and a contour overlay, and print PASS/FAIL. Outputs keep the
@@ -268,7 +284,9 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
 
 # --- inspect (batch QA) ----------------------------------------------------------------------
 
-@main.command("inspect")
+@main.command("inspect", sections={
+    "Model": ("bundle",), "Report": ("out", "resume", "overwrite", "fail_exit_code", "quiet"),
+    "Sorting": ("sort_into", "copy"), "Run": ("batch_size", "device", "runtime", "precision", "compile_graph")})
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option("Calibrated model bundle folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
@@ -283,7 +301,7 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
 @click.option("--fail-exit-code", is_flag=True,
               help="Exit 1 if any image FAILs, else 3 if a file could not be read or was an invalid input, "
                    "else 0 (errors: 2).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option()
 @click.pass_context
 def inspect_cmd(ctx, inputs, bundle, out, batch_size, device, runtime, precision, compile_graph, sort_into, copy,
                 resume, overwrite, fail_exit_code, quiet):
@@ -324,7 +342,9 @@ def export(bundle, fmt, out, overwrite):
 
 # --- evaluate --------------------------------------------------------------------------------
 
-@main.command()
+@main.command(sections={
+    "Model and data": ("bundle", "data_root", "category", "manifest", "train_dir"),
+    "Map overrides": ("sigma", "map_metric", "map_scales", "pooling", "standardize"), "Output and run": ("out", "device")})
 @bundle_option("Model bundle folder (written by fit); repeat it to compare models on the same test set.",
                multiple=True)
 @data_source_options
@@ -392,7 +412,7 @@ def format_metrics(m: dict) -> str:
 @epochs_option(help="Training epochs (default: the demo preset).")
 @seed_option
 @device_option
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option("No progress bars.")
 def demo(out, categories, models, backbone, epochs, seed, device, quiet):
     """Built-in data -> train -> evaluate -> heatmaps, in a few minutes on a laptop CPU."""
     from inspect_ad.reports.demo import run_demo

@@ -18,8 +18,8 @@ from inspect_ad.detectors.video import (RECIPES, SETTINGS, VideoDetector, VideoR
 from inspect_ad.engine.device import resolve_device, torch_threads_from_env
 from inspect_ad.errors import InspectError
 from inspect_ad.models import make_config
-from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
-                                   model_options, option_errors, overwrite_option, seed_option)
+from inspect_ad.cli.common import (Group, Option, batch_size_option, bundle_option, device_option, epochs_option,
+                                   lr_option, model_options, option_errors, overwrite_option, quiet_option, seed_option)
 from inspect_ad.reports.visualize import save_score_plot
 
 
@@ -29,25 +29,34 @@ def video() -> None:
     torch_threads_from_env()   # long runs on shared machines can be kept to one core
 
 
-@video.command("fit")
-@click.option("--recipe", type=click.Choice(RECIPES), required=True,
+def data_option(help: str):
+    """``--data-root``, the image commands' name for where the data are; ``--data`` is the older name."""
+    return click.option("--data-root", "data", cls=Option, hidden_names=("--data",), required=True, help=help)
+
+
+@video.command("fit", sections={
+    "Model": ("recipe", "setting", "no_memory", "options"), "Data": ("data",),
+    "Training": ("epochs", "batch_size", "lr", "max_steps_per_epoch", "seed"),
+    "Output and run": ("out", "overwrite", "device", "quiet")})
+@click.option("--model", "recipe", cls=Option, hidden_names=("--recipe",), type=click.Choice(RECIPES), required=True,
               help="MemAE-3D, MNAD reconstruction or prediction, or the prototype memory (seed 003).")
-@click.option("--data", required=True, help="dataset folder (frame folders or UCSD original) or 'synthetic'")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="bundle folder to write")
+@data_option("Dataset folder (frame folders or UCSD original) or 'synthetic'.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the model bundle.")
 @click.option("--setting", type=click.Choice(SETTINGS), default="cpu", show_default=True,
-              help="paper: the papers' sizes (GPU); cpu: 64×64 grey, narrow nets; tiny: tests")
+              help="paper: the papers' sizes (GPU); cpu: 64×64 grey, narrow nets; tiny: tests.")
 @epochs_option(help="Override the setting's epochs.")
 @batch_size_option(help="Override the setting's batch size.")
 @lr_option(help="Override the setting's learning rate (paper: the paper's).")
-@click.option("--max-steps-per-epoch", type=click.IntRange(1), help="cap each epoch (for quick CPU runs)")
-@click.option("--no-memory", is_flag=True, help="train the paper's no-memory ablation")
-@model_options(hidden_names=("--set",))
+@click.option("--max-steps-per-epoch", type=click.IntRange(1), help="Cap each epoch (for quick CPU runs).")
+@click.option("--no-memory", is_flag=True, help="Train the paper's no-memory ablation.")
+@model_options
 @seed_option
 @device_option
 @overwrite_option()
+@quiet_option()
 def fit(recipe, data, out, setting, epochs, batch_size, lr, max_steps_per_epoch, no_memory, options, seed, device,
-        overwrite):
-    """Train a recipe on the normal training videos of DATA and save a bundle."""
+        overwrite, quiet):
+    """Train a recipe on the normal training videos under --data-root and save a bundle."""
     if (Path(out) / CONFIG).exists() and not overwrite:
         raise InspectError(f"{out} already holds a model bundle; pass --overwrite to replace it, or choose another --out")
     resolve_device(device)  # before the data: a missing GPU should not cost a dataset load
@@ -61,16 +70,17 @@ def fit(recipe, data, out, setting, epochs, batch_size, lr, max_steps_per_epoch,
         make_config(recipe, **model_over)   # a bad option fails here, before the data are read
     ds = load_video_dataset(data).require_train()
     click.echo(f"training {recipe} ({setting}) on {len(ds.train)} videos of {ds.name} for {train_config.epochs} epochs")
-    det.fit(ds.train, data=str(data), setting=setting).save(out)
+    det.fit(ds.train, progress=not quiet, data=str(data), setting=setting).save(out)
     click.echo(f"saved {out} ({det.training_info_['seconds']:.0f} s training)")
 
 
-@video.command("evaluate")
+@video.command("evaluate", sections={"Model and data": ("bundle", "data", "no_update"),
+                                     "Output and run": ("out", "device")})
 @bundle_option()
-@click.option("--data", required=True, help="dataset folder with labelled test videos, or 'synthetic'")
-@click.option("--out", type=click.Path(file_okay=False), help="where metrics.json and the plot go "
-              "(default: <model>/eval)")
-@click.option("--no-update", is_flag=True, help="disable MNAD's test-time memory update")
+@data_option("Dataset folder with labelled test videos, or 'synthetic'.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for metrics.json and the plot "
+              "(default: BUNDLE/eval).")
+@click.option("--no-update", is_flag=True, help="Disable MNAD's test-time memory update.")
 @device_option
 def evaluate(bundle, data, out, no_update, device):
     """Frame-level AUC over all test frames (per-video and fitted-range normalisation)."""
@@ -90,7 +100,7 @@ def evaluate(bundle, data, out, no_update, device):
 @video.command("score")
 @click.argument("clip_dir", type=click.Path(exists=True, file_okay=False))
 @bundle_option()
-@click.option("--out", type=click.Path(dir_okay=False), help="CSV path (default: <clip_dir name>_scores.csv)")
+@click.option("--out", type=click.Path(dir_okay=False), help="CSV path (default: CLIP_DIR's name + _scores.csv).")
 @device_option
 def score(clip_dir, bundle, out, device):
     """Per-frame scores of one clip: CSV (raw, against the fitted ranges, and per-clip normalised) and a plot."""

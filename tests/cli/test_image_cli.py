@@ -112,9 +112,10 @@ def test_segment_reports_a_corrupt_file_and_goes_on(tiny_mvtec, tmp_path, mvtec_
     assert "broken.png\terror:" in r.output and r.output.count("score=") == 1
 
 
-def test_unknown_model_option_lists_valid_ones(tiny_mvtec, tmp_path):
+@pytest.mark.parametrize("flag", ["-o", "--set"])   # --set: the video commands' older name, taken by all
+def test_unknown_model_option_lists_valid_ones(tiny_mvtec, tmp_path, flag):
     one_line_error(run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m",
-                       "-o", "num_scale=2"), "no option num_scale", "valid options")
+                       flag, "num_scale=2"), "no option num_scale", "valid options")
 
 
 def test_evaluate_writes_report(tiny_mvtec, tmp_path, mvtec_bundle):

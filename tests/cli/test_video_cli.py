@@ -48,20 +48,28 @@ def test_cli_unknown_recipe_lists_choices():
 
 
 def test_video_cli_takes_the_image_commands_option_names(tmp_path):
+    """--model, --data-root, -o, --quiet as in the image commands (test_cli_fit_evaluate_score uses
+    the older --recipe and --data, still accepted)."""
     runner = CliRunner()
-    base = ["fit", "--recipe", "mnad-recon", "--data", "synthetic", "--out", str(tmp_path / "m"), "--setting", "tiny",
-            "--epochs", "1", "--max-steps-per-epoch", "1", "--device", "cpu"]
+    base = ["fit", "--model", "mnad-recon", "--data-root", "synthetic", "--out", str(tmp_path / "m"), "--setting",
+            "tiny", "--epochs", "1", "--max-steps-per-epoch", "1", "--device", "cpu", "--quiet"]
     r = runner.invoke(video_cli, [*base, "-o", "memory_slots=3", "--set", "score_weight=0.5"])
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["config"]
     assert json.dumps(cfg).count('"score_weight": 0.5') == 1 and "3" in json.dumps(cfg)
-    r = runner.invoke(video_cli, ["evaluate", "--bundle", str(tmp_path / "m"), "--data", "synthetic"])
+    r = runner.invoke(video_cli, ["evaluate", "--bundle", str(tmp_path / "m"), "--data-root", "synthetic"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(video_cli, [*base, "--overwrite", "-o", "widths=[4, 8]"])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
 
 
 run = run_cli
+
+
+def test_video_help_shows_the_shared_names_only():
+    for command in ("fit", "evaluate"):
+        text = run("video", command, "--help").output
+        assert "--data-root" in text and "--data " not in text and "--recipe" not in text, command
 
 
 def test_video_fit_refuses_to_replace_a_bundle(tmp_path):
