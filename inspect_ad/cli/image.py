@@ -240,7 +240,7 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
     from inspect_ad.reports.batch import contour_overlay, write_mask, write_rgb
     from inspect_ad.data.datasets import named_inputs
     from inspect_ad.detectors.image import Detector
-    from inspect_ad.reports.visualize import save_overlay
+    from inspect_ad.reports.visualize import colour_scale, save_overlay
 
     det = Detector.load(bundle, device, runtime, precision, compile_graph)
     named = named_inputs(inputs)
@@ -253,7 +253,7 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
             raise InspectError(f"{taken} already exists; pass --overwrite to replace it, or choose another --out")
     for folder in {(out / stem).parent for stem in stems}:
         folder.mkdir(parents=True, exist_ok=True)
-    vmax, n_bad = det.display_max(), 0
+    scale, n_bad = colour_scale(det), 0
     say = (lambda line: None) if quiet else click.echo
     predictions = tqdm(det.predict_iter(paths, batch_size, keep_image=True), total=len(paths), desc="segment",
                        unit="image", disable=True if quiet else None, leave=False)   # None: on a terminal only
@@ -265,11 +265,11 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
         with atomic_path(out / f"{stem}_map.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, p.map)
         if not det.calibration_:
-            save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax, f"score {p.score:.5g}")
+            save_overlay(out / f"{stem}_overlay.png", p.image, p.map, scale, f"score {p.score:.5g}")
             say(f"{p.source}\tscore={p.score:.6g}" + (f"\tINVALID input: {p.invalid}" if p.invalid else ""))
             continue
         j = det.judge(p)
-        save_overlay(out / f"{stem}_overlay.png", p.image, p.map, vmax,
+        save_overlay(out / f"{stem}_overlay.png", p.image, p.map, scale,
                      f"{j.decision} {j.normalized:.3f} (score {p.score:.5g})", mask=j.mask)
         write_mask(out / f"{stem}_mask.png", j.mask)
         write_rgb(out / f"{stem}_contour.png", contour_overlay(p.image, j.mask))

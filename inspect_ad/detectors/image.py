@@ -39,6 +39,8 @@ from inspect_ad.data.io import as_pixels, convert_channels, read_image, to_uint8
 from inspect_ad.data.sanity import input_problem, input_stats
 
 log = logging.getLogger(__name__)
+OWN_SECTIONS = {"format", "bundle_version", "inspect_ad_version", "model", "preprocessing", "anomaly_map", "training",
+                "reference", "calibration", "map_reference", "export"}
 
 
 def checkpoint_path(bundle: str | Path) -> Path:
@@ -87,6 +89,7 @@ class Detector(BaseDetector):
     bundle_path_: Path | None = field(default=None, init=False, repr=False)
     runtime_: Any = field(default=None, init=False, repr=False)   # None: the torch path on model_ (see deploy)
     export_: dict | None = field(default=None, init=False, repr=False)  # an exported graph's section, when loaded from one
+    kept_sections_: dict = field(default_factory=dict, init=False, repr=False)  # a loaded bundle's other sections
     family = registry_family = "image"
 
     def __post_init__(self):
@@ -139,6 +142,7 @@ class Detector(BaseDetector):
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None,
                                **({"backbone_weights": weights_source} if weights_source else {})}
         self.calibration_ = self.bundle_path_ = None   # a new model: no bundle until it is saved
+        self.kept_sections_ = {}
         self.map_reference_ = self.map_reference_settings_ = None
         if self.map_config.standardized:
             self.fit_reference(reference, progress=progress)
@@ -305,7 +309,7 @@ class Detector(BaseDetector):
                     "training": self.training_info_, "reference": self.reference_}
         if self.calibration_:
             sections["calibration"] = self.calibration_
-        return sections
+        return {**self.kept_sections_, **sections}
 
     def _torch_model(self, action: str) -> torch.nn.Module:
         """The torch model, which a detector loaded from an exported graph does not have."""
@@ -381,6 +385,8 @@ class Detector(BaseDetector):
         det.preprocessing_, det.training_info_, det.history_ = prep, training, []
         det.calibration_ = sections.get("calibration")
         det.reference_ = sections.get("reference", {"pixel_p99": 1.0})
+        # what the detector does not use itself (fit's resolved options): saved again as they were
+        det.kept_sections_ = {k: v for k, v in sections.items() if k not in OWN_SECTIONS}
         return det
 
     @classmethod

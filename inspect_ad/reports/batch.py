@@ -52,7 +52,7 @@ from inspect_ad.data.io import list_images
 from inspect_ad.detectors.image import Detector, Prediction
 from inspect_ad.errors import InspectError
 from inspect_ad.reports.html import HEAT, IMAGE, NEAR, OVERLAY, render_html
-from inspect_ad.reports.visualize import color_overlay
+from inspect_ad.reports.visualize import color_overlay, colour_scale
 
 log = logging.getLogger(__name__)
 COLUMNS = ("path", "score", "normalized_score", "decision", "defect_area", "n_regions", "boxes", "error")
@@ -329,7 +329,7 @@ def _inspect_locked(det, cal, inputs, out: Path, batch_size, resume, overwrite, 
     done = {Path(r["resolved"]) if r.get("resolved") else row_key(r["path"]) for r in rows}
     own = [out] + ([Path(sort_into)] if sort_into is not None else [])
     todo = [(p, rel) for p, rel in gather(inputs, exclude=own) if p.resolve() not in done]
-    files, vmax, t0, n_new = ReportFiles(out, rows), det.display_max(), time.perf_counter(), 0
+    files, vmax, t0, n_new = ReportFiles(out, rows), colour_scale(det).vmax, time.perf_counter(), 0
     pictures = Pictures(rows)
     try:
         for rel, p in tqdm(_rows(det, todo, batch_size), total=len(todo), desc="inspect", disable=not progress):

@@ -162,3 +162,14 @@ def test_runtime_onnx_on_a_bundle_says_to_export_first(cli_export, parts, tmp_pa
 def test_export_refuses_a_folder_that_is_not_empty(cli_export):
     r = run_cli("export", "--bundle", cli_export / "bundle", "--out", cli_export / "export")
     one_line_error(r, "--overwrite")
+
+
+def test_sections_the_detector_does_not_use_survive_save_and_export(detectors, tmp_path):
+    from inspect_ad.detectors.bundle import update_bundle_sections
+    detectors["patchcore"].save(tmp_path / "bundle")
+    update_bundle_sections(tmp_path / "bundle", fit_options={"model": "patchcore"})
+    det = Detector.load(tmp_path / "bundle", "cpu")
+    det.save(tmp_path / "again")
+    det.export(tmp_path / "export", "torchscript")
+    for folder in ("again", "export"):
+        assert json.loads((tmp_path / folder / "config.json").read_text())["fit_options"] == {"model": "patchcore"}
