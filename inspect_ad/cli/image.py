@@ -286,11 +286,14 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
 
 @main.command("inspect", sections={
     "Model": ("bundle",), "Report": ("out", "resume", "overwrite", "fail_exit_code", "quiet"),
-    "Sorting": ("sort_into", "copy"), "Run": ("batch_size", "device", "runtime", "precision", "compile_graph")})
+    "Sorting": ("sort_into", "copy"),
+    "Run": ("batch_size", "workers", "device", "runtime", "precision", "compile_graph")})
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option("Calibrated model bundle folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
 @batch_size_option(16, help="Images scored per batch.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0),
+              help="Processes that read and preprocess images while the model runs (0: in the main process).")
 @device_option
 @runtime_options
 @click.option("--sort-into", type=click.Path(file_okay=False),
@@ -303,14 +306,15 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
                    "else 0 (errors: 2).")
 @quiet_option()
 @click.pass_context
-def inspect_cmd(ctx, inputs, bundle, out, batch_size, device, runtime, precision, compile_graph, sort_into, copy,
-                resume, overwrite, fail_exit_code, quiet):
+def inspect_cmd(ctx, inputs, bundle, out, batch_size, workers, device, runtime, precision, compile_graph, sort_into,
+                copy, resume, overwrite, fail_exit_code, quiet):
     """Batch QA: PASS/FAIL every image under INPUTS (recursive) into a CSV/JSONL/HTML report."""
     from inspect_ad.reports.batch import inspect_images
     from inspect_ad.detectors.image import Detector
 
     det = Detector.load(bundle, device, runtime, precision, compile_graph)
-    s = inspect_images(det, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet)
+    s = inspect_images(det, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet,
+                       workers=workers)
     click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.invalid} INVALID input, "
                f"{s.errors} unreadable "
                f"in {s.seconds:.1f}s; report: {Path(out) / 'index.html'}")

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from inspect_ad.data.io import full_scale, read_image
+from inspect_ad.data.io import as_pixels, convert_channels, full_scale, read_image
+from inspect_ad.errors import InspectError
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -170,3 +171,43 @@ def resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if m.shape == tuple(shape):
         return m
     return cv2.resize(m.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+class InputImages(Dataset):
+    """Images to score, each read and turned into the model's input on its own (in a DataLoader
+    worker when asked): item i is ``(source, input tensor, pixels as read, None)``, or
+    ``(source, None, None, reason)`` when it cannot be read, so that one bad file ends nothing."""
+
+    def __init__(self, items: Sequence, prep: Preprocessing):
+        self.items, self.prep = items, prep
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple:
+        return self.decode(self.items[i])
+
+    def decode(self, item) -> tuple:
+        source = "<array>" if isinstance(item, np.ndarray) else str(item)
+        try:
+            img = (convert_channels(as_pixels(item), self.prep.channels) if isinstance(item, np.ndarray)
+                   else read_image(item, self.prep.channels))
+        except InspectError as e:
+            return source, None, None, str(e)
+        return source, self.prep.to_tensor(self.prep.resize(img)), img, None
+
+
+def _one(batch: list) -> tuple:
+    return batch[0]
+
+
+def decoded_inputs(items: Iterable, prep: Preprocessing, workers: int = 0) -> Iterator[tuple]:
+    """:class:`InputImages` items in input order: read here (``workers=0``, lazily: ``items`` may
+    be a stream), or by ``workers`` processes a few images ahead of the model."""
+    if workers <= 0:
+        decode = InputImages((), prep).decode
+        return map(decode, items)
+    items = list(items)
+    loader = torch.utils.data.DataLoader(InputImages(items, prep), batch_size=1, collate_fn=_one,
+                                         num_workers=min(workers, max(1, len(items))), prefetch_factor=4)
+    return iter(loader)

@@ -28,14 +28,15 @@ from inspect_ad.scoring.calibration import (Judgement, calibrate, check_calibrat
                                             require_calibration_size)
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
-from inspect_ad.data.preprocess import CachedTargets, Preprocessing, TrainImages, augmentation, check_choices, detect_channels
+from inspect_ad.data.preprocess import (CachedTargets, InputImages, Preprocessing, TrainImages, augmentation,
+                                        check_choices, decoded_inputs, detect_channels)
 from inspect_ad.engine.batches import LoaderBatches
 from inspect_ad.engine.device import model_device, resolve_device
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import feature_objective, memae_objective
 from inspect_ad.errors import ConfigError, InspectError
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
-from inspect_ad.data.io import as_pixels, convert_channels, read_image, to_uint8
+from inspect_ad.data.io import to_uint8
 from inspect_ad.data.sanity import input_problem, input_stats
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ class Detector(BaseDetector):
         maps = []
         with torch.no_grad():
             for i in tqdm(range(0, len(images), batch_size), desc="reference maps", disable=not progress):
-                x = torch.stack([self._to_input(self._read(p)) for p in images[i:i + batch_size]]).to(self.device)
+                x = torch.stack([self._input(p) for p in images[i:i + batch_size]]).to(self.device)
                 maps.append(model_maps(x, self.model_(x), plain)[0])
         self.map_reference_ = reference_maps(torch.cat(maps))
         self.map_reference_settings_ = self.map_config.raw_settings()
@@ -437,37 +438,32 @@ class Detector(BaseDetector):
                 f"{self.map_reference_settings_}, but the map now uses {self.map_config.raw_settings()}: {fix}")
 
     def predict_iter(self, inputs: Iterable[str | Path | np.ndarray], batch_size: int = 16,
-                     keep_image: bool = False) -> Iterator[Prediction]:
+                     keep_image: bool = False, workers: int = 0) -> Iterator[Prediction]:
         """Stream predictions in input order; a file that cannot be read yields an error
-        Prediction instead of stopping the run. Memory stays bounded by ``batch_size``."""
+        Prediction instead of stopping the run. Memory stays bounded by ``batch_size``.
+        ``workers`` > 0 reads and preprocesses images in that many processes while the model runs."""
         self.check_is_fitted()
         if self.model_ is not None:
             self.model_.eval()
         pending: list[tuple[str, torch.Tensor, np.ndarray]] = []
-        for item in inputs:
-            source = str(item) if not isinstance(item, np.ndarray) else "<array>"
-            try:
-                img = self._read(item)
-            except InspectError as e:
+        for source, x, img, error in decoded_inputs(inputs, self.preprocessing_, workers):
+            if error is not None:
                 yield from self._flush(pending, keep_image)
                 pending = []
-                yield Prediction(source, error=str(e))
+                yield Prediction(source, error=error)
                 continue
-            pending.append((source, self._to_input(img), img))
+            pending.append((source, x, img))
             if len(pending) == batch_size:
                 yield from self._flush(pending, keep_image)
                 pending = []
         yield from self._flush(pending, keep_image)
 
-    def _read(self, item) -> np.ndarray:
-        """A file or an array as uint8 or uint16 pixels (an array's dtype means what a file's does)."""
-        if isinstance(item, np.ndarray):
-            return convert_channels(as_pixels(item), self.preprocessing_.channels)
-        return read_image(item, self.preprocessing_.channels)
-
-    def _to_input(self, img: np.ndarray) -> torch.Tensor:
-        """An image as read -> the model's (C, S, S) input tensor."""
-        return self.preprocessing_.to_tensor(self.preprocessing_.resize(img))
+    def _input(self, item) -> torch.Tensor:
+        """The model's (C, S, S) input for one file or array; an unreadable one is an error."""
+        _, x, _, error = InputImages((), self.preprocessing_).decode(item)
+        if error is not None:
+            raise InspectError(error)
+        return x
 
     def _flush(self, pending, keep_image: bool) -> Iterator[Prediction]:
         if not pending:

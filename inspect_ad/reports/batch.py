@@ -37,10 +37,12 @@ import logging
 import os
 import shutil
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -297,15 +299,40 @@ def make_row(det: Detector, p: Prediction) -> tuple[dict, Judgement | None]:
             "defect_area": j.defect_area, "n_regions": len(j.boxes), "boxes": j.boxes, "error": j.reason}, j
 
 
-def _rows(det: Detector, todo: list[tuple[Path, Path]], batch_size: int) -> Iterator[tuple[Path, Prediction]]:
-    preds = det.predict_iter((p for p, _ in todo), batch_size, keep_image=True)
+def _rows(det: Detector, todo: list[tuple[Path, Path]], batch_size: int,
+          workers: int) -> Iterator[tuple[Path, Prediction]]:
+    preds = det.predict_iter((p for p, _ in todo), batch_size, keep_image=True, workers=workers)
     yield from zip((rel for _, rel in todo), preds)
+
+
+class RowWriter:
+    """Runs ``record`` on each prediction in one background thread, in input order, so that
+    judging, JPEG thumbnails and file writes overlap the model's next batch; at most ``ahead``
+    predictions wait, which bounds memory. ``close`` waits for all and raises what one raised."""
+
+    def __init__(self, record: Callable[[Path, Prediction], None], ahead: int):
+        self.record, self.ahead = record, ahead
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="inspect-report")
+        self.pending: deque[Future] = deque()
+
+    def submit(self, rel: Path, p: Prediction) -> None:
+        self.pending.append(self.pool.submit(self.record, rel, p))
+        while len(self.pending) > self.ahead or self.pending and self.pending[0].done():
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path, batch_size: int = 16,
                    resume: bool = False, overwrite: bool = False, sort_into: str | Path | None = None,
-                   copy: bool = False, progress: bool = True) -> Summary:
-    """Judge every image under ``inputs``, streaming (memory bounded by ``batch_size``)."""
+                   copy: bool = False, progress: bool = True, workers: int = 0) -> Summary:
+    """Judge every image under ``inputs``, streaming (memory bounded by ``batch_size``); ``workers``
+    processes read and preprocess images ahead of the model, and one thread writes the report."""
     cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
     out = Path(out)
     for folder in (out, sort_into):
@@ -315,11 +342,12 @@ def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path,
     if sort_into is not None:
         refuse_symlinks(Path(sort_into))
     with report_lock(out):
-        return _inspect_locked(det, cal, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress)
+        return _inspect_locked(det, cal, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress,
+                               workers)
 
 
 def _inspect_locked(det, cal, inputs, out: Path, batch_size, resume, overwrite, sort_into, copy,
-                    progress) -> Summary:
+                    progress, workers) -> Summary:
     if (out / JSONL).exists() and not (resume or overwrite):
         raise InspectError(f"{out} already holds a report; pass --resume to continue it, --overwrite to "
                            f"replace it, or choose another --out")
@@ -329,26 +357,34 @@ def _inspect_locked(det, cal, inputs, out: Path, batch_size, resume, overwrite, 
     done = {Path(r["resolved"]) if r.get("resolved") else row_key(r["path"]) for r in rows}
     own = [out] + ([Path(sort_into)] if sort_into is not None else [])
     todo = [(p, rel) for p, rel in gather(inputs, exclude=own) if p.resolve() not in done]
-    files, vmax, t0, n_new = ReportFiles(out, rows), colour_scale(det).vmax, time.perf_counter(), 0
+    files, vmax, t0, n_before = ReportFiles(out, rows), colour_scale(det).vmax, time.perf_counter(), len(rows)
     pictures = Pictures(rows)
+
+    def record(rel: Path, p: Prediction) -> None:
+        row, j = make_row(det, p)
+        row["folder"] = rel.parent.as_posix()
+        if pictures.wants(j):
+            row["thumb"] = f"{THUMBS}/{len(rows):06d}"
+            write_thumbs(out, row["thumb"], p, j, vmax)
+        if sort_into is not None:
+            folder = Path(sort_into) / row["decision"].lower()
+            refuse_symlinks((folder / rel).parent, below=Path(sort_into))
+            place(Path(p.source), folder, rel, copy)
+        files.write(row)
+        rows.append(row)
+
+    writer = RowWriter(record, ahead=2 * batch_size)
     try:
-        for rel, p in tqdm(_rows(det, todo, batch_size), total=len(todo), desc="inspect", disable=not progress):
-            row, j = make_row(det, p)
-            row["folder"] = rel.parent.as_posix()
-            if pictures.wants(j):
-                row["thumb"] = f"{THUMBS}/{len(rows):06d}"
-                write_thumbs(out, row["thumb"], p, j, vmax)
-            if sort_into is not None:
-                folder = Path(sort_into) / row["decision"].lower()
-                refuse_symlinks((folder / rel).parent, below=Path(sort_into))
-                place(Path(p.source), folder, rel, copy)
-            files.write(row)
-            rows.append(row)
-            n_new += 1
+        for rel, p in tqdm(_rows(det, todo, batch_size, workers), total=len(todo), desc="inspect",
+                           disable=not progress):
+            writer.submit(rel, p)
     finally:
-        files.close()
-        summary = _summary(rows, n_new, time.perf_counter() - t0, out)
-        write_summary(out, summary, cal, rows)
+        try:
+            writer.close()
+        finally:
+            files.close()
+            summary = _summary(rows, len(rows) - n_before, time.perf_counter() - t0, out)
+            write_summary(out, summary, cal, rows)
     return summary
 
 

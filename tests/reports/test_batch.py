@@ -167,3 +167,22 @@ def test_own_output_folders_inside_the_input_are_not_scanned(qa, tmp_path):
     s = inspect_images(det, [parts], parts / "rep", resume=True, sort_into=parts / "sorted", copy=True,
                        progress=False)
     assert s.new == 0 and s.total == 2
+
+
+def test_reader_processes_give_the_rows_of_the_single_process_run(qa_tree, tmp_path):
+    root, det = qa_tree
+    for workers in (0, 2):
+        inspect_images(det, [root / "parts"], tmp_path / f"w{workers}", batch_size=2, progress=False, workers=workers)
+    plain, parallel = (read_rows(tmp_path / f"w{w}" / JSONL) for w in (0, 2))
+    assert [r["path"] for r in parallel] == [r["path"] for r in plain]   # the order too
+    assert [(r["decision"], r["score"], r["error"]) for r in parallel] == [(r["decision"], r["score"], r["error"])
+                                                                        for r in plain]
+
+
+def test_a_failing_report_write_stops_the_run_with_its_error(qa_tree, tmp_path, monkeypatch):
+    root, det = qa_tree
+    monkeypatch.setattr("inspect_ad.reports.batch.write_thumbs",
+                        lambda *a: (_ for _ in ()).throw(InspectError("disk full")))
+    with pytest.raises(InspectError, match="disk full"):
+        inspect_images(det, [root / "parts"], tmp_path / "rep", batch_size=2, progress=False)
+    assert (tmp_path / "rep" / "summary.json").is_file()   # the rows written so far are summarised
