@@ -410,7 +410,9 @@ class Detector(BaseDetector):
         return model_device(self._torch_model("run on a torch device"))
 
     @torch.no_grad()
-    def _infer(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def score_batch(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(maps (B, S, S) at model resolution, scores (B,)) of a batch of preprocessed images,
+        whatever the runtime: what an exported graph computes, for throughput measurements."""
         if self.runtime_ is not None:
             self._check_runtime_settings()
             return self.runtime_(batch)
@@ -468,7 +470,7 @@ class Detector(BaseDetector):
     def _flush(self, pending, keep_image: bool) -> Iterator[Prediction]:
         if not pending:
             return
-        maps, scores = self._infer(torch.stack([t for _, t, _ in pending]))
+        maps, scores = self.score_batch(torch.stack([t for _, t, _ in pending]))
         stats = (self.reference_ or {}).get("input")
         for (source, _, img), m, s in zip(pending, maps, scores):
             amap = self.preprocessing_.map_to_image(m, img.shape[:2])

@@ -83,7 +83,7 @@ def test_gather_is_recursive_with_relative_names(qa_tree):
 
 def test_inspect_fails_every_part_of_a_nan_model(qa, tmp_path, monkeypatch):
     _, det = qa
-    monkeypatch.setattr(Detector, "_infer", lambda self, x: (np.full((len(x), 32, 32), np.nan, np.float32),
+    monkeypatch.setattr(Detector, "score_batch", lambda self, x: (np.full((len(x), 32, 32), np.nan, np.float32),
                                                               np.full(len(x), np.nan, np.float32)))
     s = inspect_images(det, [parts_copy(qa, tmp_path)], tmp_path / "rep", progress=False)
     text = (tmp_path / "rep" / JSONL).read_text()
