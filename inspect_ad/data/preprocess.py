@@ -88,7 +88,10 @@ class Preprocessing:
     def to_tensor(self, img: np.ndarray) -> torch.Tensor:
         """(H, W, C) uint8 or uint16 already resized -> (C, S, S) float in [0, 1]."""
         scale = float(full_scale(img))
-        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(scale)
+        # numpy, not torch: for one image torch's threaded cast and division took 20-50× longer (5 ms
+        # on the 2-core CPU, a tenth of patchcore's time per image), with bit-identical results
+        x = np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32)
+        x = torch.from_numpy(np.divide(x, np.float32(scale), out=x))
         return stretch_contrast(x, 1 / scale) if self.normalization == "stretch" else x
 
     def to_dict(self) -> dict:

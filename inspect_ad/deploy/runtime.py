@@ -1,7 +1,9 @@
 """Runtimes: what turns a batch of preprocessed images into (maps, scores).
 
-``torch`` runs the bundle's model in this process; on a GPU it can use bf16 autocast, channels-last
-inputs and ``torch.compile`` (all off by default, and refused on the CPU where they do not help).
+``torch`` runs the bundle's model in this process; for GPUs it can use bf16 autocast, channels-last
+inputs and ``torch.compile`` (all off by default; they run on the CPU too, where bf16 autocast is
+slower: see recipes/results/speed.md). Under bf16 the nearest-neighbour search of patchcore's
+memory stays float32 (:func:`inspect_ad.memory.coreset.nearest`).
 ``onnx`` (onnxruntime), ``openvino`` and ``torchscript`` run a graph written by
 :func:`inspect_ad.deploy.export.export_graph` and need neither the model code nor the training
 stack. Each returns float32 numpy arrays: maps (B, S, S) and scores (B,).
@@ -41,9 +43,6 @@ class TorchRuntime:
                  channels_last: bool = False):
         check_choice("precision", precision, PRECISIONS)
         self.device = next(graph.parameters(), next(graph.buffers(), torch.empty(0))).device
-        if self.device.type == "cpu" and (precision != "fp32" or compile or channels_last):
-            raise InspectError("bf16, channels-last and torch.compile are for GPUs; on the CPU use the defaults "
-                               "(or --runtime openvino)")
         self.precision, self.channels_last, self.map_config = precision, channels_last, graph.map_config
         self.fn: Callable = torch.compile(graph, dynamic=False) if compile else graph
 
