@@ -410,7 +410,8 @@ def format_metrics(m: dict) -> str:
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the data, models, reports, heatmaps and metrics.json.")
 @click.option("--categories", default="brick", show_default=True, help="Built-in categories, comma-separated.")
-@click.option("--models", default="patchcore,mmae", show_default=True, help="Models to fit and compare.")
+@click.option("--models", default="patchcore,mmae", show_default=True,
+              help="Models to fit and compare; the first is calibrated and inspects the test images.")
 @click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
               help="Pretrained features for every model; 'none' trains the pixel models from scratch (e.g. --models mmae,ae).")
 @epochs_option(help="Training epochs (default: the demo preset).")
@@ -418,13 +419,16 @@ def format_metrics(m: dict) -> str:
 @device_option
 @quiet_option("No progress bars.")
 def demo(out, categories, models, backbone, epochs, seed, device, quiet):
-    """Built-in data -> train -> evaluate -> heatmaps, in a few minutes on a laptop CPU."""
-    from inspect_ad.reports.demo import run_demo
+    """Built-in data -> train -> evaluate -> heatmaps -> calibrate -> inspect report, in a few minutes on a laptop CPU."""
+    from inspect_ad.reports.demo import qa_lines, run_demo
     names = models.split(",")
     for name in names:
         backbone_options(name, backbone, {})  # refuses patchcore without a backbone, in one line
     result = run_demo(Path(out), categories.split(","), names, epochs=epochs, seed=seed, progress=not quiet,
                       echo=click.echo, backbone=None if backbone.lower() == "none" else backbone, device=device)
+    click.echo(f"heatmaps (one per defect kind): {Path(out) / 'heatmaps'}")
+    for line in qa_lines(result):
+        click.echo(line)
     click.echo(f"metrics: {Path(out) / 'metrics.json'} (wall time {result['seconds']:.0f}s)")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -50,6 +50,8 @@ _TEXTURES: dict[str, _Texture] = {
     "grass": _Texture(skdata.grass, (14, 42, 8), (188, 226, 112), 160, True),
 }
 CATEGORIES: tuple[str, ...] = tuple(_TEXTURES)
+# Good images held out from training and testing, for setting PASS/FAIL thresholds.
+CALIBRATION = "calibration"
 
 
 @dataclass
@@ -65,6 +67,7 @@ class SyntheticCategory:
     name: str
     train: list[np.ndarray]
     test: list[SyntheticSample]
+    calibration: list[np.ndarray] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- good images
@@ -285,9 +288,10 @@ def _good_uint8(name: str, stream: str, index: int, size: int, seed: int) -> np.
 
 
 def make_category(name: str, *, n_train: int = 60, n_test_good: int = 20, n_test_per_defect: int = 4,
-                  size: int = 128, seed: int = 0) -> SyntheticCategory:
-    """One category in memory: defect-free ``train`` images and a labelled ``test`` list
-    (good first, then ``n_test_per_defect`` images of each type in ``DEFECT_TYPES``)."""
+                  size: int = 128, seed: int = 0, n_calibration: int = 0) -> SyntheticCategory:
+    """One category in memory: defect-free ``train`` images, a labelled ``test`` list (good
+    first, then ``n_test_per_defect`` images of each type in ``DEFECT_TYPES``) and
+    ``n_calibration`` further good images."""
     _check_categories([name])
     train = [_good_uint8(name, "train", i, size, seed) for i in range(n_train)]
     test = [SyntheticSample(_good_uint8(name, "test/good", i, size, seed), None, "good", f"good/{i:03d}")
@@ -297,7 +301,8 @@ def make_category(name: str, *, n_train: int = 60, n_test_good: int = 20, n_test
             clean = _good_uint8(name, f"test/{kind}", i, size, seed)
             image, mask = apply_defect(clean, kind, _rng(seed, name, f"defect/{kind}", i))
             test.append(SyntheticSample(image, mask, kind, f"{kind}/{i:03d}"))
-    return SyntheticCategory(name, train, test)
+    calibration = [_good_uint8(name, CALIBRATION, i, size, seed) for i in range(n_calibration)]
+    return SyntheticCategory(name, train, test, calibration)
 
 
 def _refuse_existing(folder: Path) -> None:
@@ -317,15 +322,18 @@ def _write_category(root: Path, cat: SyntheticCategory) -> list[Path]:
         if s.mask is not None:
             written.append(base / "ground_truth" / f"{s.name}_mask.png")
             write_image(written[-1], s.mask)
+    for i, img in enumerate(cat.calibration):
+        written.append(base / CALIBRATION / f"{i:03d}.png")
+        write_image(written[-1], img)
     return written
 
 
 def write_mvtec(root: str | Path, categories=None, *, n_train: int = 60, n_test_good: int = 20,
-                n_test_per_defect: int = 4, size: int = 128, seed: int = 0) -> list[Path]:
+                n_test_per_defect: int = 4, size: int = 128, seed: int = 0, n_calibration: int = 0) -> list[Path]:
     """Write categories in the MVTec AD layout under ``root`` and return the files written:
     ``CAT/train/good/000.png``, ``CAT/test/{good,<defect>}/000.png``,
-    ``CAT/ground_truth/<defect>/000_mask.png``. Existing non-empty category folders are refused
-    before anything is written."""
+    ``CAT/ground_truth/<defect>/000_mask.png`` and, with ``n_calibration``, ``CAT/calibration/000.png``.
+    Existing non-empty category folders are refused before anything is written."""
     root = Path(root)
     names = _check_categories(categories)
     for name in names:
@@ -334,6 +342,7 @@ def write_mvtec(root: str | Path, categories=None, *, n_train: int = 60, n_test_
     for name in names:
         log.info("writing synthetic category %s to %s", name, root / name)
         cat = make_category(name, n_train=n_train, n_test_good=n_test_good,
-                            n_test_per_defect=n_test_per_defect, size=size, seed=seed)
+                            n_test_per_defect=n_test_per_defect, size=size, seed=seed,
+                            n_calibration=n_calibration)
         written += _write_category(root, cat)
     return written

@@ -1,8 +1,10 @@
-"""The end-to-end demo: built-in data -> train each model the same way -> evaluate -> heatmaps."""
+"""The end-to-end demo: built-in data -> train each model the same way -> evaluate -> heatmaps ->
+calibrate the first model on held-out good images -> an ``inspect`` QA report of the test images."""
 from __future__ import annotations
 
 import platform
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -11,18 +13,25 @@ import torch
 
 from inspect_ad.atomic import atomic_write_json
 from inspect_ad.models.backbones import DEFAULT_BACKBONE
-from inspect_ad.data.datasets import from_mvtec
-from inspect_ad.data.synthetic import write_mvtec
+from inspect_ad.data.datasets import GOOD, ImageSet, Sample, from_mvtec
+from inspect_ad.data.io import list_images, read_mask
+from inspect_ad.data.synthetic import CALIBRATION, write_mvtec
 from inspect_ad.detectors.image import Detector
+from inspect_ad.errors import InspectError
+from inspect_ad.reports.batch import HTML, JSONL, inspect_images, read_rows
 from inspect_ad.reports.evaluation import evaluate
 from inspect_ad.engine.device import describe_device, resolve_device
 from inspect_ad.engine.loop import TrainConfig
 from inspect_ad.models import ablation_options
 from inspect_ad.reports.visualize import save_overlay
+from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS
 
 # Small enough for a 2-core laptop CPU in a few minutes, large enough to show the memory's effect;
 # 96 test images (40 good, 8 per defect type) keep the AUROCs from hinging on a handful of images.
-DEMO_DATA = dict(size=128, n_train=200, n_test_good=40, n_test_per_defect=8)
+# 100 calibration images: the fewest that allow the default 1% false-reject target (99) and a round
+# number; scoring them costs patchcore a few seconds.
+DEMO_DATA = dict(size=128, n_train=200, n_test_good=40, n_test_per_defect=8, n_calibration=100)
+TARGET_FRR = 0.01
 # Pretrained features see the images at their own 128 px (their coarsest stage is 8 × 8 there);
 # the pixel models (--backbone none) train from scratch at 64 px.
 FEATURE_PRESET = dict(image_size=128, epochs=20, batch_size=16, lr=1e-3, model_options={})
@@ -30,39 +39,107 @@ PIXEL_PRESET = dict(image_size=64, epochs=40, batch_size=16, lr=1e-3,
                     model_options=dict(grid_stride=8, latent_channels=32, base_channels=16, max_channels=64,
                                        num_scales=3))
 SUMMARY_KEYS = ("image_auroc", "pixel_auroc", "aupro")
+CALIBRATION_KEYS = ("n", "target_frr", "image_threshold", "pixel_threshold", "min_area", "guarantee")
 
 
-def _dataset(root: Path, category: str, seed: int):
+def _dataset(root: Path, category: str, seed: int, spec: dict) -> ImageSet:
     if not (root / category).is_dir():
-        write_mvtec(root, [category], seed=seed, **DEMO_DATA)
+        write_mvtec(root, [category], seed=seed, **spec)
+    if not (root / category / CALIBRATION).is_dir():
+        raise InspectError(f"{root / category / CALIBRATION} is missing (the data of an older demo); delete "
+                           f"{root / category} to have it written again, or choose another --out")
     return from_mvtec(root, category)
 
 
-def _heatmaps(det: Detector, samples, folder: Path, n: int = 4) -> None:
+def one_per_defect(samples: list[Sample]) -> list[Sample]:
+    """The first test image of each defect kind, in the order the kinds come."""
+    first: dict[str, Sample] = {}
+    for s in samples:
+        if s.is_anomalous:
+            first.setdefault(s.label, s)
+    return list(first.values())
+
+
+def _heatmaps(det: Detector, samples: list[Sample], folder: Path) -> None:
+    """One heatmap per defect kind, with the true defect's outline (its ground-truth mask) in white."""
     folder.mkdir(parents=True, exist_ok=True)
-    chosen = [s for s in samples if s.is_anomalous][:n]
+    chosen = one_per_defect(samples)
     for s, p in zip(chosen, det.predict_iter([s.image for s in chosen], keep_image=True)):
+        verdict = f" {det.judge(p).decision}" if det.calibration_ else ""
         save_overlay(folder / f"{s.label}_{s.image.stem}_overlay.png", p.image, p.map, det.display_max(),
-                     f"{det.model}: score {p.score:.4g}")
+                     f"{det.model} on {s.label}: score {p.score:.4g}{verdict}\n(white: true defect outline)",
+                     mask=read_mask(s.mask, p.map.shape))
+
+
+def decisions_by_label(rows: list[dict], labels: dict[Path, str]) -> dict[str, dict[str, int]]:
+    """``inspect`` rows counted per true label, good first: {'good': {'PASS': 39, 'FAIL': 1}, 'crack': ...};
+    ``labels`` maps each image's resolved path to its label."""
+    counts: dict[str, Counter] = {}
+    for r in rows:
+        counts.setdefault(labels[Path(r["resolved"])], Counter())[r["decision"]] += 1
+    return {label: {d: counts[label][d] for d in (PASS, FAIL, INVALID, ERROR) if counts[label][d]}
+            for label in sorted(counts, key=lambda label: label != GOOD)}
+
+
+def pass_fail_text(decisions: dict[str, dict[str, int]]) -> str:
+    """'39 of 40 good images PASS, 50 of 56 defective FAIL (good 40: 39 PASS, 1 FAIL; crack 8: 8 FAIL; ...)'"""
+    good, bad = decisions.get(GOOD, {}), Counter()
+    for label, c in decisions.items():
+        if label != GOOD:
+            bad.update(c)
+    per_label = "; ".join(f"{label} {sum(c.values())}: " + ", ".join(f"{n} {d}" for d, n in c.items())
+                          for label, c in decisions.items())
+    return (f"{good.get(PASS, 0)} of {sum(good.values())} good images PASS, {bad[FAIL]} of {sum(bad.values())} "
+            f"defective FAIL ({per_label})")
+
+
+def _qa(det: Detector, data: ImageSet, category_dir: Path, report: Path, progress: bool) -> dict:
+    """Calibrate ``det`` on the category's held-out good images, then inspect its test images as a
+    user would (the report is the demo's own, so a rerun replaces it)."""
+    good = category_dir / CALIBRATION
+    cal = det.calibrate(list_images(good), TARGET_FRR, source=str(good), progress=progress)
+    s = inspect_images(det, [category_dir / "test"], report, overwrite=True, progress=progress)
+    labels = {sample.image.resolve(): sample.label for sample in data.test}
+    return {"model": det.model, "bundle": str(det.bundle_path_), "report": str(report / HTML),
+            "calibration": {k: cal[k] for k in CALIBRATION_KEYS},
+            "passed": s.passed, "failed": s.failed, "seconds": s.seconds,
+            "decisions": decisions_by_label(read_rows(report / JSONL), labels)}
+
+
+def qa_lines(result: dict) -> list[str]:
+    """What the demo ends with, per category: the calibration, the report to open, PASS/FAIL counts."""
+    lines = []
+    for cat, qa in result["qa"].items():
+        cal = qa["calibration"]
+        lines += [f"[{cat}] {qa['model']} calibrated on {cal['n']} held-out good images (target false-reject "
+                  f"rate {cal['target_frr']:g}); bundle: {qa['bundle']}",
+                  f"[{cat}] inspect: {pass_fail_text(qa['decisions'])}",
+                  f"[{cat}] QA report: {qa['report']}"]
+    return lines
 
 
 def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | None = None, seed: int = 0,
              progress: bool = True, echo: Callable[[str], None] = lambda s: None,
-             backbone: str | None = DEFAULT_BACKBONE, device: str = "auto") -> dict:
-    """``backbone=None`` trains the pixel models from scratch (``patchcore`` needs a backbone)."""
+             backbone: str | None = DEFAULT_BACKBONE, device: str = "auto", data_spec: dict = DEMO_DATA) -> dict:
+    """``backbone=None`` trains the pixel models from scratch (``patchcore`` needs a backbone). The
+    first of ``models`` is calibrated and inspects the test images (``qa`` in the result)."""
     t0 = time.perf_counter()
     p = FEATURE_PRESET if backbone else PIXEL_PRESET
     options = {**p["model_options"], **({"backbone": backbone} if backbone else {})}
     train_cfg = TrainConfig(epochs or p["epochs"], p["batch_size"], p["lr"], seed=seed, device=device,
                             checkpoint_every=0)
     per_cat: dict[str, dict] = {}
+    qa: dict[str, dict] = {}
     for cat in categories:
-        data = _dataset(out / "data", cat, seed)
+        data = _dataset(out / "data", cat, seed, data_spec)
         per_cat[cat] = {}
         for name in models:
             echo(f"[{cat}] fitting {name} on {len(data.train)} images ...")
             det = Detector(name, p["image_size"], train_config=train_cfg, model_options=ablation_options(name, options))
             det.fit(data.train, out=out / "models" / cat / name, progress=progress, dataset=data.name)
+            if name == models[0]:
+                echo(f"[{cat}] calibrating {name} on held-out good images and inspecting the test images ...")
+                qa[cat] = _qa(det, data, out / "data" / cat, out / "inspect" / cat, progress)
             m = evaluate(det, data, out / "reports" / cat / name, progress=progress)
             _heatmaps(det, data.test, out / "heatmaps" / cat / name)
             per_cat[cat][name] = m
@@ -70,8 +147,9 @@ def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | 
                  "defect: " + ", ".join(f"{kind} {v['image_auroc']:.3f}" for kind, v in m["per_label"].items()))
     result = {name: {k: float(np.mean([per_cat[c][name][k] for c in categories])) for k in SUMMARY_KEYS}
               for name in models}
-    result.update(categories=per_cat, seconds=round(time.perf_counter() - t0, 1),
-                  settings={**p, "backbone": backbone, "data": DEMO_DATA, "epochs": train_cfg.epochs, "seed": seed, "torch_threads": torch.get_num_threads(),
-                            "machine": platform.machine(), "device": describe_device(resolve_device(device))})
+    result.update(categories=per_cat, qa=qa, seconds=round(time.perf_counter() - t0, 1),
+                  settings={**p, "backbone": backbone, "data": data_spec, "epochs": train_cfg.epochs, "seed": seed,
+                            "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+                            "device": describe_device(resolve_device(device))})
     atomic_write_json(out / "metrics.json", result)
     return result

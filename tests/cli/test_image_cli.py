@@ -255,11 +255,15 @@ def test_cli_refuses_patchcore_without_a_backbone(tiny_mvtec, tmp_path):
     assert r.exit_code == 2 and "works on pretrained features" in r.output
 
 
-@pytest.mark.slow   # a whole demo (200 training images) at one epoch: 5-6 s
-def test_demo_runs_on_the_device_asked_for_and_writes_its_metrics(tmp_path):
+@pytest.mark.slow   # a whole demo (200 training, 100 calibration images) at one epoch: 10-15 s
+def test_demo_runs_on_the_device_asked_for_and_ends_with_a_qa_report(tmp_path):
     r = run("demo", "--out", tmp_path / "d", "--models", "ae", "--backbone", "none", "--epochs", "1",
             "--device", "cpu", "--quiet")
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "d" / "metrics.json").read_text())
     assert m["settings"]["device"].startswith("CPU (") and 0 <= m["ae"]["image_auroc"] <= 1
     assert (tmp_path / "d" / "reports" / "brick" / "ae").is_dir()
+    assert m["qa"]["brick"]["calibration"]["n"] == 100
+    report = tmp_path / "d" / "inspect" / "brick" / "index.html"
+    assert f"[brick] QA report: {report}" in r.output and report.is_file()
+    assert "of 40 good images PASS" in r.output and "of 56 defective FAIL" in r.output

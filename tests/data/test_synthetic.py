@@ -38,6 +38,16 @@ def test_test_set_does_not_depend_on_train_size():
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a.test, b.test, strict=True))
 
 
+def test_calibration_images_are_new_good_images_that_change_nothing_else(tmp_path):
+    a = make_category("brick", **SMALL, size=32)
+    b = make_category("brick", **SMALL, size=32, n_calibration=2)
+    assert all(np.array_equal(x, y) for x, y in zip(_arrays(a), _arrays(b), strict=True))
+    assert len(b.calibration) == 2 and not any(np.array_equal(c, t) for c in b.calibration for t in b.train)
+    written = write_mvtec(tmp_path, ["brick"], **SMALL, size=32, n_calibration=2)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written if "calibration" in p.parts) == \
+        ["brick/calibration/000.png", "brick/calibration/001.png"]
+
+
 @pytest.mark.parametrize("name", CATEGORIES)
 def test_shapes_dtypes_labels_and_names(name):
     cat = make_category(name, n_train=2, n_test_good=2, n_test_per_defect=1, size=64)
