@@ -249,14 +249,6 @@ class Detector(BaseDetector):
                 "score_max": float(max(p.score for p in preds)),
                 "input": input_stats([p.image for p in preds])}
 
-    def display_max(self) -> float:
-        """Upper end of heatmap colour bars: twice the calibrated pixel threshold when there is
-        one, else three times the 99th percentile of training-image map values."""
-        cal = self.calibration_ or {}
-        if cal.get("pixel_threshold"):
-            return 2.0 * float(cal["pixel_threshold"])
-        return 3.0 * float(self.reference_["pixel_p99"])
-
     # --- calibration -------------------------------------------------------------------
 
     def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: int | None = None,

@@ -19,11 +19,11 @@ from inspect_ad.data.synthetic import CALIBRATION, write_mvtec
 from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
 from inspect_ad.reports.batch import HTML, JSONL, inspect_images, read_rows
-from inspect_ad.reports.evaluation import evaluate
+from inspect_ad.reports.evaluation import evaluate, save_comparison_plots
 from inspect_ad.engine.device import describe_device, resolve_device
 from inspect_ad.engine.loop import TrainConfig
 from inspect_ad.models import ablation_options
-from inspect_ad.reports.visualize import save_overlay
+from inspect_ad.reports.visualize import colour_scale, save_overlay
 from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS
 
 # Small enough for a 2-core laptop CPU in a few minutes, large enough to show the memory's effect;
@@ -66,7 +66,7 @@ def _heatmaps(det: Detector, samples: list[Sample], folder: Path) -> None:
     chosen = one_per_defect(samples)
     for s, p in zip(chosen, det.predict_iter([s.image for s in chosen], keep_image=True)):
         verdict = f" {det.judge(p).decision}" if det.calibration_ else ""
-        save_overlay(folder / f"{s.label}_{s.image.stem}_overlay.png", p.image, p.map, det.display_max(),
+        save_overlay(folder / f"{s.label}_{s.image.stem}_overlay.png", p.image, p.map, colour_scale(det),
                      f"{det.model} on {s.label}: score {p.score:.4g}{verdict}\n(white: true defect outline)",
                      mask=read_mask(s.mask, p.map.shape))
 
@@ -145,6 +145,8 @@ def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | 
             per_cat[cat][name] = m
             echo(f"[{cat}] {name}: " + ", ".join(f"{k}={m[k]:.3f}" for k in SUMMARY_KEYS) + "; image AUROC per "
                  "defect: " + ", ".join(f"{kind} {v['image_auroc']:.3f}" for kind, v in m["per_label"].items()))
+        if len(models) > 1:   # every model's ROC in one figure, and PRO in another
+            save_comparison_plots({name: out / "reports" / cat / name for name in models}, out / "reports" / cat)
     result = {name: {k: float(np.mean([per_cat[c][name][k] for c in categories])) for k in SUMMARY_KEYS}
               for name in models}
     result.update(categories=per_cat, qa=qa, seconds=round(time.perf_counter() - t0, 1),

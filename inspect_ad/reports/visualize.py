@@ -64,7 +64,7 @@ def colour_scale(det: "Detector") -> ColourScale:
 
 
 def _scale(scale: ColourScale | float) -> ColourScale:
-    """A bare number is a range with no threshold (callers that still pass ``display_max()``)."""
+    """A bare number is a range from 0 with no threshold marked."""
     return scale if isinstance(scale, ColourScale) else ColourScale(float(scale))
 
 
