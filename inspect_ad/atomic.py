@@ -55,17 +55,24 @@ def finish_file(path: str | os.PathLike) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``."""
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+    ``durable=False`` skips the two fsyncs: still never half-written, but a power cut may lose
+    the file. For what can be made again (report thumbnails), where they were most of the cost
+    of writing (1.9 ms a 256² JPEG, 0.3 ms of it encoding)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
-        finish_file(tmp)
+        if durable:
+            finish_file(tmp)
+        else:
+            honour_umask(tmp)
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
 

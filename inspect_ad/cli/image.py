@@ -292,8 +292,9 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
 @bundle_option("Calibrated model bundle folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
 @batch_size_option(16, help="Images scored per batch.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(0),
-              help="Processes that read and preprocess images while the model runs (0: in the main process).")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0),
+              help="Processes that read and preprocess images while the model runs; 0: the main process, the "
+                   "fastest on a 2-core CPU, where the model uses every core (recipes/results/speed.md).")
 @device_option
 @runtime_options
 @click.option("--sort-into", type=click.Path(file_okay=False),

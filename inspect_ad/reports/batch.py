@@ -238,11 +238,11 @@ def _shrink(rgb: np.ndarray, side: int) -> np.ndarray:
     return rgb
 
 
-def write_rgb(path: Path, rgb: np.ndarray) -> None:
+def write_rgb(path: Path, rgb: np.ndarray, durable: bool = True) -> None:
     ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(rgb[:, :, ::-1]))
     if not ok:
         raise InspectError(f"cannot encode {path}")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable) as tmp:
         tmp.write_bytes(buf.tobytes())
 
 
@@ -276,10 +276,11 @@ class Pictures:
 def write_thumbs(folder: Path, name: str, p: Prediction, j: Judgement, vmax: float) -> None:
     image = np.repeat(p.image, 3, axis=2) if p.image.shape[2] == 1 else p.image
     heat = contour_overlay(color_overlay(image, p.map, vmax), j.mask, (255, 255, 255))
-    write_rgb(folder / f"{name}{IMAGE}", _shrink(image, THUMB_SIDE))
-    write_rgb(folder / f"{name}{HEAT}", _shrink(heat, THUMB_SIDE))
+    # pictures are made again by inspecting again: not worth an fsync each
+    write_rgb(folder / f"{name}{IMAGE}", _shrink(image, THUMB_SIDE), durable=False)
+    write_rgb(folder / f"{name}{HEAT}", _shrink(heat, THUMB_SIDE), durable=False)
     if j.decision == FAIL:
-        write_rgb(folder / f"{name}{OVERLAY}", _shrink(heat, OVERLAY_SIDE))
+        write_rgb(folder / f"{name}{OVERLAY}", _shrink(heat, OVERLAY_SIDE), durable=False)
 
 
 # --- the run ---------------------------------------------------------------------------------
