@@ -176,3 +176,13 @@ def test_sections_the_detector_does_not_use_survive_save_and_export(detectors, t
     det.export(tmp_path / "export", "torchscript")
     for folder in ("again", "export"):
         assert json.loads((tmp_path / folder / "config.json").read_text())["fit_options"] == {"model": "patchcore"}
+
+
+@pytest.mark.slow
+def test_torch_compile_gives_the_eager_maps(detectors, parts, tmp_path):
+    """The compiled path (for GPUs; torch.compile builds C++ kernels on the CPU too, in about a minute)."""
+    det = detectors["patchcore"]
+    det.save(tmp_path / "bundle")
+    compiled = Detector.load(tmp_path / "bundle", "cpu", compile=True)
+    for e, g in zip(det.predict_iter(parts[3]), compiled.predict_iter(parts[3])):
+        assert np.abs(e.map - g.map).max() <= 1e-4 * float(np.ptp(e.map))
