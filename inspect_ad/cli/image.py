@@ -1,8 +1,10 @@
 """The ``inspect-ad`` command line: parses options, calls the library, prints results."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -82,7 +84,9 @@ def data_synth(out, categories, size, n_train, n_test_good, n_test_per_defect, s
 
 # --- fit -------------------------------------------------------------------------------------
 
-FIT_RUN_ONLY = ("out", "overwrite", "resume")   # not recorded: a retrain from the record must not replace anything
+# not recorded: a retrain from the record must not replace anything, and trains the same on any
+# number of processes (the training section says how many ran)
+FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
 
 
 @main.command(sections={
@@ -91,7 +95,7 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume")   # not recorded: a retrain from t
     "Training": ("epochs", "batch_size", "lr", "seed", "augment", "ssim_weight", "gms_weight", "synthetic_defects"),
     "Maps and scoring": ("sigma", "pooling", "map_scales", "map_metric", "standardize", "reference_split"),
     "Calibration": ("calibration_split", "target_frr", "min_area"),
-    "Output and run": ("config", "out", "overwrite", "resume", "checkpoint_every", "device", "quiet")})
+    "Output and run": ("config", "out", "overwrite", "resume", "checkpoint_every", "device", "nproc", "quiet")})
 @data_source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the model bundle.")
 @click.option("--model", "model_name", default="patchcore", show_default=True,
@@ -136,6 +140,9 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume")   # not recorded: a retrain from t
 @model_options
 @click.option("--checkpoint-every", default=10, show_default=True, type=click.IntRange(0),
               help="Epochs between checkpoints.")
+@click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
+              help="Train on this many processes of this machine with DistributedDataParallel (one per GPU, or "
+                   "CPU processes); they share each --batch-size batch. Across machines: torchrun (README).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
 @overwrite_option()
 @click.option("--calibration-split", default=0.0, show_default=True, type=click.FloatRange(0),
@@ -147,13 +154,15 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume")   # not recorded: a retrain from t
 @config_option
 def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size, lr, device,
         seed, augment, normalization, resize_mode, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
-        synthetic_defects, standardize, reference_split, options, checkpoint_every, resume, overwrite,
+        synthetic_defects, standardize, reference_split, options, checkpoint_every, nproc, resume, overwrite,
         calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle. Any option can come from a YAML
     or JSON file (--config); the bundle records them all, so --config BUNDLE/config.json trains it again."""
     from inspect_ad.detectors.bundle import check_model_options, update_bundle_sections
     from inspect_ad.data.datasets import load_image_set
     from inspect_ad.detectors.image import Detector, checkpoint_path
+    from inspect_ad.engine.device import resolve_device
+    from inspect_ad.engine.distributed import is_main, process_group
 
     out = Path(out)
     if (out / "config.json").exists() and not (resume or overwrite):
@@ -173,17 +182,45 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
                                             standardize, map_scales), augment=augment,
                        model_options=model_options, normalization=normalization, resize_mode=resize_mode,
                        backbone_weights=backbone_weights)
-        det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
-                calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
-                reference_split=reference_split)
-    update_bundle_sections(out, **{SECTION: resolved_options(click.get_current_context(), FIT_RUN_ONLY)})
-    info = det.training_info_
-    what = (f"filled a memory bank of {det.model_.memory.num_slots} patches" if info["final_loss"] is None
-            else f"trained for {epochs} epochs (final loss {info['final_loss']:.5f})")
-    click.echo(f"{det.describe()} on {info['n_train']} images of {images.name}: {what} in {info['seconds']:.0f}s; "
-               f"bundle: {out}")
-    if det.calibration_:
-        click.echo(format_calibration(det.calibration_))
+    if nproc > 1:
+        return fit_on_processes(nproc, len(images.train), batch_size, device)
+    with process_group(resolve_device(device)):   # under torchrun: one of its processes
+        with option_errors():
+            det.fit(images.train, out=out, resume=resume, progress=not quiet, dataset=images.name,
+                    calibration_split=calibration_split, target_frr=target_frr, min_area=min_area,
+                    reference_split=reference_split)
+        if is_main():
+            update_bundle_sections(out, **{SECTION: resolved_options(click.get_current_context(), FIT_RUN_ONLY)})
+            info = det.training_info_
+            what = (f"filled a memory bank of {det.model_.memory.num_slots} patches" if info["final_loss"] is None
+                    else f"trained for {epochs} epochs (final loss {info['final_loss']:.5f})")
+            click.echo(f"{det.describe()} on {info['n_train']} images of {images.name}: {what} in "
+                       f"{info['seconds']:.0f}s; bundle: {out}")
+            if det.calibration_:
+                click.echo(format_calibration(det.calibration_))
+
+
+def fit_on_processes(nproc: int, n_images: int, batch_size: int, device: str) -> None:
+    """``fit`` with the same options (passed as a --config file) in ``nproc`` processes of this
+    machine, which train as one (inspect_ad.engine.distributed); this process waits for them."""
+    from inspect_ad.engine.device import resolve_device
+    from inspect_ad.engine.distributed import check_shares, launch, launched
+
+    if launched():
+        raise InspectError("--nproc starts processes of its own; under torchrun drop it (torchrun's "
+                           "--nproc_per_node sets the number)")
+    check_shares(n_images, batch_size, nproc)
+    ctx = click.get_current_context()
+    with tempfile.TemporaryDirectory() as tmp:
+        options = Path(tmp) / "fit.json"
+        options.write_text(json.dumps(resolved_options(ctx, ("nproc",))))
+        verbose = ["-v"] if ctx.find_root().params.get("verbose") else []
+        code = launch(nproc, ["-u", "-m", "inspect_ad", *verbose, "fit", "--config", str(options)],
+                      resolve_device(device))
+    if code == InspectError.exit_code:
+        ctx.exit(code)   # the process that failed printed its one-line error
+    if code:
+        raise InspectError(f"a training process ended with exit code {code}; its messages are above")
 
 
 # --- calibrate -------------------------------------------------------------------------------

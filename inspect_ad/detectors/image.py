@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from inspect_ad.scoring.anomaly_map import MapConfig, model_maps, reference_maps
@@ -32,6 +32,8 @@ from inspect_ad.data.preprocess import (CachedTargets, InputImages, Preprocessin
                                         check_choices, decoded_inputs, detect_channels)
 from inspect_ad.engine.batches import LoaderBatches
 from inspect_ad.engine.device import model_device, resolve_device
+from inspect_ad.engine.distributed import (check_shares, is_main, on_rank0, per_rank_batch, rank,
+                                          world_size)
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import feature_objective, memae_objective
 from inspect_ad.errors import ConfigError, InspectError
@@ -110,9 +112,15 @@ class Detector(BaseDetector):
         ``reference_split`` > 0 (standardized maps only) holds out another part of the rest for
         the reference maps: a model that fits its training images tightly gives them lower errors
         than a new good part gets (at 20 epochs on MTD the difference did not show; run E in
-        recipes/results/mtd.md)."""
+        recipes/results/mtd.md).
+
+        In a torch.distributed group (torchrun, see :mod:`inspect_ad.engine.distributed`) every
+        process calls fit with the same arguments: each trains on its share of every batch, or
+        fills PatchCore's bank from its share of the images; rank 0 alone shows progress and
+        writes ``out``, and the others wait until it is written."""
         if not images:
             raise InspectError("the training set is empty; add defect-free images")
+        progress = progress and is_main()
         held: list[Path] = []
         if calibration_split:
             images, held = holdout_split(images, calibration_split, self.train_config.seed)
@@ -123,6 +131,7 @@ class Detector(BaseDetector):
                 raise InspectError("a reference split only applies to standardized maps; add --standardize "
                                    "or drop --reference-split")
             images, reference = holdout_split(images, reference_split, self.train_config.seed + 1, "reference")
+        check_shares(len(images), self.train_config.batch_size, world_size())
         channels = self.channels or detect_channels(images)
         self.preprocessing_ = Preprocessing(self.image_size, channels, self.normalization, self.resize_mode)
         self.model_config_ = make_config(self.model, in_channels=channels, image_size=self.image_size,
@@ -141,7 +150,8 @@ class Detector(BaseDetector):
                                "n_train": len(images), "n_reference_held_out": len(reference) if reference_split else 0,
                                "dataset": dataset, "seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": self.history_[-1]["loss"] if self.history_ else None,
-                               **({"backbone_weights": weights_source} if weights_source else {})}
+                               **({"backbone_weights": weights_source} if weights_source else {}),
+                               **({"processes": world_size()} if world_size() > 1 else {})}
         self.calibration_ = self.bundle_path_ = None   # a new model: no bundle until it is saved
         self.kept_sections_ = {}
         self.map_reference_ = self.map_reference_settings_ = None
@@ -152,7 +162,7 @@ class Detector(BaseDetector):
             self.calibrate(held, target_frr, min_area, progress=progress, save=False,   # fit saves it with the rest
                            source=f"{len(held)} images held out from fit (seed {self.train_config.seed})")
         if out is not None:
-            self.save(out)
+            on_rank0(self.save, out)
         return self
 
     def _fingerprint(self, images: Sequence[Path]) -> dict:
@@ -167,11 +177,15 @@ class Detector(BaseDetector):
 
     def _fit_model(self, data: TrainImages, images: Sequence[Path], out, resume: bool, progress: bool) -> list[dict]:
         """Fill patchcore's bank in one pass, or train (a feature model on its backbone's
-        features, computed once); returns the training history."""
+        features, computed once); returns the training history. On W processes each fills a bank
+        from every W-th image and the banks are merged (``PatchCore.fit_memory``); each caches
+        every image's backbone targets, since every image falls in its share in some epoch."""
         device = resolve_device(self.train_config.device)
+        world = world_size()
         if hasattr(self.model_, "fit_memory"):
-            self.model_.to(device).fit_memory(DataLoader(data, batch_size=self.train_config.batch_size), len(data),
-                                              self.train_config.seed, progress)
+            share = data if world == 1 else Subset(data, range(rank(), len(data), world))
+            loader = DataLoader(share, batch_size=per_rank_batch(self.train_config.batch_size, world))
+            self.model_.to(device).fit_memory(loader, len(data), self.train_config.seed, progress, sharded=world > 1)
             self.model_config_ = self.model_.config   # now with the bank's fitted size
             return []
         objective = self._objective()

@@ -17,16 +17,27 @@ DEVICE_HELP = "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N"
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``name`` as a device; under torchrun "auto" and "cuda" are the GPU of the process's LOCAL_RANK."""
     if isinstance(name, torch.device):
         return name
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InspectError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return local_gpu(int(os.environ["LOCAL_RANK"]))
     try:
         return torch.device(name)
     except RuntimeError:
         raise InspectError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N")
+
+
+def local_gpu(local_rank: int) -> torch.device:
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise InspectError(f"process LOCAL_RANK {local_rank} has no GPU of its own: this machine shows {count}; "
+                           f"start at most {count} processes per machine, or use --device cpu")
+    return torch.device("cuda", local_rank)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -4,7 +4,8 @@ What differs between families is kept out of the loop: *where batches come from 
 order* (:mod:`inspect_ad.engine.batches`) and *what a step minimises* (an objective, see
 :mod:`inspect_ad.engine.objectives`). The loop adds what every family gets the same way: seeding,
 the device, an optional cosine schedule, a validation pass that keeps the best epoch,
-checkpoints with resume, progress and a per-epoch history.
+checkpoints with resume, progress and a per-epoch history, and on several processes
+DistributedDataParallel (:mod:`inspect_ad.engine.distributed`).
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from inspect_ad.engine.checkpoint import load_checkpoint, save_checkpoint
+from inspect_ad.engine.distributed import all_sum, is_main, on_rank0, world_size
 from inspect_ad.engine.device import resolve_device, seed_everything
 from inspect_ad.errors import ConfigError, InspectError
 
@@ -94,6 +97,25 @@ def _size(batch) -> int:
     return len(batch[0]) if isinstance(batch, list) else len(batch)
 
 
+class _Step(nn.Module):
+    """One step's loss as a module's forward: DistributedDataParallel averages the gradients of
+    what runs inside its forward, and objectives call other methods too (reconstruct, split_clip)."""
+
+    def __init__(self, model: nn.Module, objective: Objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batch):
+        return self.objective(self.model, batch)
+
+
+def _step(model: nn.Module, objective: Objective, device: torch.device) -> Callable:
+    if world_size() == 1:
+        return lambda batch: objective(model, batch)
+    return DistributedDataParallel(_Step(model, objective),
+                                   device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def train(model: nn.Module, batches: Batches, cfg: TrainConfig, objective: Objective,
           validate: Callable[[nn.Module], float] | None = None, checkpoint_dir: Path | None = None,
           resume: bool = False, progress: bool = True, fingerprint: dict | None = None) -> list[dict]:
@@ -104,7 +126,11 @@ def train(model: nn.Module, batches: Batches, cfg: TrainConfig, objective: Objec
     method, that runs after each optimiser step (MNAD's memory update, eq. 3).
     ``validate(model) -> float`` runs after every epoch; the weights of the epoch with the lowest
     value are kept (MemAE §4.1's 10% held out). ``fingerprint`` (JSON: settings, training list)
-    is stored in checkpoints, and a resume from a checkpoint with another one is refused."""
+    is stored in checkpoints, and a resume from a checkpoint with another one is refused.
+
+    In a torch.distributed group the model trains with DistributedDataParallel (each process on
+    its share of every batch, see LoaderBatches); the history sums every process's samples; rank 0
+    alone logs, shows progress and writes checkpoints, and every rank resumes from them."""
     if batches.steps() == 0:
         raise InspectError("the training set is empty; add defect-free images")
     device = resolve_device(cfg.device)
@@ -119,10 +145,12 @@ def train(model: nn.Module, batches: Batches, cfg: TrainConfig, objective: Objec
     if resume and checkpoint_dir is not None and (checkpoint_dir.exists() or checkpoint_dir.with_name(checkpoint_dir.name + ".old").exists()):
         state = load_checkpoint(checkpoint_dir, model, opt, fingerprint)
         start, history = state["epoch"], state["history"]
-        log.info("resumed from %s at epoch %d", checkpoint_dir, start)
+        if is_main():
+            log.info("resumed from %s at epoch %d", checkpoint_dir, start)
     after_step = getattr(objective, "after_step", None)
+    step = _step(model, objective, device)
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc="train",
-               disable=not progress, unit="epoch")
+               disable=not (progress and is_main()), unit="epoch")
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -130,7 +158,7 @@ def train(model: nn.Module, batches: Batches, cfg: TrainConfig, objective: Objec
         n = 0
         for batch in itertools.islice(batches.epoch(epoch), steps):
             batch = _to(batch, device)
-            loss, parts = objective(model, batch)
+            loss, parts = step(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -142,18 +170,20 @@ def train(model: nn.Module, batches: Batches, cfg: TrainConfig, objective: Objec
             for k, v in {"loss": float(loss.detach()), **parts}.items():
                 totals[k] = totals.get(k, 0.0) + v * size
             n += size
-        stats = {k: v / n for k, v in totals.items()}
+        n, *sums = all_sum([n, *totals.values()])
+        stats = {k: v / n for k, v in zip(totals, sums)}
         if validate is not None:
             stats["validation"] = float(validate(model))
             if stats["validation"] < best[0]:
                 best = (stats["validation"], copy.deepcopy(model.state_dict()))
         history.append({"epoch": epoch + 1, **stats, "seconds": round(time.perf_counter() - t0, 3)})
-        log.info("epoch %d: %s", epoch + 1, history[-1])
+        if is_main():
+            log.info("epoch %d: %s", epoch + 1, history[-1])
         bar.set_postfix(loss=f"{stats['loss']:.5f}")
         due = cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0
         if checkpoint_dir is not None and (due or epoch + 1 == cfg.epochs):
-            save_checkpoint(checkpoint_dir, model, opt, {"epoch": epoch + 1, "history": history,
-                                                         "fingerprint": fingerprint})
+            on_rank0(save_checkpoint, checkpoint_dir, model, opt, {"epoch": epoch + 1, "history": history,
+                                                                   "fingerprint": fingerprint})
     if best[1] is not None:
         model.load_state_dict(best[1])
     model.eval()

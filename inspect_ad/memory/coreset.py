@@ -11,6 +11,8 @@ The bank is a buffer, so it is saved with the model's safetensors (its fitted si
 model's config, so that a bundle's shapes can be checked before loading); its size is capped by
 ``max_slots`` (bank bytes = slots × dim × 4), and so is the pool of candidate features the
 coreset is drawn from (``max_candidates``), which bounds fit memory whatever the training set.
+Fitted on several processes, each process's coreset of its share is merged into one bank of the
+size one process would fill (:meth:`CoresetMemory.fill`, ``sharded``).
 
 The k-NN search is a chunked exact torch search (‖q‖² − 2 q·m + ‖m‖²): on the 2-core CPU faiss-cpu's
 exact ``IndexFlatL2`` ran at 0.9-1.0× its speed for 16k queries against 7.8k-16k slots
@@ -20,6 +22,7 @@ a minority of scoring time next to the backbone, so faiss is not a dependency.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from inspect_ad.memory.base import Memory
@@ -87,6 +90,22 @@ def greedy_coreset(features: Tensor, n: int, seed: int = 0, projection_dim: int 
     return chosen
 
 
+def _sum_over_ranks(count: int) -> int:
+    total = torch.tensor(count)
+    dist.all_reduce(total)
+    return int(total)
+
+
+def _merge_coresets(slots: Tensor, n: int, seed: int) -> Tensor:
+    """The greedy coreset of ``n`` of every process's ``slots`` (see :meth:`CoresetMemory.fill`)."""
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, slots)
+    union = torch.cat(parts)
+    chosen = greedy_coreset(union, n, seed)
+    dist.broadcast(chosen, 0)   # the same bank everywhere, whatever each CPU's rounding
+    return union[chosen]
+
+
 class CoresetMemory(Memory):
     """``num_slots`` stored patch features of dimension ``dim``, read by their k nearest."""
 
@@ -96,14 +115,26 @@ class CoresetMemory(Memory):
         self.register_buffer("slots", torch.zeros(num_slots, dim))
 
     def fill(self, features: Tensor, ratio: float, max_slots: int, seed: int = 0,
-             max_candidates: int = 1_000_000) -> int:
+             max_candidates: int = 1_000_000, sharded: bool = False) -> int:
         """Keep a coreset of ``ratio`` × len(features) (at most ``max_slots``) of (M, dim)
-        defect-free features; more than ``max_candidates`` are first subsampled at random."""
+        defect-free features; more than ``max_candidates`` are first subsampled at random.
+
+        ``sharded``: ``features`` are this process's share of the candidates, in a torch.distributed
+        group (PatchCore fitted on several processes). The bank has the size one process would
+        give it: ``ratio`` × all the processes' candidates (at most ``max_candidates``), at most
+        ``max_slots``. Merge rule, a coreset of coresets: each process keeps that many of its own
+        candidates by the same greedy selection, the processes exchange them, and the greedy
+        selection runs again on their union (in rank order) down to that size; rank 0's choice
+        is broadcast, so every process ends with the same bank."""
         gen = torch.Generator().manual_seed(seed)
         if len(features) > max_candidates:
             features = features[torch.randperm(len(features), generator=gen)[:max_candidates]]
-        n = max(1, min(max_slots, round(ratio * len(features))))
-        self.slots = features[greedy_coreset(features, n, seed)].clone()
+        total = _sum_over_ranks(len(features)) if sharded else len(features)
+        n = max(1, min(max_slots, round(ratio * min(total, max_candidates))))
+        slots = features[greedy_coreset(features, n, seed)]
+        if sharded:
+            slots = _merge_coresets(slots, n, seed)
+        self.slots = slots.clone()
         self.num_slots = n
         return n
 

@@ -102,10 +102,14 @@ class PatchCore(nn.Module):
         return FeatureOutput(amap, [feats])
 
     @torch.no_grad()
-    def fit_memory(self, batches: Iterable[Tensor], n_images: int, seed: int = 0, progress: bool = True) -> int:
+    def fit_memory(self, batches: Iterable[Tensor], n_images: int, seed: int = 0, progress: bool = True,
+                   sharded: bool = False) -> int:
         """Fill the bank from batches of defect-free images; returns the number of slots (also
         recorded in ``config.bank_slots``).
-        At most max_candidates / n_images random patches of each image are kept for the coreset."""
+        At most max_candidates / n_images random patches of each image are kept for the coreset.
+        ``sharded``: ``batches`` hold this process's share of the ``n_images`` (PatchCore on
+        several processes); the processes' coresets are merged into a bank of the size one
+        process would fill, the same on every process (:meth:`CoresetMemory.fill`)."""
         c = self.config
         gen = torch.Generator().manual_seed(seed)
         per_image = max(1, -(-c.max_candidates // max(1, n_images)))
@@ -116,7 +120,7 @@ class PatchCore(nn.Module):
             flat = feats.movedim(1, -1).reshape(len(x), -1, feats.shape[1]).cpu()
             for f in flat:
                 pool.append(f if len(f) <= per_image else f[torch.randperm(len(f), generator=gen)[:per_image]])
-        n = self.memory.fill(torch.cat(pool), c.coreset_ratio, c.max_slots, seed, c.max_candidates)
+        n = self.memory.fill(torch.cat(pool), c.coreset_ratio, c.max_slots, seed, c.max_candidates, sharded)
         self.memory.to(device)
         self.config = replace(c, bank_slots=n)
         return n
