@@ -2,10 +2,12 @@
 its images scored by Ray workers on this machine or on a cluster.
 
 What runs where: each worker (a Ray actor) loads the model once, then reads, scores and judges a
-chunk of images at a time and returns their rows, with the JPEG thumbnails of the rows that get
-pictures (a few kB each). The driver alone writes: rows, thumbnails, ``--sort-into`` links, the
-summary and the page, with the same code as the local engine, so the files are the same but for
-the order rows arrive in; the report is rewritten in path order at the end.
+chunk of images at a time and returns their rows, with the JPEG thumbnails (a few kB each) of the
+failures and of the passes nearer the threshold than the driver's bar when it sent the chunk
+(:meth:`~inspect_ad.reports.batch.Pictures.bar`); the driver keeps those it wants. The driver alone
+writes: rows, thumbnails, ``--sort-into`` links, the summary and the page, with the same code as
+the local engine, so the files are the same but for the order rows arrive in (thumbnails are
+numbered in that order); the report is rewritten in path order at the end.
 
 A worker that dies (killed, out of memory, its machine lost) is restarted, up to ``RETRIES``
 times, and its unfinished chunks run again on it; Ray returns each chunk's rows once, and the
@@ -14,9 +16,10 @@ driver keeps one row per resolved path whatever it is sent.
 Inputs are those of the local engine (image files and folders), list files (``.txt``: one path,
 folder or URL a line, relative paths as on the command line, ``#`` comments; an entry that cannot
 be read is an ERROR row) and URLs of images or folders on any file system that pyarrow or fsspec
-opens (``s3://``, ``gs://``, ``file://`` ...).
-Workers read local paths under the names the driver uses: on a cluster, put them on a file
-system that every machine mounts at the same place, or give URLs.
+opens (``s3://``, ``gs://``, ``file://`` ...). Workers read local paths under the names the driver
+uses: on a cluster, put them on a file system that every machine mounts at the same place, or
+give URLs. Scores equal the local engine's at the same torch thread count and batches; torch's
+sums round differently with another thread count (in the 7th digit).
 """
 from __future__ import annotations
 
