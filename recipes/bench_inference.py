@@ -1,4 +1,5 @@
-"""Inference speed of every runtime, and of ``inspect`` end to end; writes recipes/results/speed.md.
+"""Inference speed of every runtime, and of ``inspect`` end to end; writes its section of
+recipes/results/speed.md (the Ray section is bench_ray.py's).
 
     python recipes/bench_inference.py --results recipes/results/speed.md
     python recipes/bench_inference.py --manifest ../shared/data/mtd/split.json --results ...   # MTD's bank
@@ -37,11 +38,11 @@ import numpy as np
 import torch
 
 from inspect_ad import Detector, TrainConfig
-from inspect_ad.atomic import atomic_write_text
 from inspect_ad.data.datasets import from_manifest, from_mvtec
 from inspect_ad.data.synthetic import write_mvtec
 from inspect_ad.engine.device import describe_device, resolve_device, torch_threads_from_env
 from inspect_ad.reports.batch import inspect_images
+from results_file import write_section
 
 SIZE = 256
 EXPORTS = ("onnx", "openvino", "torchscript")
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(text)
     if args.results:
-        atomic_write_text(args.results, text)
+        write_section(args.results, "bench_inference", text)
     return 0
 
 

@@ -324,14 +324,23 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
 @main.command("inspect", sections={
     "Model": ("bundle",), "Report": ("out", "resume", "overwrite", "fail_exit_code", "quiet"),
     "Sorting": ("sort_into", "copy"),
-    "Run": ("batch_size", "workers", "device", "runtime", "precision", "compile_graph")})
+    "Run": ("engine", "address", "workers", "batch_size", "device", "runtime", "precision", "compile_graph")})
 @click.argument("inputs", nargs=-1, required=True)
 @bundle_option("Calibrated model bundle folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
-@batch_size_option(16, help="Images scored per batch.")
-@click.option("--workers", default=0, show_default=True, type=click.IntRange(0),
-              help="Processes that read and preprocess images while the model runs; 0: the main process, the "
-                   "fastest on a 2-core CPU, where the model uses every core (recipes/results/speed.md).")
+@batch_size_option(16, help="Images scored per batch (with --engine ray: per chunk a worker is given).")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: this process; ray: Ray workers on this machine or on the cluster at --address "
+                   "(pip install 'inspect-ad[ray]'), which also read URLs (s3://, gs://, file://), on the command "
+                   "line or in list files.")
+@click.option("--address", metavar="ADDR",
+              help="With --engine ray: the Ray cluster (auto, HOST:6379 or ray://HOST:10001); without it Ray "
+                   "starts on this machine.")
+@click.option("--workers", type=click.IntRange(0),
+              help="local engine: processes that read and preprocess images while the model runs (default 0: "
+                   "the main process, the fastest on a 2-core CPU, where the model uses every core: "
+                   "recipes/results/speed.md); ray engine: Ray workers, each of which loads the model once and "
+                   "scores its share of the images (default 1).")
 @device_option
 @runtime_options
 @click.option("--sort-into", type=click.Path(file_okay=False),
@@ -344,15 +353,25 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
                    "else 0 (errors: 2).")
 @quiet_option()
 @click.pass_context
-def inspect_cmd(ctx, inputs, bundle, out, batch_size, workers, device, runtime, precision, compile_graph, sort_into,
-                copy, resume, overwrite, fail_exit_code, quiet):
-    """Batch QA: PASS/FAIL every image under INPUTS (recursive) into a CSV/JSONL/HTML report."""
-    from inspect_ad.reports.batch import inspect_images
+def inspect_cmd(ctx, inputs, bundle, out, batch_size, engine, address, workers, device, runtime, precision,
+                compile_graph, sort_into, copy, resume, overwrite, fail_exit_code, quiet):
+    """Batch QA: PASS/FAIL every image under INPUTS (files, folders searched recursively, list files:
+    .txt, one path a line) into a CSV/JSONL/HTML report."""
+    from functools import partial
+
     from inspect_ad.detectors.image import Detector
 
-    det = Detector.load(bundle, device, runtime, precision, compile_graph)
-    s = inspect_images(det, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet,
-                       workers=workers)
+    load = partial(Detector.load, bundle, device, runtime, precision, compile_graph)
+    if engine == "ray":
+        from inspect_ad.reports.ray_engine import inspect_images_ray
+        s = inspect_images_ray(load, inputs, out, 1 if workers is None else workers, address, batch_size, resume, overwrite, sort_into, copy,
+                               progress=not quiet)
+    elif address is not None:
+        raise InspectError("--address is the Ray cluster of --engine ray; add --engine ray or leave out --address")
+    else:
+        from inspect_ad.reports.batch import inspect_images
+        s = inspect_images(load(), inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet,
+                           workers=workers or 0)
     click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.invalid} INVALID input, "
                f"{s.errors} unreadable "
                f"in {s.seconds:.1f}s; report: {Path(out) / 'index.html'}")

@@ -25,6 +25,9 @@ included) on the same report is refused instead of interleaving rows. Inputs are
 resolved path: the same file given twice, or under another spelling on resume, gets one row, and
 the report and ``sort_into`` folders are never scanned as inputs. ``resume`` skips every file
 already in the report (after dropping a half-written last line).
+
+:class:`Report` writes the rows whatever scores them: this process (:func:`inspect_images`) or Ray
+workers (:mod:`inspect_ad.reports.ray_engine`, whose report is sorted by path at the end).
 """
 from __future__ import annotations
 
@@ -34,7 +37,9 @@ import filecmp
 import heapq
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import time
 from collections import deque
@@ -48,7 +53,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from inspect_ad.atomic import atomic_path, atomic_write_json, atomic_write_text
+from inspect_ad.atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS, Judgement, check_calibration
 from inspect_ad.data.io import list_images
 from inspect_ad.detectors.image import Detector, Prediction
@@ -86,19 +91,51 @@ def _inside(path: Path, folders: list[Path]) -> bool:
     return any(path == f or f in path.parents for f in folders)
 
 
+LIST_SUFFIXES = (".txt",)
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_url(name: str) -> bool:
+    return bool(_URL.match(name))
+
+
+def expand_lists(inputs: Iterable[str | Path]) -> list[tuple[str, bool]]:
+    """The inputs with each list file (``.txt``: one path, folder or URL a line, relative paths as
+    on the command line, ``#`` comments) replaced by its entries: (name, whether it was listed)."""
+    names: list[tuple[str, bool]] = []
+    for name in map(str, inputs):
+        if Path(name).suffix.lower() in LIST_SUFFIXES and Path(name).is_file():
+            lines = (line.strip() for line in Path(name).read_text().splitlines())
+            names += [(line, True) for line in lines if line and not line.startswith("#")]
+        else:
+            names.append((name, False))
+    return names
+
+
 def gather(inputs: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> list[tuple[Path, Path]]:
-    """(file, name relative to the folder it was found in), folders searched recursively; each
-    file once (by resolved path), nothing under the ``exclude`` folders (the tool's own output)."""
+    """(file, name relative to the folder it was found in), folders searched recursively, list
+    files (:func:`expand_lists`) read; each file once (by resolved path), nothing under the
+    ``exclude`` folders (the tool's own output). URLs are read by ``--engine ray`` only."""
+    return gather_names(expand_lists(inputs), exclude)
+
+
+def gather_names(names: list[tuple[str, bool]], exclude: Iterable[str | Path] = ()) -> list[tuple[Path, Path]]:
+    """:func:`gather` of :func:`expand_lists`' names; a listed file that is missing is kept (it is
+    an ERROR row, not the end of the run), a missing command-line input is an error."""
     skip = [Path(os.path.abspath(f)) for f in exclude]
     out: list[tuple[Path, Path]] = []
     seen: set[Path] = set()
-    for item in map(Path, inputs):
+    for name, listed in names:
+        item = Path(name)
+        if is_url(name):
+            raise InspectError(f"{name} is a URL, which --engine ray reads (pip install 'inspect-ad[ray]'); "
+                               f"add --engine ray, or pass local files")
         if item.is_dir():
             found = [(p, p.relative_to(item)) for p in list_images(item, recursive=True)]
-        elif item.exists():
+        elif item.exists() or listed:
             found = [(item, Path(item.name))]
         else:
-            raise InspectError(f"{item} does not exist; pass image files or folders")
+            raise InspectError(f"{item} does not exist; pass image files, folders or list files (.txt)")
         for p, rel in found:
             key = p.resolve()
             if key not in seen and not _inside(Path(os.path.abspath(p)), skip):
@@ -238,12 +275,16 @@ def _shrink(rgb: np.ndarray, side: int) -> np.ndarray:
     return rgb
 
 
-def write_rgb(path: Path, rgb: np.ndarray, durable: bool = True) -> None:
-    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(rgb[:, :, ::-1]))
+def _encoded(name: str, rgb: np.ndarray) -> bytes:
+    """``rgb`` in the format that the file name's suffix names."""
+    ok, buf = cv2.imencode(Path(name).suffix, np.ascontiguousarray(rgb[:, :, ::-1]))
     if not ok:
-        raise InspectError(f"cannot encode {path}")
-    with atomic_path(path, durable) as tmp:
-        tmp.write_bytes(buf.tobytes())
+        raise InspectError(f"cannot encode {name}")
+    return buf.tobytes()
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    atomic_write_bytes(path, _encoded(str(path), rgb))
 
 
 class Pictures:
@@ -268,19 +309,47 @@ class Pictures:
         return True
 
     def wants(self, j: Judgement | None) -> bool:
-        if j is None or j.reason is not None:
+        return j is not None and self._wants(j.decision, j.normalized, j.reason)
+
+    def bar(self) -> float:
+        """How near the threshold a pass must be to get pictures now (the distance of the ``NEAR``-th
+        nearest so far); it only shrinks. A worker that judges away from the writer draws the passes
+        nearer than the bar when it was given its images: every pass the writer later wants is among them."""
+        return -self.nearest[0] if len(self.nearest) >= NEAR else math.inf
+
+    @staticmethod
+    def worth_drawing(j: Judgement | None, bar: float) -> bool:
+        return j is not None and j.reason is None and (j.decision == FAIL or j.decision == PASS
+                                                       and 0.5 - j.normalized < bar)
+
+    def wants_row(self, row: dict) -> bool:
+        """:meth:`wants` for a row judged elsewhere (by a Ray worker)."""
+        return self._wants(row["decision"], row["normalized_score"], row["error"])
+
+    def _wants(self, decision: str, normalized: float | None, reason: str | None) -> bool:
+        if reason is not None:
             return False
-        return j.decision == FAIL or j.decision == PASS and self._offer(0.5 - j.normalized)
+        return decision == FAIL or decision == PASS and self._offer(0.5 - normalized)
+
+
+def thumb_jpegs(p: Prediction, j: Judgement, vmax: float) -> dict[str, bytes]:
+    """A row's pictures, encoded: {file suffix: JPEG bytes}."""
+    image = np.repeat(p.image, 3, axis=2) if p.image.shape[2] == 1 else p.image
+    heat = contour_overlay(color_overlay(image, p.map, vmax), j.mask, (255, 255, 255))
+    out = {IMAGE: _encoded(IMAGE, _shrink(image, THUMB_SIDE)), HEAT: _encoded(HEAT, _shrink(heat, THUMB_SIDE))}
+    if j.decision == FAIL:
+        out[OVERLAY] = _encoded(OVERLAY, _shrink(heat, OVERLAY_SIDE))
+    return out
+
+
+def write_jpegs(folder: Path, name: str, jpegs: dict[str, bytes]) -> None:
+    # pictures are made again by inspecting again: not worth an fsync each
+    for suffix, data in jpegs.items():
+        atomic_write_bytes(folder / f"{name}{suffix}", data, durable=False)
 
 
 def write_thumbs(folder: Path, name: str, p: Prediction, j: Judgement, vmax: float) -> None:
-    image = np.repeat(p.image, 3, axis=2) if p.image.shape[2] == 1 else p.image
-    heat = contour_overlay(color_overlay(image, p.map, vmax), j.mask, (255, 255, 255))
-    # pictures are made again by inspecting again: not worth an fsync each
-    write_rgb(folder / f"{name}{IMAGE}", _shrink(image, THUMB_SIDE), durable=False)
-    write_rgb(folder / f"{name}{HEAT}", _shrink(heat, THUMB_SIDE), durable=False)
-    if j.decision == FAIL:
-        write_rgb(folder / f"{name}{OVERLAY}", _shrink(heat, OVERLAY_SIDE), durable=False)
+    write_jpegs(folder, name, thumb_jpegs(p, j, vmax))
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -335,6 +404,15 @@ def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path,
     """Judge every image under ``inputs``, streaming (memory bounded by ``batch_size``); ``workers``
     processes read and preprocess images ahead of the model, and one thread writes the report."""
     cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
+    with locked_report(out, sort_into):
+        report = Report(Path(out), resume, overwrite, sort_into, copy)
+        todo = [(p, rel) for p, rel in gather(inputs, exclude=report.own) if p.resolve() not in report.done]
+        return _inspect_locked(det, cal, report, todo, batch_size, progress, workers)
+
+
+@contextmanager
+def locked_report(out: str | Path, sort_into: str | Path | None) -> Iterator[None]:
+    """The checks of the output folders, then :func:`report_lock` on ``out``."""
     out = Path(out)
     for folder in (out, sort_into):
         if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
@@ -343,36 +421,66 @@ def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path,
     if sort_into is not None:
         refuse_symlinks(Path(sort_into))
     with report_lock(out):
-        return _inspect_locked(det, cal, inputs, out, batch_size, resume, overwrite, sort_into, copy, progress,
-                               workers)
+        yield
 
 
-def _inspect_locked(det, cal, inputs, out: Path, batch_size, resume, overwrite, sort_into, copy,
-                    progress, workers) -> Summary:
-    if (out / JSONL).exists() and not (resume or overwrite):
-        raise InspectError(f"{out} already holds a report; pass --resume to continue it, --overwrite to "
-                           f"replace it, or choose another --out")
-    refuse_symlinks(out / THUMBS, below=out)
-    (out / THUMBS).mkdir(parents=True, exist_ok=True)
-    rows = read_rows(out / JSONL) if resume else []
-    done = {Path(r["resolved"]) if r.get("resolved") else row_key(r["path"]) for r in rows}
-    own = [out] + ([Path(sort_into)] if sort_into is not None else [])
-    todo = [(p, rel) for p, rel in gather(inputs, exclude=own) if p.resolve() not in done]
-    files, vmax, t0, n_before = ReportFiles(out, rows), colour_scale(det).vmax, time.perf_counter(), len(rows)
-    pictures = Pictures(rows)
+class Report:
+    """A report being written, whatever scores its images: the rows so far (a resumed report's
+    first), their files, which rows get pictures, and where ``sort_into`` puts the images. Build it
+    inside :func:`locked_report`, then :meth:`start`, :meth:`add` each row, :meth:`close`."""
+
+    def __init__(self, out: Path, resume: bool, overwrite: bool, sort_into: str | Path | None, copy: bool):
+        if (out / JSONL).exists() and not (resume or overwrite):
+            raise InspectError(f"{out} already holds a report; pass --resume to continue it, --overwrite to "
+                               f"replace it, or choose another --out")
+        refuse_symlinks(out / THUMBS, below=out)
+        (out / THUMBS).mkdir(parents=True, exist_ok=True)
+        self.out, self.sort_into, self.copy = out, sort_into, copy
+        self.rows = read_rows(out / JSONL) if resume else []
+        self.done = {Path(r["resolved"]) if r.get("resolved") else row_key(r["path"]) for r in self.rows}
+        self.own = [out] + ([Path(sort_into)] if sort_into is not None else [])   # never inputs
+        self.pictures = Pictures(self.rows)
+        self.n_before = len(self.rows)
+
+    def start(self) -> None:
+        """Rewrite the files from the surviving rows (after the inputs were found: a missing input
+        leaves a report as it was) and open them for appending."""
+        self.files, self.t0 = ReportFiles(self.out, self.rows), time.perf_counter()
+
+    def add(self, row: dict, rel: Path, draw: Callable[[str], None] | None = None) -> None:
+        """Write one row; ``draw(name)`` writes its pictures, for a row that gets them."""
+        row["folder"] = rel.parent.as_posix()
+        if draw is not None:
+            row["thumb"] = f"{THUMBS}/{len(self.rows):06d}"
+            draw(row["thumb"])
+        if self.sort_into is not None:
+            folder = Path(self.sort_into) / row["decision"].lower()
+            refuse_symlinks((folder / rel).parent, below=Path(self.sort_into))
+            place(Path(row["path"]), folder, rel, self.copy)
+        self.files.write(row)
+        self.rows.append(row)
+        self.done.add(Path(row["resolved"]))
+
+    def close(self, cal: dict, by_path: bool = False) -> Summary:
+        """Close the files (``by_path``: rewritten in path order), then write the summary and page."""
+        self.files.close()
+        if by_path:
+            self.rows.sort(key=lambda r: r["path"])
+            ReportFiles(self.out, self.rows).close()
+        summary = _summary(self.rows, len(self.rows) - self.n_before, time.perf_counter() - self.t0, self.out)
+        write_summary(self.out, summary, cal, self.rows)
+        return summary
+
+
+def _inspect_locked(det, cal, report: Report, todo: list[tuple[Path, Path]], batch_size, progress,
+                    workers) -> Summary:
+    vmax = colour_scale(det).vmax
+    report.start()
 
     def record(rel: Path, p: Prediction) -> None:
         row, j = make_row(det, p)
-        row["folder"] = rel.parent.as_posix()
-        if pictures.wants(j):
-            row["thumb"] = f"{THUMBS}/{len(rows):06d}"
-            write_thumbs(out, row["thumb"], p, j, vmax)
-        if sort_into is not None:
-            folder = Path(sort_into) / row["decision"].lower()
-            refuse_symlinks((folder / rel).parent, below=Path(sort_into))
-            place(Path(p.source), folder, rel, copy)
-        files.write(row)
-        rows.append(row)
+        wanted = report.pictures.wants(j)
+        report.add(row, rel, (lambda name: write_thumbs(report.out, name, p, j, vmax)) if wanted else None)
 
     writer = RowWriter(record, ahead=2 * batch_size)
     try:
@@ -383,9 +491,7 @@ def _inspect_locked(det, cal, inputs, out: Path, batch_size, resume, overwrite, 
         try:
             writer.close()
         finally:
-            files.close()
-            summary = _summary(rows, len(rows) - n_before, time.perf_counter() - t0, out)
-            write_summary(out, summary, cal, rows)
+            summary = report.close(cal)
     return summary
 
 

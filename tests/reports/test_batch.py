@@ -4,11 +4,12 @@ import csv
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import parts_copy, write_png
+from conftest import one_line_error, parts_copy, run_cli, write_png
 
 from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
@@ -79,6 +80,23 @@ def test_gather_is_recursive_with_relative_names(qa_tree):
     root, _ = qa_tree
     found = gather([root / "parts"])
     assert [str(rel) for _, rel in found] == ["broken.png", "good/g0.png", "good/g1.png", "line2/d0.png", "line2/d1.png"]
+
+
+def test_a_list_file_names_files_and_folders_and_a_missing_entry_is_an_error_row(qa_tree, tmp_path):
+    root, det = qa_tree
+    listed = tmp_path / "tonight.txt"
+    listed.write_text(f"# line 2\n{root / 'parts' / 'line2'}\n\n{root / 'parts' / 'good' / 'g0.png'}\n"
+                      f"{tmp_path / 'gone.png'}\n")
+    s = inspect_images(det, [listed], tmp_path / "rep", progress=False)
+    rows = {Path(r["path"]).name: r for r in read_rows(tmp_path / "rep" / JSONL)}
+    assert s.total == 4 and sorted(rows) == ["d0.png", "d1.png", "g0.png", "gone.png"]
+    assert rows["gone.png"]["decision"] == "ERROR" and "gone.png" in rows["gone.png"]["error"]
+
+
+def test_a_url_without_the_ray_engine_is_one_line(qa_tree, tmp_path):
+    root, _ = qa_tree
+    r = run_cli("inspect", (root / "parts").as_uri(), "--bundle", root / "model", "--out", tmp_path / "rep")
+    one_line_error(r, "--engine ray")
 
 
 def test_inspect_fails_every_part_of_a_nan_model(qa, tmp_path, monkeypatch):
