@@ -145,7 +145,9 @@ def report(args, steps, measured, writers, load, failed) -> str:
     import torch
     n = args.images
     base = n / measured[0][2]
-    rows = [f"| {e} | {w} | {n / s:.1f} | {n / s / base:.2f}× | {n / wall:.1f} | {differ} |"
+    one = next((n / s for e, w, s, _, _ in measured if (e, w) == ("ray", 1)), None)
+    rows = [f"| {e} | {w} | {n / s:.1f} | {n / s / base:.2f}× | "
+            f"{f'{n / s / one:.2f}×' if e == 'ray' and one else '–'} | {n / wall:.1f} | {differ} |"
             for e, w, s, wall, differ in measured]
     best = max(n / s for e, w, s, _, _ in measured if e == "ray")
     rate, closing, written, kb = min(writers)   # the slowest: the bound it gives holds on a bad day too
@@ -169,8 +171,8 @@ def report(args, steps, measured, writers, load, failed) -> str:
             "to last row); end to end: ÷ the command's wall time, with Python's start, the model's load and Ray's "
             "start. Local is the default `--workers 0`: reading in the main process, torch on all cores, a "
             "thread writing the report; Ray's N is workers, each with its own model and cores ÷ N torch threads.", "",
-            "| engine | workers | images/s | × local | images/s end to end | decisions unlike local's |",
-            "|---|---|---|---|---|---|", *rows, "",
+            "| engine | workers | images/s | × local | × 1 Ray worker | images/s end to end | decisions unlike local's |",
+            "|---|---|---|---|---|---|---|", *rows, "",
             f"Starting costs: besides the run itself the command took {wall_local - s_local:.0f} s on the local "
             f"engine (Python, the model) and {wall_ray - s_ray:.0f} s on the fastest Ray one (Python, the model, "
             f"Ray, and its workers, each importing torch and loading the model), so Ray on this machine is the "
