@@ -42,7 +42,7 @@ from inspect_ad.data.datasets import from_manifest, from_mvtec
 from inspect_ad.data.synthetic import write_mvtec
 from inspect_ad.engine.device import describe_device, resolve_device, torch_threads_from_env
 from inspect_ad.reports.batch import inspect_images
-from results_file import write_section
+from results_file import publish
 
 SIZE = 256
 EXPORTS = ("onnx", "openvino", "torchscript")
@@ -223,9 +223,7 @@ def main(argv=None) -> int:
         text = report(args, device, dataset, len(train), banks, lines, e2e, gpu, rss, load)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(text)
-    if args.results:
-        write_section(args.results, "bench_inference", text)
+    publish(text, args.results, "bench_inference")
     return 0
 
 

@@ -34,7 +34,7 @@ import cv2
 
 from inspect_ad.data.io import list_images
 from inspect_ad.reports.batch import JSONL, Report, locked_report, read_rows, write_jpegs
-from results_file import write_section
+from results_file import publish
 
 SIZE = 256
 
@@ -134,9 +134,7 @@ def main(argv=None) -> int:
         text = report(args, steps, measured, writers, load, failed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(text)
-    if args.results:
-        write_section(args.results, "bench_ray", text)
+    publish(text, args.results, "bench_ray")
     return 0
 
 

@@ -20,3 +20,10 @@ def write_section(path: Path, owner: str, text: str) -> None:
     else:
         new = f"{old.rstrip()}\n\n{block}" if old.strip() else block
     atomic_write_text(path, new)
+
+
+def publish(text: str, path: Path | None, owner: str) -> None:
+    """Print a recipe's report, and write it as ``owner``'s section of ``path`` if one is given."""
+    print(text)
+    if path is not None:
+        write_section(path, owner, text)
