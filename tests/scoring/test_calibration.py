@@ -6,8 +6,8 @@ import pytest
 
 from inspect_ad.errors import InspectError
 from inspect_ad.scoring.calibration import (FAIL, PASS, calibrate, conformal_rank, conformal_threshold, defect_mask,
-                                            guarantee, holdout_split, judge, min_calibration_size, normalized_score,
-                                            pixel_threshold, region_boxes)
+                                            defect_regions, guarantee, holdout_split, judge, largest_region_area,
+                                            min_calibration_size, normalized_score, pixel_threshold, region_boxes)
 
 
 def test_rank_is_the_split_conformal_order_statistic():
@@ -72,6 +72,23 @@ def test_mask_keeps_regions_of_min_area_and_boxes_are_xyxy():
     assert mask.sum() == 28 and not mask[15, 25]
     assert region_boxes(mask) == [[3, 2, 10, 6]]
     assert len(region_boxes(defect_mask(amap, 0.5, min_area=1))) == 2
+
+
+def test_regions_equal_scikit_images_labelling_ties_in_raster_order():
+    from skimage.measure import label, regionprops
+    rng = np.random.default_rng(0)
+    for _ in range(100):   # noise: many regions of one size, whose order OpenCV numbers otherwise
+        amap = rng.random(rng.integers(3, 60, 2)).astype(np.float32)
+        threshold, min_area = float(np.quantile(amap, rng.uniform(0.4, 0.99))), int(rng.integers(1, 5))
+        labels = label(amap > threshold, connectivity=2)
+        areas = np.bincount(labels.ravel())
+        keep = areas >= min_area
+        keep[0] = False
+        props = sorted(regionprops(label(keep[labels], connectivity=2)), key=lambda r: -r.area)
+        mask, boxes = defect_regions(amap, threshold, min_area)
+        assert np.array_equal(mask, keep[labels])
+        assert boxes == [[r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]] for r in props]
+        assert largest_region_area(amap, threshold) == (areas[1:].max() if areas.size > 1 else 0)
 
 
 def test_normalized_score_is_monotone_and_maps_threshold_to_half():
