@@ -1,6 +1,5 @@
 """ROC/PRO plots and model comparisons (inspect_ad/reports/evaluation.py), read from the
 matplotlib objects rather than the pixels."""
-import json
 
 import numpy as np
 import pytest
