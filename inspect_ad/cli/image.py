@@ -364,8 +364,8 @@ def inspect_cmd(ctx, inputs, bundle, out, batch_size, engine, address, workers, 
     load = partial(Detector.load, bundle, device, runtime, precision, compile_graph)
     if engine == "ray":
         from inspect_ad.reports.ray_engine import inspect_images_ray
-        s = inspect_images_ray(load, inputs, out, 1 if workers is None else workers, address, batch_size, resume, overwrite, sort_into, copy,
-                               progress=not quiet)
+        s = inspect_images_ray(load, inputs, out, 1 if workers is None else workers, address, batch_size, resume,
+                               overwrite, sort_into, copy, progress=not quiet)
     elif address is not None:
         raise InspectError("--address is the Ray cluster of --engine ray; add --engine ray or leave out --address")
     else:

@@ -277,7 +277,7 @@ def _shrink(rgb: np.ndarray, side: int) -> np.ndarray:
 
 def _encoded(name: str, rgb: np.ndarray) -> bytes:
     """``rgb`` in the format that the file name's suffix names."""
-    ok, buf = cv2.imencode(Path(name).suffix, np.ascontiguousarray(rgb[:, :, ::-1]))
+    ok, buf = cv2.imencode(Path(name).suffix, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise InspectError(f"cannot encode {name}")
     return buf.tobytes()
