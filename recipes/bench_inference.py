@@ -33,7 +33,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -42,6 +41,7 @@ from inspect_ad.data.datasets import from_manifest, from_mvtec
 from inspect_ad.data.synthetic import write_mvtec
 from inspect_ad.engine.device import describe_device, resolve_device, torch_threads_from_env
 from inspect_ad.reports.batch import inspect_images
+from bench_images import jpeg_inputs
 from results_file import publish
 
 SIZE = 256
@@ -114,14 +114,6 @@ def model_rows(name: str, dets: dict[str, Detector], test, args) -> list[str]:
         diff, differ = (0.0, 0) if det is dets["torch eager"] else parity(dets["torch eager"], det, test)
         rows.append(f"| {name} | {runtime} | {cells[0]} | {cells[1]} | {diff:.1e} | {differ} of {len(test)} |")
     return rows
-
-
-def write_jpegs(sources, folder: Path, n: int) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        img = cv2.imread(str(sources[i % len(sources)]), cv2.IMREAD_COLOR)
-        cv2.imwrite(str(folder / f"{i:05d}.jpg"), cv2.resize(img, (SIZE, SIZE)), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return folder
 
 
 def end_to_end(dets: dict[str, Detector], folder: Path, n: int, work: Path, args) -> list[str]:
@@ -206,7 +198,7 @@ def main(argv=None) -> int:
         lines = ["| model | runtime | batch 1 (images/s, × eager) | batch 32 | max map diff ÷ range | "
                  "decisions that differ |", "|---|---|---|---|---|---|"]
         e2e, gpu, rss, banks = [], [], "", {}
-        jpegs = write_jpegs(test, work / "jpegs", args.e2e_images)
+        jpegs = jpeg_inputs(test, work / "jpegs", args.e2e_images, SIZE)
         for name in args.models.split(","):
             det = fitted(name, train, good, device.type)
             banks[name] = getattr(det.model_config_, "bank_slots", None)
@@ -216,7 +208,8 @@ def main(argv=None) -> int:
                 e2e = end_to_end(dets, jpegs, args.e2e_images, work, args)
                 if args.rss_images:
                     det.save(work / "bundle")
-                    rss = peak_rss(work / "bundle", write_jpegs(test, work / "many", args.rss_images), work, "torch")
+                    many = jpeg_inputs(test, work / "many", args.rss_images, SIZE)
+                    rss = peak_rss(work / "bundle", many, work, "torch")
             if device.type == "cuda":
                 gpu += gpu_rows(name, det, args)
         load.append(os.getloadavg()[0])

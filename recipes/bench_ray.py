@@ -30,10 +30,9 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
-import cv2
-
 from inspect_ad.data.io import list_images
 from inspect_ad.reports.batch import JSONL, Report, locked_report, read_rows, write_jpegs
+from bench_images import jpeg_inputs
 from results_file import publish
 
 SIZE = 256
@@ -56,14 +55,6 @@ def bundle(work: Path) -> tuple[Path, list[str]]:
     for step in steps:
         cli(*step)
     return model, [" ".join(["python -m inspect_ad", *map(str, s)]) for s in steps]
-
-
-def jpegs(sources: list[Path], folder: Path, n: int) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        img = cv2.imread(str(sources[i % len(sources)]), cv2.IMREAD_COLOR)
-        cv2.imwrite(str(folder / f"{i:05d}.jpg"), cv2.resize(img, (SIZE, SIZE)), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return folder
 
 
 def run(model: Path, folder: Path, out: Path, engine: str, workers: int) -> tuple[float, float, dict]:
@@ -124,7 +115,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     try:
         model, steps = bundle(work)
-        folder = jpegs(list_images(work / "data" / "brick" / "test", recursive=True), work / "jpegs", args.images)
+        folder = jpeg_inputs(list_images(work / "data" / "brick" / "test", recursive=True), work / "jpegs", args.images,
+                             SIZE)
         runs = [("local", 0)] + [("ray", int(w)) for w in args.workers.split(",")]
         load = os.getloadavg()[0]
         measured = measure(model, folder, work, runs, args.repeats)

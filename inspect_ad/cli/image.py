@@ -362,16 +362,16 @@ def inspect_cmd(ctx, inputs, bundle, out, batch_size, engine, address, workers, 
     from inspect_ad.detectors.image import Detector
 
     load = partial(Detector.load, bundle, device, runtime, precision, compile_graph)
+    run = dict(batch_size=batch_size, resume=resume, overwrite=overwrite, sort_into=sort_into, copy=copy,
+               progress=not quiet, **({} if workers is None else {"workers": workers}))   # else each engine's default
     if engine == "ray":
         from inspect_ad.reports.ray_engine import inspect_images_ray
-        s = inspect_images_ray(load, inputs, out, 1 if workers is None else workers, address, batch_size, resume,
-                               overwrite, sort_into, copy, progress=not quiet)
+        s = inspect_images_ray(load, inputs, out, address=address, **run)
     elif address is not None:
         raise InspectError("--address is the Ray cluster of --engine ray; add --engine ray or leave out --address")
     else:
         from inspect_ad.reports.batch import inspect_images
-        s = inspect_images(load(), inputs, out, batch_size, resume, overwrite, sort_into, copy, progress=not quiet,
-                           workers=workers or 0)
+        s = inspect_images(load(), inputs, out, **run)
     click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.invalid} INVALID input, "
                f"{s.errors} unreadable "
                f"in {s.seconds:.1f}s; report: {Path(out) / 'index.html'}")

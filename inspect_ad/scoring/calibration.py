@@ -168,16 +168,6 @@ def defect_regions(amap: np.ndarray, threshold: float, min_area: int = 1) -> tup
     return (keep[labels] if boxes else np.zeros(labels.shape, bool)), boxes
 
 
-def defect_mask(amap: np.ndarray, threshold: float, min_area: int = 1) -> np.ndarray:
-    """Pixels above ``threshold`` in 8-connected regions of at least ``min_area`` pixels."""
-    return defect_regions(amap, threshold, min_area)[0]
-
-
-def region_boxes(mask: np.ndarray) -> list[list[int]]:
-    """Bounding boxes [x0, y0, x1, y1] (x1, y1 exclusive) of the 8-connected regions, largest first."""
-    return defect_regions(np.asarray(mask, dtype=np.uint8), 0)[1]
-
-
 # --- normalised score and decision -----------------------------------------------------------
 
 def normalized_score(score: float | np.ndarray, threshold: float) -> float | np.ndarray:

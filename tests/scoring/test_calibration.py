@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from inspect_ad.errors import InspectError
-from inspect_ad.scoring.calibration import (FAIL, PASS, calibrate, conformal_rank, conformal_threshold, defect_mask,
+from inspect_ad.scoring.calibration import (FAIL, PASS, calibrate, conformal_rank, conformal_threshold,
                                             defect_regions, guarantee, holdout_split, judge, largest_region_area,
-                                            min_calibration_size, normalized_score, pixel_threshold, region_boxes)
+                                            min_calibration_size, normalized_score, pixel_threshold)
 
 
 def test_rank_is_the_split_conformal_order_statistic():
@@ -68,10 +68,10 @@ def test_mask_keeps_regions_of_min_area_and_boxes_are_xyxy():
     amap = np.zeros((20, 30), np.float32)
     amap[2:6, 3:10] = 1.0     # 28 pixels
     amap[15, 25] = 1.0        # a single pixel
-    mask = defect_mask(amap, 0.5, min_area=5)
+    mask, boxes = defect_regions(amap, 0.5, min_area=5)
     assert mask.sum() == 28 and not mask[15, 25]
-    assert region_boxes(mask) == [[3, 2, 10, 6]]
-    assert len(region_boxes(defect_mask(amap, 0.5, min_area=1))) == 2
+    assert boxes == [[3, 2, 10, 6]]
+    assert len(defect_regions(amap, 0.5, min_area=1)[1]) == 2
 
 
 def test_regions_equal_scikit_images_labelling_ties_in_raster_order():
