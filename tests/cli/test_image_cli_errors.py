@@ -76,7 +76,7 @@ def test_read_only_output_folder_is_one_line(qa, tmp_path, monkeypatch):
 
     def read_only(*a, **k):  # the tests run as root, whom chmod does not stop
         raise PermissionError(13, "Permission denied", str(tmp_path / "m"))
-    monkeypatch.setattr(bundle.tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", read_only)
     one_line_error(run("fit", "--train-dir", root / "train", "--out", tmp_path / "m", *FAST), "Permission denied")
 
 
