@@ -395,8 +395,8 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     meta = read_bundle_config(path)
     if isinstance(meta.get("export"), dict) and not (path / WEIGHTS).is_file():
         fmt = meta["export"].get("format")
-        raise InspectError(f"{path} holds a model exported as {fmt}, without the torch weights; pass --runtime "
-                           f"{fmt} to run it, or --bundle the bundle it was exported from")
+        raise InspectError(f"{path} holds a model exported as {fmt}, without the torch weights: run it with "
+                           f"--runtime {fmt} (inspect, segment), or pass --bundle the bundle it was exported from")
     name, cfg = meta["model"]["name"], meta["model"].get("config", {})
     try:
         config = make_config(name, **cfg)

@@ -437,14 +437,19 @@ def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path,
     processes read and preprocess images ahead of the model, and one thread writes the report."""
     cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
     check_workers(workers)
+    names = expand_lists(inputs)   # before anything is written: an input inside --out, or none, is an error
+    found = find_names(names, exclude=own_folders(out, sort_into))
+    require_images(len(found.files), names, found.skipped)
     with locked_report(out, sort_into):
         report = Report(Path(out), resume, overwrite, sort_into, copy)
-        names = expand_lists(inputs)
-        found = find_names(names, exclude=report.own)
-        require_images(len(found.files), names, found.skipped)
         report.skipped = found.skipped
         todo = [(p, rel) for p, rel in found.files if row_key(p) not in report.done]
         return _inspect_locked(det, cal, report, todo, batch_size, progress, workers)
+
+
+def own_folders(out: str | Path, sort_into: str | Path | None) -> list[Path]:
+    """The folders a run writes, which are never its inputs."""
+    return [Path(out)] + ([Path(sort_into)] if sort_into is not None else [])
 
 
 @contextmanager
@@ -478,7 +483,7 @@ class Report:
         self.skipped: list[tuple[Path, str]] = []   # what the input folders held that is not an image
         self.rows = read_rows(out / JSONL) if resume else []
         self.done = {Path(r["resolved"]) if r.get("resolved") else row_key(r["path"]) for r in self.rows}
-        self.own = [out] + ([Path(sort_into)] if sort_into is not None else [])   # never inputs
+        self.own = own_folders(out, sort_into)
         self.pictures = Pictures(self.rows)
         self.n_before = len(self.rows)
 

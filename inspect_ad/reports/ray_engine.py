@@ -40,7 +40,8 @@ from inspect_ad.data.io import IMAGE_SUFFIXES
 from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError, one_line
 from inspect_ad.reports.batch import (Pictures, Report, Summary, expand_lists, find_names, is_url, locked_report,
-                                      make_row, require_images, row_key, thumb_jpegs, write_jpegs)
+                                      make_row, own_folders, require_images, row_key, thumb_jpegs,
+                                      write_jpegs)
 from inspect_ad.reports.visualize import colour_scale
 from inspect_ad.scoring.calibration import check_calibration
 
@@ -303,11 +304,12 @@ def inspect_images_ray(load: Callable[[], Detector], inputs: Iterable[str | Path
     det = load()   # here first: a bundle that cannot be used is one line before any worker starts
     cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
     del det
+    found, skipped = find_items(inputs, own_folders(out, sort_into))   # before anything is written or started
     with connected(ray, address), ray_errors(ray):
         threads = worker_threads(ray, workers) if pool is None else 0
         with locked_report(out, sort_into):
             report = Report(Path(out), resume, overwrite, sort_into, copy)
-            found, report.skipped = find_items(inputs, report.own)
+            report.skipped = skipped
             items = [i for i in found if Path(i.key) not in report.done]
             if sort_into is not None and any(is_url(i.source) for i in items):
                 raise InspectError("--sort-into links local files, and some inputs are URLs; leave out --sort-into")

@@ -305,7 +305,7 @@ def test_an_exported_folder_without_runtime_says_which_runtime(qa, tmp_path):
     cfg["export"] = {"format": "onnx", "file": "model.onnx", "anomaly_map": cfg["anomaly_map"]}
     (exp / "config.json").write_text(json.dumps(cfg))
     (exp / "model.safetensors").rename(exp / "model.onnx")
-    one_line_error(run("inspect", root / "train", "--bundle", exp, "--out", tmp_path / "rep"), "pass --runtime onnx")
+    one_line_error(run("inspect", root / "train", "--bundle", exp, "--out", tmp_path / "rep"), "--runtime onnx")
 
 
 def test_a_fifo_input_is_named_as_one(qa, tmp_path):

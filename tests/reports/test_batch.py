@@ -287,7 +287,7 @@ def test_a_report_folder_that_is_its_input_is_refused(qa, tmp_path):
         inspect_images(det, [parts], parts, progress=False)
     with pytest.raises(InspectError, match="inside the output folder"):
         inspect_images(det, [parts / "sub"], parts, progress=False)
-    assert not (parts / JSONL).exists()
+    assert sorted(p.name for p in parts.iterdir()) == ["g0.png", "g1.png"]   # not even a lock written there
 
 
 def test_an_empty_input_is_an_error_not_a_report_of_nothing(qa, tmp_path):
@@ -296,6 +296,7 @@ def test_an_empty_input_is_an_error_not_a_report_of_nothing(qa, tmp_path):
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
     with pytest.raises(InspectError, match="no images found in .*empty .1 files skipped, e.g. .*readme.txt"):
         inspect_images(det, [tmp_path / "empty"], tmp_path / "rep", progress=False)
+    assert not (tmp_path / "rep").exists()
 
 
 def test_a_latin1_list_file_names_its_files_by_their_bytes(qa, tmp_path):
