@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from inspect_ad.atomic import atomic_write_bytes
-from inspect_ad.errors import InspectError
+from inspect_ad.errors import InspectError, printable
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def scan_images(folder: str | Path, recursive: bool = False, exclude: Iterable[s
             elif e.is_symlink() and not p.exists():
                 scan.skipped.append((p, "a broken symbolic link"))
             else:
-                scan.skipped.append((p, f"not an image file ({', '.join(IMAGE_SUFFIXES)})"))
+                scan.skipped.append((p, f"not an image by its name ({p.suffix or 'no suffix'})"))
     scan.images.sort()
     return scan
 
@@ -123,7 +123,8 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
 def warn_skipped(skipped: list[tuple[Path, str]], where) -> None:
     if skipped:
         path, why = skipped[0]
-        log.warning("skipped %d files in %s that are not images (e.g. %s: %s)", len(skipped), where, path, why)
+        log.warning("skipped %d files in %s that are not images (e.g. %s: %s)", len(skipped), printable(str(where)),
+                    printable(str(path)), why)
 
 
 def distinct_images(items: Sequence) -> tuple[list, list[tuple]]:
@@ -132,17 +133,21 @@ def distinct_images(items: Sequence) -> tuple[list, list[tuple]]:
     for reading to report."""
     kept, dropped, first = [], [], {}
     for item in items:
-        try:
-            key = ("array", item.shape, str(item.dtype), hashlib.blake2b(np.ascontiguousarray(item).data).digest()) \
-                if isinstance(item, np.ndarray) else ("file", hashlib.blake2b(_file_bytes(Path(item))).digest())
-        except (OSError, InspectError):
-            kept.append(item)
-            continue
-        if key in first:
-            dropped.append((item, first[key]))
+        if isinstance(item, np.ndarray):
+            keys = [("array", item.shape, str(item.dtype), hashlib.blake2b(np.ascontiguousarray(item).data).digest())]
         else:
-            first[key] = item
-            kept.append(item)
+            keys = [("path", os.path.realpath(item))]
+            if keys[0] not in first:
+                try:
+                    keys.append(("bytes", hashlib.blake2b(_file_bytes(Path(item))).digest()))
+                except InspectError:
+                    pass
+        seen = next((first[k] for k in keys if k in first), None)
+        if seen is not None:
+            dropped.append((item, seen))
+            continue
+        first.update((k, item) for k in keys)
+        kept.append(item)
     return kept, dropped
 
 

@@ -36,7 +36,7 @@ from inspect_ad.engine.distributed import (check_shares, is_main, on_rank0, per_
                                           world_size)
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import feature_objective, memae_objective
-from inspect_ad.errors import ConfigError, InspectError
+from inspect_ad.errors import ConfigError, InspectError, printable
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
 from inspect_ad.data.io import distinct_images, to_uint8
 from inspect_ad.data.sanity import calibration_problem, input_problem, input_stats
@@ -52,9 +52,9 @@ def _distinct(images: list, what: str) -> list:
     kept, dropped = distinct_images(images)
     if dropped:
         repeat, first = dropped[0]
+        named = [printable(str(x)) if isinstance(x, (str, Path)) else "an array" for x in (repeat, first)]
         log.warning("%s: %d images repeat another (the same file or the same bytes, e.g. %s repeats %s) and count "
-                    "once: %d distinct images", what, len(dropped), repeat if isinstance(repeat, (str, Path)) else
-                    "an array", first if isinstance(first, (str, Path)) else "another", len(kept))
+                    "once: %d distinct images", printable(what), len(dropped), *named, len(kept))
     return kept
 
 
