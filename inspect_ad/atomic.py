@@ -87,6 +87,15 @@ def fitting_name(name: str, suffix_bytes: int) -> str:
     return f"{shortened(name, room - 9)}~{hashlib.blake2b(os.fsencode(name), digest_size=4).hexdigest()}"
 
 
+def _hold(fd: int) -> None:
+    """Lock a live writer's temporary file or folder, which remove_leftovers then leaves alone
+    (where the file system has no locks, it cannot take one either, and removes nothing)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
@@ -98,7 +107,7 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     # ".NAME.XXXXXXXX.tmp" within NAME_MAX, however long NAME is
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{shortened(path.name, NAME_MAX - 15)}.", suffix=".tmp")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)   # a live writer's: remove_leftovers leaves it
+        _hold(fd)
         yield Path(tmp)
         if durable:
             finish_file(tmp)
@@ -119,7 +128,7 @@ def staging_folder(path: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{shortened(path.name, NAME_MAX - 15)}.new-"))
     fd = os.open(staging, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _hold(fd)
         yield staging
     finally:
         os.close(fd)
