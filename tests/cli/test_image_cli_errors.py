@@ -8,7 +8,6 @@ import numpy as np
 from conftest import fast_fit_args, noise, parts_copy, write_png, one_line_error, run_cli
 
 from inspect_ad import atomic
-from inspect_ad.detectors import bundle
 
 FAST = fast_fit_args(epochs=1)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors import SafetensorError
 
-from conftest import (TINY_IMAGE_SIZE, TINY_MODEL_OPTIONS, encoded, fast_fit_args, noise, one_line_error, parts_copy,
+from conftest import (TINY_IMAGE_SIZE, TINY_MODEL_OPTIONS, encoded, fast_fit_args, one_line_error, parts_copy,
                       png_claiming, run_cli as run)
 
 from inspect_ad import atomic
