@@ -14,3 +14,17 @@ class ConfigError(InspectError, ValueError):
 
 class NotFittedError(InspectError, AttributeError):
     """A detector asked for scores, maps or a save before :meth:`fit` (scikit-learn's name)."""
+
+
+def printable(text: str) -> str:
+    """``text`` as it can be printed and encoded: the bytes of a file name that is not UTF-8 (which
+    Python holds as surrogates) shown as ``\\xNN``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:   # a lone surrogate of another origin (a JSON "\ud800")
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def one_line(e: BaseException | str) -> str:
+    """An error's message on one printable line."""
+    return printable(" ".join(str(e).split()))

@@ -6,8 +6,11 @@ edits a shared bundle or folder works on a copy (``copy_bundle``, ``parts_copy``
 """
 import gzip
 import importlib.util
+import io
 import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -83,6 +86,39 @@ def write_png(path, img):
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), img)
     return path
+
+
+def encoded(img, suffix=".png", params=()) -> bytes:
+    """``img`` encoded by OpenCV as ``suffix``, as bytes (written with ``open``: cv2.imwrite crashes on
+    file names that are not UTF-8)."""
+    ok, buf = cv2.imencode(suffix, img, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def png_claiming(width, height) -> bytes:
+    """A valid PNG of a few bytes whose header claims ``width``×``height`` pixels (a decompression
+    bomb's header; its data would decode to zeros)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def frames_file(fmt, n, shape=(40, 48), defect_on=None) -> bytes:
+    """A file of ``n`` grey frames in Pillow's format ``fmt`` (TIFF pages, GIF, PNG or WebP animation);
+    frame ``defect_on`` gets a bright square."""
+    from PIL import Image
+    rng = np.random.default_rng(n)
+    frames = []
+    for i in range(n):
+        img = noise(rng, shape)
+        if i == defect_on:
+            img[10:22, 12:26] = 250
+        frames.append(Image.fromarray(img))
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], **({"lossless": True} if fmt == "WEBP" else {}))
+    return buf.getvalue()
 
 
 def noise(rng, shape=(40, 48)):

@@ -8,14 +8,10 @@ import click
 from click.core import ParameterSource
 
 from inspect_ad.engine.device import DEVICE_HELP
-from inspect_ad.errors import InspectError
+from inspect_ad.errors import InspectError, one_line
 from inspect_ad.models import parse_overrides
 
 CONFIG_FILE = "inspect_ad.config_file"   # ctx.meta key: the file a command's default map was read from
-
-
-def one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
 
 
 class Command(click.Command):
@@ -78,12 +74,12 @@ class Group(click.Group):
             click.echo(f"error: {one_line(e)}", err=True)
             ctx.exit(e.exit_code)
         except click.UsageError as e:  # click's own is four lines: usage, hint, blank, error
-            click.echo(f"error: {e.format_message()} (see --help)", err=True)
+            click.echo(f"error: {one_line(e.format_message())} (see --help)", err=True)
             ctx.exit(e.exit_code)
         except OSError as e:
             where = f" ({e.filename})" if e.filename else ""
-            click.echo(f"error: {e.strerror or e}{where}; check that the folder exists, is writable and has "
-                       f"free space", err=True)
+            click.echo(one_line(f"error: {e.strerror or e}{where}; check that the folder exists, is writable and "
+                                f"has free space"), err=True)
             ctx.exit(InspectError.exit_code)
 
 

@@ -66,6 +66,8 @@ def read_config(path: Path) -> dict:
     config.json (with ``out``: that bundle's folder, so that --overwrite is needed to replace it)."""
     if path.suffix.lower() not in SUFFIXES:
         raise InspectError(f"--config {path}: name a YAML or JSON file ({', '.join(SUFFIXES)})")
+    if path.exists() and not path.is_file():   # a FIFO would block the read for ever
+        raise InspectError(f"--config {path} is not a regular file; pass a YAML or JSON file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -88,6 +90,14 @@ def read_config(path: Path) -> dict:
 
 
 def _parse(path: Path, text: str):
+    try:
+        return _parse_text(path, text)
+    except RecursionError:   # both parsers give up on deep nesting; no option file nests more than twice
+        raise InspectError(f"--config {path} nests too deeply to be an options file; pass a mapping of option "
+                           f"names to values (e.g. epochs: 10)") from None
+
+
+def _parse_text(path: Path, text: str):
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)

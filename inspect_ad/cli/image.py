@@ -19,7 +19,7 @@ from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, devi
                                    seed_option)
 from inspect_ad.cli.config_file import SECTION, config_option, resolved_options
 from inspect_ad.deploy.export import FORMATS
-from inspect_ad.errors import InspectError
+from inspect_ad.errors import InspectError, printable
 from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
 from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
 from inspect_ad.engine.loop import TrainConfig
@@ -231,7 +231,7 @@ def format_calibration(cal: dict) -> str:
             f"{cal['pixel_threshold']:.6g}, min defect area {cal['min_area']} px\nguarantee: {cal['guarantee']}")
 
 
-@main.command(sections={"Model and data": ("bundle", "good"), "Calibration": ("target_frr", "min_area"),
+@main.command(sections={"Model and data": ("bundle", "good"), "Calibration": ("target_frr", "min_area", "force"),
                         "Run": ("batch_size", "device", "quiet")})
 @bundle_option()
 @click.option("--good", required=True, multiple=True, type=click.Path(),
@@ -239,17 +239,22 @@ def format_calibration(cal: dict) -> str:
 @click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Target false-reject rate on good parts.")
 @click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
+@click.option("--force", is_flag=True,
+              help="Calibrate on images that do not look like the training images (other channels, grey levels "
+                   "or size), which are refused otherwise.")
 @batch_size_option(16, help="Images scored per batch.")
 @device_option
 @quiet_option()
-def calibrate(bundle, good, target_frr, min_area, batch_size, device, quiet):
-    """Set PASS/FAIL thresholds from good images with a stated false-reject guarantee."""
+def calibrate(bundle, good, target_frr, min_area, force, batch_size, device, quiet):
+    """Set PASS/FAIL thresholds from good images with a stated false-reject guarantee. Each image
+    counts once (repeats, links to one file and copies are dropped), and each must look like the
+    training images (channels, grey levels, size) unless --force."""
     from inspect_ad.data.datasets import expand_inputs
     from inspect_ad.detectors.image import Detector
 
     det = Detector.load(bundle, device)
-    cal = det.calibrate(expand_inputs(good), target_frr, min_area, source=", ".join(good),
-                        batch_size=batch_size, progress=not quiet)   # saved into the bundle it was loaded from
+    cal = det.calibrate(expand_inputs(good), target_frr, min_area, source=", ".join(good), batch_size=batch_size,
+                        progress=not quiet, force=force)   # saved into the bundle it was loaded from
     click.echo(format_calibration(cal))
     click.echo(f"saved in {Path(bundle) / 'config.json'} (weights untouched)")
 
@@ -281,23 +286,25 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
 
     det = Detector.load(bundle, device, runtime, precision, compile_graph)
     named = named_inputs(inputs)
-    paths, stems = [path for path, _ in named], [name for _, name in named]
+    if not named:
+        raise InspectError(f"no images found in {', '.join(inputs)}; pass image files or folders of them")
+    paths, stems = [path for path, _ in named], [output_stem(name) for _, name in named]
     out = Path(out)
     if not overwrite:
         taken = next((out / f"{st}{kind}" for st in stems for kind in SEGMENT_OUTPUTS
                       if (out / f"{st}{kind}").exists()), None)
         if taken is not None:
             raise InspectError(f"{taken} already exists; pass --overwrite to replace it, or choose another --out")
-    for folder in {(out / stem).parent for stem in stems}:
-        folder.mkdir(parents=True, exist_ok=True)
-    scale, n_bad = colour_scale(det), 0
-    say = (lambda line: None) if quiet else click.echo
+    prepare_outputs(out, stems)
+    scale, n_bad, first_error = colour_scale(det), 0, None
+    say = (lambda line: None) if quiet else (lambda line: click.echo(printable(line)))
     predictions = tqdm(det.predict_iter(paths, batch_size, keep_image=True), total=len(paths), desc="segment",
                        unit="image", disable=True if quiet else None, leave=False)   # None: on a terminal only
     for stem, p in zip(stems, predictions):
         if p.error:
             n_bad += 1
-            click.echo(f"{p.source}\terror: {p.error}")
+            first_error = first_error or p.error
+            click.echo(printable(f"{p.source}\terror: {p.error}"))
             continue
         with atomic_path(out / f"{stem}_map.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, p.map)
@@ -312,11 +319,35 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
         write_rgb(out / f"{stem}_contour.png", contour_overlay(p.image, j.mask))
         say(f"{p.source}\tscore={p.score:.6g}\tnormalised={j.normalized:.4f}\t{j.decision}"
                    + (f"\t{j.reason}" if j.reason else ""))
-    click.echo(f"{len(paths) - n_bad} images segmented, {n_bad} unreadable; results in {out}")
+    click.echo(printable(f"{len(paths) - n_bad} images segmented, {n_bad} unreadable; results in {out}"))
     if n_bad == len(paths):
-        raise InspectError(f"none of the {len(paths)} inputs could be read; pass existing image files or folders")
+        raise InspectError(f"none of the {len(paths)} inputs could be read (e.g. {first_error}); pass existing image "
+                           f"files or folders")
     if not det.calibration_:
         click.echo("no PASS/FAIL: the model is not calibrated; run 'inspect-ad calibrate' to get decisions and masks")
+
+
+def output_stem(name: str) -> str:
+    """``name`` (``folder/stem``) with the stem shortened, a hash of it kept, where an output's file
+    name would be longer than a file system allows (255 bytes)."""
+    from inspect_ad.atomic import fitting_name
+    folder, _, stem = name.rpartition("/")
+    stem = fitting_name(stem, max(len(kind) for kind in SEGMENT_OUTPUTS))
+    return f"{folder}/{stem}" if folder else stem
+
+
+def prepare_outputs(out: Path, stems: list[str]) -> None:
+    """The output folders, made without writing through a symbolic link (a planted one would put
+    the outputs elsewhere) and cleared of what a killed segment left (its temporary files)."""
+    from inspect_ad.atomic import refuse_symlinks, remove_leftovers
+    refuse_symlinks(out)
+    names: dict[Path, list[str]] = {}
+    for stem in stems:
+        names.setdefault((out / stem).parent, []).extend(f"{Path(stem).name}{kind}" for kind in SEGMENT_OUTPUTS)
+    for folder, outputs in names.items():
+        refuse_symlinks(folder, below=out)
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(folder, outputs)
 
 
 # --- inspect (batch QA) ----------------------------------------------------------------------
@@ -372,9 +403,9 @@ def inspect_cmd(ctx, inputs, bundle, out, batch_size, engine, address, workers, 
     else:
         from inspect_ad.reports.batch import inspect_images
         s = inspect_images(load(), inputs, out, **run)
-    click.echo(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.invalid} INVALID input, "
-               f"{s.errors} unreadable "
-               f"in {s.seconds:.1f}s; report: {Path(out) / 'index.html'}")
+    skipped = f", {s.skipped} other files skipped (summary.json lists them)" if s.skipped else ""
+    click.echo(printable(f"{s.total} images ({s.new} new): {s.passed} PASS, {s.failed} FAIL, {s.invalid} INVALID input, "
+                         f"{s.errors} unreadable{skipped} in {s.seconds:.1f}s; report: {Path(out) / 'index.html'}"))
     if fail_exit_code:
         ctx.exit(s.exit_code())
 

@@ -82,11 +82,15 @@ def from_manifest(path: str | Path) -> ImageSet:
     paths are relative to the manifest file."""
     path = Path(path)
     if not path.is_file():
-        raise InspectError(f"manifest {path} does not exist; check the path")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise InspectError(f"manifest {path} {what}; check the path")
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InspectError(f"manifest {path} is not valid JSON ({e.__class__.__name__}: {e}); fix the file")
+    except RecursionError:
+        raise InspectError(f"manifest {path} nests its JSON too deeply; it must be an object with a 'train' list "
+                           f"and a 'test' list") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("train", []), list):
         raise InspectError(f"manifest {path} must be an object with a 'train' list and a 'test' list")
     base = path.parent

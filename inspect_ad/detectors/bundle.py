@@ -17,8 +17,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -29,9 +27,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from inspect_ad import __version__
-from inspect_ad.atomic import atomic_write_json, current_umask, finish_file, fsync_dir
+from inspect_ad.atomic import (atomic_write_json, current_umask, finish_file, fsync_dir, remove_leftovers,
+                               staging_folder)
 from inspect_ad.deploy.export import FORMATS, MODEL_FILES
-from inspect_ad.errors import InspectError
+from inspect_ad.errors import InspectError, one_line
 from inspect_ad.memory.config import DOTTED, FIELD_RULES, FLAT_NAMES
 from inspect_ad.models import IMAGE_MODELS, create_model, get_spec, list_models, make_config, model_config_class
 from inspect_ad.models.registry import MOVED
@@ -61,7 +60,11 @@ BUNDLE_FILES = (WEIGHTS, CONFIG, EXTRA, *MODEL_FILES)
 
 
 def _save_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(file))
+    try:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(file))
+    except SafetensorError as e:   # a full disk, above all; the old bundle is untouched
+        raise InspectError(f"cannot write {file} ({one_line(e)}); check that the folder is writable and has "
+                           f"free space, then fit again") from None
     finish_file(file)
 
 
@@ -113,15 +116,15 @@ def _write_folder(path: Path, fill: Callable[[Path], None], meta: dict) -> Path:
     if path.exists() and not path.is_dir():
         raise InspectError(f"{path} is a file, not a folder; choose another --out for the bundle")
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
-    try:
+    remove_leftovers(path.parent, [path.name])   # the staging folder of a save that was killed
+    if path.is_dir():
+        remove_leftovers(path, BUNDLE_FILES)
+    with staging_folder(path) as staging:
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700
         fill(staging)
         atomic_write_json(staging / CONFIG, meta)
         fsync_dir(staging)
         _swap_in(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
@@ -175,6 +178,9 @@ def read_bundle_config(path: str | os.PathLike) -> dict:
         meta = json.loads(cfg_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InspectError(f"{cfg_file} is not valid JSON ({e}); re-run 'inspect-ad fit' to rebuild the bundle")
+    except RecursionError:   # json gives up on deep nesting; no bundle nests more than a few levels
+        raise InspectError(f"{cfg_file} nests its JSON too deeply to be a bundle config; the bundle is damaged or "
+                           f"crafted: re-run 'inspect-ad fit'") from None
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise InspectError(f"{cfg_file} is not an inspect-ad bundle config; pass a folder written by 'inspect-ad fit'")
     if meta.get("bundle_version") != BUNDLE_VERSION:
@@ -378,6 +384,7 @@ def validate_meta(meta: dict, cfg_file: Path) -> None:
 def update_bundle_sections(path: str | os.PathLike, **sections: Any) -> dict:
     """Rewrite config.json with ``sections`` replaced; the weights are untouched."""
     meta = read_bundle_config(path)
+    remove_leftovers(path, [CONFIG])   # an interrupted rewrite's temporary file
     meta.update(sections)
     atomic_write_json(Path(path) / CONFIG, meta)
     return meta
@@ -386,6 +393,10 @@ def update_bundle_sections(path: str | os.PathLike, **sections: Any) -> dict:
 def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> Bundle:
     path = Path(path)
     meta = read_bundle_config(path)
+    if isinstance(meta.get("export"), dict) and not (path / WEIGHTS).is_file():
+        fmt = meta["export"].get("format")
+        raise InspectError(f"{path} holds a model exported as {fmt}, without the torch weights: run it with "
+                           f"--runtime {fmt} (inspect, segment), or pass --bundle the bundle it was exported from")
     name, cfg = meta["model"]["name"], meta["model"].get("config", {})
     try:
         config = make_config(name, **cfg)
@@ -395,6 +406,7 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     _check_shapes(path / WEIGHTS, name, config)
     model = create_model(name, config)
     state = _read_tensors(path / WEIGHTS)
+    _check_dtypes(path / WEIGHTS, model.state_dict(), state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InspectError(f"{path / WEIGHTS} does not match model {name!r} (missing {len(missing)}, "
@@ -417,8 +429,8 @@ def _check_extra(file: Path, tensors: dict[str, torch.Tensor], meta: dict) -> No
     if ref is None:
         return
     size = meta.get("preprocessing", {}).get("image_size")
-    if (size is not None and tuple(ref.shape) != (2, size, size)) or _non_finite(tensors) \
-            or not bool((ref[1] > 0).all()):
+    if (size is not None and tuple(ref.shape) != (2, size, size)) or not ref.is_floating_point() \
+            or _non_finite(tensors) or not bool((ref[1] > 0).all()):
         raise InspectError(f"{file}: map_reference must be finite (2, {size}, {size}) means and positive stds, "
                            f"got shape {list(ref.shape)}; the bundle is damaged: re-run 'inspect-ad fit'")
 
@@ -443,6 +455,17 @@ def _check_shapes(file: Path, name: str, config: Any) -> None:
         raise InspectError(f"{file}: {len(wrong)} tensors do not have the shape the config asks for (e.g. {k}: "
                            f"stored {list(stored[k])}, config {list(expected[k])}); the bundle's config.json "
                            f"was edited or belongs to other weights: re-run 'inspect-ad fit'")
+
+
+def _check_dtypes(file: Path, expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> None:
+    """load_state_dict casts: float weights relabelled as int32 (same bytes) would load as numbers
+    of another meaning, and make a model that judges nothing right."""
+    wrong = sorted(k for k in expected if k in stored and stored[k].dtype != expected[k].dtype)
+    if wrong:
+        k = wrong[0]
+        raise InspectError(f"{file}: {len(wrong)} tensors do not have the type the model holds (e.g. {k}: stored "
+                           f"{stored[k].dtype}, model {expected[k].dtype}); the weights were edited or belong to "
+                           f"another model: re-run 'inspect-ad fit'")
 
 
 def _read_tensors(file: Path) -> dict[str, torch.Tensor]:

@@ -31,19 +31,31 @@ from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.data.preprocess import (CachedTargets, InputImages, Preprocessing, TrainImages, augmentation,
                                         check_choices, decoded_inputs, detect_channels)
 from inspect_ad.engine.batches import LoaderBatches
-from inspect_ad.engine.device import model_device, resolve_device
+from inspect_ad.engine.device import check_workers, model_device, resolve_device
 from inspect_ad.engine.distributed import (check_shares, is_main, on_rank0, per_rank_batch, rank,
                                           world_size)
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import feature_objective, memae_objective
-from inspect_ad.errors import ConfigError, InspectError
+from inspect_ad.errors import ConfigError, InspectError, printable
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
-from inspect_ad.data.io import to_uint8
-from inspect_ad.data.sanity import input_problem, input_stats
+from inspect_ad.data.io import distinct_images, to_uint8
+from inspect_ad.data.sanity import calibration_problem, input_problem, input_stats
 
 log = logging.getLogger(__name__)
 OWN_SECTIONS = {"format", "bundle_version", "inspect_ad_version", "model", "preprocessing", "anomaly_map", "training",
                 "reference", "calibration", "map_reference", "export"}
+
+
+def _distinct(images: list, what: str) -> list:
+    """``images`` without repeats (:func:`~inspect_ad.data.io.distinct_images`), which would overstate
+    a calibration's n; a warning names what was dropped."""
+    kept, dropped = distinct_images(images)
+    if dropped:
+        repeat, first = dropped[0]
+        named = [printable(str(x)) if isinstance(x, (str, Path)) else "an array" for x in (repeat, first)]
+        log.warning("%s: %d images repeat another (the same file or the same bytes, e.g. %s repeats %s) and count "
+                    "once: %d distinct images", printable(what), len(dropped), *named, len(kept))
+    return kept
 
 
 def checkpoint_path(bundle: str | Path) -> Path:
@@ -124,6 +136,7 @@ class Detector(BaseDetector):
         held: list[Path] = []
         if calibration_split:
             images, held = holdout_split(images, calibration_split, self.train_config.seed)
+            held = _distinct(held, "the calibration split")
             require_calibration_size(len(held), target_frr, f"the calibration split ({calibration_split})")
         reference = images
         if reference_split:
@@ -158,8 +171,8 @@ class Detector(BaseDetector):
         if self.map_config.standardized:
             self.fit_reference(reference, progress=progress)
         self.reference_ = self._reference_stats(images)
-        if held:
-            self.calibrate(held, target_frr, min_area, progress=progress, save=False,   # fit saves it with the rest
+        if held:   # training images: no need to check that they look like them
+            self.calibrate(held, target_frr, min_area, progress=progress, save=False, force=True,   # saved with the rest
                            source=f"{len(held)} images held out from fit (seed {self.train_config.seed})")
         if out is not None:
             on_rank0(self.save, out)
@@ -266,24 +279,39 @@ class Detector(BaseDetector):
     # --- calibration -------------------------------------------------------------------
 
     def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: int | None = None,
-                  source: str = "", batch_size: int = 16, progress: bool = True, save: bool | None = None) -> dict:
+                  source: str = "", batch_size: int = 16, progress: bool = True, save: bool | None = None,
+                  force: bool = False) -> dict:
         """Set thresholds from defect-free images not used for training (see
         :mod:`inspect_ad.scoring.calibration` for the guarantee); returns the calibration section.
+
+        Each image counts once (a file given twice, links to one file, copies of one photo are
+        dropped, so that n is honest), and each must look like the training images: the same
+        channels (no grey photos for a colour model), grey levels and size
+        (:func:`~inspect_ad.data.sanity.calibration_problem`); ``force`` calibrates on images that
+        do not.
 
         ``save`` None: write it into the bundle this detector was loaded from or last saved to
         (``bundle_path_``); without one it is kept in memory only and a warning says so: call
         ``save(path)`` to write it. True: write it, and raise if there is no bundle. False: keep it
         in memory only (e.g. to compare several targets)."""
-        images = list(images)
+        images = _distinct(list(images), source or "the calibration set")
         require_calibration_size(len(images), target_frr, source or "the calibration set")
-        scores, maps = [], []
-        preds = self.predict_iter(images, batch_size)
+        scores, maps, unlike = [], [], []
+        stats = (self.reference_ or {}).get("input")
+        preds = self.predict_iter(images, batch_size, keep_image=not force)
         for p in tqdm(preds, total=len(images), desc="calibrate", disable=not progress):
             if p.error or p.invalid:
                 raise InspectError(f"{p.error or f'{p.source}: invalid input: {p.invalid}'} "
                                    f"(calibration needs every good image)")
+            problem = None if force else calibration_problem(p.image, stats, self.preprocessing_.channels)
+            if problem:
+                unlike.append(f"{p.source}: {problem}")
             scores.append(p.score)
             maps.append(p.map)
+        if unlike:
+            raise InspectError(f"{len(unlike)} of the {len(images)} calibration images do not look like the training "
+                               f"images (e.g. {unlike[0]}); calibrate on good parts from the training images' "
+                               f"camera, lighting and setup, or pass --force")
         self.calibration_ = calibrate(scores, maps, target_frr, min_area, source)
         if save is None and self.bundle_path_ is None:
             log.warning("calibration kept in memory only: this detector has no bundle yet; call save(path) "
@@ -451,6 +479,7 @@ class Detector(BaseDetector):
         Prediction instead of stopping the run. Memory stays bounded by ``batch_size``.
         ``workers`` > 0 reads and preprocesses images in that many processes while the model runs."""
         self.check_is_fitted()
+        check_workers(workers)
         if self.model_ is not None:
             self.model_.eval()
         pending: list[tuple[str, torch.Tensor, np.ndarray]] = []

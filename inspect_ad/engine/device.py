@@ -78,3 +78,17 @@ def torch_threads_from_env() -> None:
     n = os.environ.get("OMP_NUM_THREADS")
     if n and n.isdigit() and int(n) > 0:
         torch.set_num_threads(int(n))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_workers(workers: int) -> None:
+    """Reading processes beyond twice the CPUs only cost memory (each holds a copy of the
+    preprocessing and its images in flight: 200 took 2.7 GB); refuse them in one line."""
+    most = 2 * usable_cpus()
+    if not 0 <= workers <= most:
+        raise InspectError(f"--workers {workers}: this machine has {usable_cpus()} CPUs for this run, so pass "
+                           f"0 to {most}")

@@ -53,11 +53,13 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from inspect_ad.atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
+from inspect_ad.atomic import (atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, open_nofollow,
+                               refuse_symlinks, remove_leftovers)
 from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS, Judgement, check_calibration
-from inspect_ad.data.io import list_images
+from inspect_ad.data.io import inside, scan_images, warn_skipped
 from inspect_ad.detectors.image import Detector, Prediction
-from inspect_ad.errors import InspectError
+from inspect_ad.engine.device import check_workers
+from inspect_ad.errors import InspectError, printable
 from inspect_ad.reports.html import HEAT, IMAGE, NEAR, OVERLAY, render_html
 from inspect_ad.reports.visualize import color_overlay, colour_scale
 
@@ -78,6 +80,7 @@ class Summary:
     seconds: float
     report: str
     invalid: int = 0
+    skipped: int = 0     # files of the input folders that are not images (summary.json lists them)
 
     def exit_code(self) -> int:
         """For ``--fail-exit-code``: 1 if any part failed, else 3 if a file could not be read or an
@@ -86,10 +89,6 @@ class Summary:
 
 
 # --- inputs and outputs ----------------------------------------------------------------------
-
-def _inside(path: Path, folders: list[Path]) -> bool:
-    return any(path == f or f in path.parents for f in folders)
-
 
 LIST_SUFFIXES = (".txt",)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -101,74 +100,106 @@ def is_url(name: str) -> bool:
 
 def expand_lists(inputs: Iterable[str | Path]) -> list[tuple[str, bool]]:
     """The inputs with each list file (``.txt``: one path, folder or URL a line, relative paths as
-    on the command line, ``#`` comments) replaced by its entries: (name, whether it was listed)."""
+    on the command line, ``#`` comments) replaced by its entries: (name, whether it was listed).
+    A list that is not UTF-8 (Latin-1, say) names files by its bytes, as the file system does."""
     names: list[tuple[str, bool]] = []
     for name in map(str, inputs):
         if Path(name).suffix.lower() in LIST_SUFFIXES and Path(name).is_file():
-            lines = (line.strip() for line in Path(name).read_text().splitlines())
+            raw = Path(name).read_bytes()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                log.warning("%s is not UTF-8 text; its lines are taken as file names byte for byte", printable(name))
+                text = os.fsdecode(raw)
+            lines = (line.strip() for line in text.splitlines())
             names += [(line, True) for line in lines if line and not line.startswith("#")]
         else:
             names.append((name, False))
     return names
 
 
+@dataclass
+class Found:
+    """The inputs found: (file, its name relative to the folder it was found in), and the files of
+    those folders that are not images, with why (:class:`~inspect_ad.data.io.Scan`)."""
+
+    files: list[tuple[Path, Path]]
+    skipped: list[tuple[Path, str]]
+
+
 def gather(inputs: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> list[tuple[Path, Path]]:
     """(file, name relative to the folder it was found in), folders searched recursively, list
     files (:func:`expand_lists`) read; each file once (by resolved path), nothing under the
     ``exclude`` folders (the tool's own output). URLs are read by ``--engine ray`` only."""
-    return gather_names(expand_lists(inputs), exclude)
+    return find_names(expand_lists(inputs), exclude).files
 
 
-def gather_names(names: list[tuple[str, bool]], exclude: Iterable[str | Path] = ()) -> list[tuple[Path, Path]]:
-    """:func:`gather` of :func:`expand_lists`' names; a listed file that is missing is kept (it is
-    an ERROR row, not the end of the run), a missing command-line input is an error."""
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except ValueError:   # a NUL byte in a listed name: reading it says so
+        return False
+
+
+def row_key(path: str | Path) -> Path:
+    """The key of a file's row: its resolved path (a link loop, which pathlib refuses, as it is)."""
+    try:
+        return Path(os.path.realpath(path))
+    except ValueError:
+        return Path(os.path.abspath(path))
+
+
+def find_names(names: list[tuple[str, bool]], exclude: Iterable[str | Path] = ()) -> Found:
+    """:func:`gather` of :func:`expand_lists`' names, with what the folder scans skipped; a listed
+    file that is missing is kept (it is an ERROR row, not the end of the run), a missing
+    command-line input is an error, and so is an input inside an ``exclude`` folder."""
+    exclude = list(exclude)
     skip = [Path(os.path.abspath(f)) for f in exclude]
+    own = [row_key(f) for f in exclude]
     out: list[tuple[Path, Path]] = []
+    skipped: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for name, listed in names:
         item = Path(name)
         if is_url(name):
             raise InspectError(f"{name} is a URL, which --engine ray reads (pip install 'inspect-ad[ray]'); "
                                f"add --engine ray, or pass local files")
-        if item.is_dir():
-            found = [(p, p.relative_to(item)) for p in list_images(item, recursive=True)]
-        elif item.exists() or listed:
+        holder = next((f for f, key in zip(exclude, own) if inside(row_key(item), [key])), None)
+        if holder is not None:
+            raise InspectError(f"{name} is inside the output folder {holder} (or is it), whose files are never "
+                               f"inspected; choose an --out (and --sort-into) outside the inputs")
+        if _is_dir(item):
+            scan = scan_images(item, recursive=True, exclude=skip)
+            found = [(p, p.relative_to(item)) for p in scan.images]
+            skipped += scan.skipped
+        elif item.exists() or item.is_symlink() or listed:
             found = [(item, Path(item.name))]
         else:
             raise InspectError(f"{item} does not exist; pass image files, folders or list files (.txt)")
         for p, rel in found:
-            key = p.resolve()
-            if key not in seen and not _inside(Path(os.path.abspath(p)), skip):
+            key = row_key(p)
+            if key not in seen and not inside(Path(os.path.abspath(p)), skip):
                 seen.add(key)
                 out.append((p, rel))
-    return out
+    warn_skipped(skipped, "the input folders")
+    return Found(out, skipped)
 
 
-def row_key(path: str) -> Path:
-    return Path(path).resolve()
-
-
-def refuse_symlinks(folder: Path, below: Path | None = None) -> None:
-    """Refuse to write through a symlink, which would land files elsewhere. With ``below``: no part
-    of ``folder`` from ``below`` down may be one; without: neither the parts the run will create nor
-    the first existing one (the output folder, not the folders where the user keeps it)."""
-    folder = Path(os.path.abspath(folder))
-    stop = Path(os.path.abspath(below)).parent if below is not None else None
-    for part in (folder, *folder.parents):
-        if part == stop:
-            return
-        if part.is_symlink():
-            raise InspectError(f"{part} is a symbolic link; give a real folder as output so that nothing is "
-                               f"written elsewhere")
-        if below is None and part.exists():
-            return  # only the output's own parts are checked, not where the user keeps it
+def require_images(n: int, names: list[tuple[str, bool]], skipped: list[tuple[Path, str]]) -> None:
+    """An inspection of nothing is a mistake (an empty or wrong folder), not a report of 0 images."""
+    if n:
+        return
+    given = ", ".join(name for name, _ in names[:3]) + (", ..." if len(names) > 3 else "")
+    why = f" ({len(skipped)} files skipped, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+    raise InspectError(f"no images found in {given or 'the inputs'}{why}; pass image files, folders of them, or "
+                       f"list files (.txt)")
 
 
 @contextmanager
 def report_lock(out: Path) -> Iterator[None]:
     """Hold ``out/.lock`` for the whole run: two runs on one report would interleave or lose rows."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK, "a") as f:
+    with os.fdopen(open_nofollow(out / LOCK), "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -187,7 +218,7 @@ def read_rows(path: Path) -> list[dict]:
         for line in path.read_text().splitlines():
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 log.warning("dropping a half-written line of %s", path)
     return rows
 
@@ -216,7 +247,8 @@ class ReportFiles:
         # rewrite both from the surviving rows so a resumed report never holds half a row
         atomic_write_text(out / JSONL, "".join(json.dumps(r) + "\n" for r in rows))
         atomic_write_text(out / CSV, ",".join(COLUMNS) + "\n" + "".join(_csv_line(r) for r in rows))
-        self.jsonl, self.csv = open(out / JSONL, "a"), open(out / CSV, "a", newline="")
+        # surrogateescape: a file name that is not UTF-8 keeps its bytes (results.jsonl escapes it)
+        self.jsonl, self.csv = open(out / JSONL, "a"), open(out / CSV, "a", newline="", errors="surrogateescape")
 
     def write(self, row: dict) -> None:
         self.jsonl.write(json.dumps(row) + "\n")
@@ -404,10 +436,20 @@ def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path,
     """Judge every image under ``inputs``, streaming (memory bounded by ``batch_size``); ``workers``
     processes read and preprocess images ahead of the model, and one thread writes the report."""
     cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
+    check_workers(workers)
+    names = expand_lists(inputs)   # before anything is written: an input inside --out, or none, is an error
+    found = find_names(names, exclude=own_folders(out, sort_into))
+    require_images(len(found.files), names, found.skipped)
     with locked_report(out, sort_into):
         report = Report(Path(out), resume, overwrite, sort_into, copy)
-        todo = [(p, rel) for p, rel in gather(inputs, exclude=report.own) if p.resolve() not in report.done]
+        report.skipped = found.skipped
+        todo = [(p, rel) for p, rel in found.files if row_key(p) not in report.done]
         return _inspect_locked(det, cal, report, todo, batch_size, progress, workers)
+
+
+def own_folders(out: str | Path, sort_into: str | Path | None) -> list[Path]:
+    """The folders a run writes, which are never its inputs."""
+    return [Path(out)] + ([Path(sort_into)] if sort_into is not None else [])
 
 
 @contextmanager
@@ -435,10 +477,13 @@ class Report:
                                f"replace it, or choose another --out")
         refuse_symlinks(out / THUMBS, below=out)
         (out / THUMBS).mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out, (JSONL, CSV, HTML, SUMMARY))   # a killed run's temporary files
+        remove_leftovers(out / THUMBS)
         self.out, self.sort_into, self.copy = out, sort_into, copy
+        self.skipped: list[tuple[Path, str]] = []   # what the input folders held that is not an image
         self.rows = read_rows(out / JSONL) if resume else []
         self.done = {Path(r["resolved"]) if r.get("resolved") else row_key(r["path"]) for r in self.rows}
-        self.own = [out] + ([Path(sort_into)] if sort_into is not None else [])   # never inputs
+        self.own = own_folders(out, sort_into)
         self.pictures = Pictures(self.rows)
         self.n_before = len(self.rows)
 
@@ -467,8 +512,9 @@ class Report:
         if by_path:
             self.rows.sort(key=lambda r: r["path"])
             ReportFiles(self.out, self.rows).close()
-        summary = _summary(self.rows, len(self.rows) - self.n_before, time.perf_counter() - self.t0, self.out)
-        write_summary(self.out, summary, cal, self.rows)
+        summary = _summary(self.rows, len(self.rows) - self.n_before, time.perf_counter() - self.t0, self.out,
+                           len(self.skipped))
+        write_summary(self.out, summary, cal, self.rows, self.skipped)
         return summary
 
 
@@ -495,16 +541,18 @@ def _inspect_locked(det, cal, report: Report, todo: list[tuple[Path, Path]], bat
     return summary
 
 
-def _summary(rows: list[dict], n_new: int, seconds: float, out: Path) -> Summary:
+def _summary(rows: list[dict], n_new: int, seconds: float, out: Path, skipped: int = 0) -> Summary:
     count = {d: sum(r["decision"] == d for r in rows) for d in (PASS, FAIL, ERROR, INVALID)}
     return Summary(len(rows), count[PASS], count[FAIL], count[ERROR], n_new, round(seconds, 2), str(out),
-                   count[INVALID])
+                   count[INVALID], skipped)
 
 
 # --- summary.json and index.html -------------------------------------------------------------
 
-def write_summary(out: Path, summary: Summary, cal: dict, rows: list[dict], gallery: int = 200) -> None:
+def write_summary(out: Path, summary: Summary, cal: dict, rows: list[dict],
+                  skipped: list[tuple[Path, str]] = (), gallery: int = 200) -> None:
     keys = ("target_frr", "n", "image_threshold", "pixel_threshold", "min_area", "guarantee", "date")
-    atomic_write_json(out / SUMMARY, {**asdict(summary), "calibration": {k: cal.get(k) for k in keys}})
+    atomic_write_json(out / SUMMARY, {**asdict(summary), "calibration": {k: cal.get(k) for k in keys},
+                                      "skipped_files": [[str(p), why] for p, why in skipped[:1000]]})
     atomic_write_text(out / HTML, render_html(rows, cal, out, gallery))
 

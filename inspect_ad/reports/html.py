@@ -45,7 +45,8 @@ def file_url(row: dict, out: Path) -> str:
         rel = os.path.relpath(target, os.path.abspath(out))
     except ValueError:  # another drive on Windows: no relative path
         return Path(target).as_uri()
-    return quote(Path(rel).as_posix())  # ':' is encoded too, so no name reads as a URL scheme
+    # ':' is encoded too, so no name reads as a URL scheme; a name that is not UTF-8 by its own bytes
+    return quote(os.fsencode(Path(rel).as_posix()))
 
 
 def _thumb(row: dict, suffix: str) -> str:

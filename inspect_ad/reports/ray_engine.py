@@ -23,8 +23,10 @@ sums round differently with another thread count (in the 7th digit).
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import socket
 import tempfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -36,9 +38,10 @@ from tqdm.auto import tqdm
 
 from inspect_ad.data.io import IMAGE_SUFFIXES
 from inspect_ad.detectors.image import Detector
-from inspect_ad.errors import InspectError
-from inspect_ad.reports.batch import (Pictures, Report, Summary, expand_lists, gather_names, is_url, locked_report,
-                                      make_row, thumb_jpegs, write_jpegs)
+from inspect_ad.errors import InspectError, one_line
+from inspect_ad.reports.batch import (Pictures, Report, Summary, expand_lists, find_names, is_url, locked_report,
+                                      make_row, own_folders, require_images, row_key, thumb_jpegs,
+                                      write_jpegs)
 from inspect_ad.reports.visualize import colour_scale
 from inspect_ad.scoring.calibration import check_calibration
 
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 INSTALL = "pip install 'inspect-ad[ray]'"
 RETRIES = 3          # restarts of a dead worker, and runs of a chunk it was given
 IN_FLIGHT = 2        # chunks queued per worker, so that none waits for the driver between two
+CONNECT_TIMEOUT = 10.0   # seconds to reach a cluster's address before Ray is asked to (it retries for minutes)
 
 
 def require_ray():
@@ -100,16 +104,19 @@ def _url_items(url: str) -> list[Item]:
     return [Item(f"{url.rstrip('/')}/{rel}", f"{url.rstrip('/')}/{rel}", Path(rel)) for rel in found]
 
 
-def find_items(inputs: Iterable[str | Path], exclude: list[Path]) -> list[Item]:
-    """Every input image once (by key), none under ``exclude`` (the report's own folders)."""
+def find_items(inputs: Iterable[str | Path], exclude: list[Path]) -> tuple[list[Item], list[tuple[Path, str]]]:
+    """Every input image once (by key), none under ``exclude`` (the report's own folders), and the
+    files of the local folders that are not images (:class:`~inspect_ad.reports.batch.Found`);
+    finding none is an error."""
     names = expand_lists(inputs)
     items = [item for name, _ in names if is_url(name) for item in _url_items(name)]
-    items += [Item(str(p), str(p.resolve()), rel) for p, rel in gather_names([n for n in names if not is_url(n[0])],
-                                                                              exclude)]
+    found = find_names([n for n in names if not is_url(n[0])], exclude)
+    items += [Item(str(p), str(row_key(p)), rel) for p, rel in found.files]
     unique = {}
     for item in items:
         unique.setdefault(item.key, item)
-    return list(unique.values())
+    require_images(len(unique), names, found.skipped)
+    return list(unique.values()), found.skipped
 
 
 # --- the workers -----------------------------------------------------------------------------
@@ -231,12 +238,32 @@ def init_ray(ray, address: str | None, num_cpus: int | None = None) -> None:
     logs) and offline."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")   # factory machines are often offline
     local = {"num_cpus": num_cpus} if address is None and num_cpus else {}   # else Ray counts them
+    if address is not None:
+        check_address(address)
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, **local)
-    except ConnectionError as e:
-        raise InspectError(f"cannot reach the Ray cluster at --address {address} ({e}); start one with "
+    except (ConnectionError, ValueError) as e:   # ValueError: an address Ray cannot use
+        raise InspectError(f"cannot reach the Ray cluster at --address {address} ({one_line(e)}); start one with "
                            f"'ray start --head', or leave out --address to run Ray on this machine") from None
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse in one line, within ``timeout`` seconds, an address that Ray would try to reach for
+    minutes (nothing listening, a firewall), and ``ray://`` without Ray Client."""
+    client = address.startswith("ray://")
+    if client and importlib.util.find_spec("grpc") is None:
+        raise InspectError(f"--address {address} is a Ray Client address, and Ray Client is not installed; run "
+                           f"pip install 'ray[client]', or give the cluster's HOST:6379 address")
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return   # 'auto' (a cluster on this machine) and names Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InspectError(f"cannot reach the Ray cluster at --address {address} ({e.strerror or e} within "
+                           f"{timeout:g}s); check the address and that the cluster is running ('ray start --head'), "
+                           f"or leave out --address to run Ray on this machine") from None
 
 
 @contextmanager
@@ -277,11 +304,13 @@ def inspect_images_ray(load: Callable[[], Detector], inputs: Iterable[str | Path
     det = load()   # here first: a bundle that cannot be used is one line before any worker starts
     cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
     del det
+    found, skipped = find_items(inputs, own_folders(out, sort_into))   # before anything is written or started
     with connected(ray, address), ray_errors(ray):
         threads = worker_threads(ray, workers) if pool is None else 0
         with locked_report(out, sort_into):
             report = Report(Path(out), resume, overwrite, sort_into, copy)
-            items = [i for i in find_items(inputs, report.own) if Path(i.key) not in report.done]
+            report.skipped = skipped
+            items = [i for i in found if Path(i.key) not in report.done]
             if sort_into is not None and any(is_url(i.source) for i in items):
                 raise InspectError("--sort-into links local files, and some inputs are URLs; leave out --sort-into")
             with nullcontext(pool) if pool is not None else ScorerPool(ray, load, workers, threads) as running:

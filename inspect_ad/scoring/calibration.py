@@ -82,8 +82,15 @@ def conformal_rank(n: int, alpha: float) -> int:
     return max(1, math.ceil((n + 1) * (1.0 - alpha) - 1e-9))
 
 
+MAX_CALIBRATION_SIZE = 10 ** 12   # beyond it float rounding would make the search below endless
+
+
 def min_calibration_size(alpha: float) -> int:
     """Smallest n with ⌈(n+1)(1−α)⌉ ≤ n."""
+    _check_target(alpha)
+    if not (1.0 - alpha) / alpha <= MAX_CALIBRATION_SIZE:   # also inf, for a denormal α such as 5e-324
+        raise InspectError(f"target false-reject rate {alpha:g} would need more than {MAX_CALIBRATION_SIZE:.0e} good "
+                           f"images to calibrate; raise --target-frr (e.g. 0.01 for 1%)")
     n = max(1, math.ceil((1.0 - alpha) / alpha - 1e-9))
     while conformal_rank(n, alpha) > n:
         n += 1

@@ -1,19 +1,26 @@
 """Issue 18's fuzz test: generated bad inputs (options, files, crafted bundle fields) through the
 CLI, in-process. Each must end with exit code 2, one line on stderr, no traceback, and leave the
-input folders (data and bundles) exactly as they were."""
+input folders (data and bundles) exactly as they were. Issue 31's classes below: hostile files,
+names, folders and outputs."""
 import hashlib
+import importlib.util
 import json
+import os
 import shutil
 
 import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from conftest import (TINY_MODEL_OPTIONS as TINY, fast_fit_args, noise as noise_of, noise_after_qa_training, qa_root,
-                      write_png)
+from conftest import (TINY_MODEL_OPTIONS as TINY, encoded, fast_fit_args, frames_file, noise as noise_of,
+                      noise_after_qa_training, png_claiming, qa_root, write_png)
 
 from inspect_ad.cli.image import main
+from inspect_ad.deploy.export import FORMATS
+from inspect_ad.engine.device import usable_cpus
+from inspect_ad.reports.batch import read_rows
 from inspect_ad.detectors.image import Detector
 from inspect_ad.engine.loop import TrainConfig
 from inspect_ad.scoring.anomaly_map import MapConfig
@@ -258,14 +265,266 @@ def test_there_are_at_least_100_cases():
     assert len(CASES) >= 100
 
 
-@pytest.mark.parametrize("name,args,needle", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_exit_2(world, tmp_path, name, args, needle):
-    root, _ = world
+def _one_line_error(root, out, args, needle):
+    """The command ``args`` (``{root}``, ``{out}`` filled in) exits 2 with one error line holding
+    ``needle``, no traceback, and leaves ``root`` as it was."""
     before = _digest(root)
-    r = CliRunner().invoke(main, [a.format(root=root, out=tmp_path) for a in args])
+    r = CliRunner().invoke(main, [a.format(root=root, out=out) for a in args])
     assert r.exit_code == 2, f"exit {r.exit_code}: {r.output}\n{r.exception!r}"
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in r.output, r.stderr
     assert needle.format(root=root) in lines[0], lines[0]
     assert _digest(root) == before, "the inputs changed"
+
+
+@pytest.mark.parametrize("name,args,needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(world, tmp_path, name, args, needle):
+    _one_line_error(world[0], tmp_path, args, needle)
+
+
+# --- issue 31: hostile files, names, folders and outputs -------------------------------------------
+# Each class of the second audit, generated: bad files are an ERROR or INVALID row (exit 3 with
+# --fail-exit-code, never a PASS) or a one-line error where the command cannot go on (fit, calibrate,
+# segment of nothing readable); odd but good names are judged; files that are not images are counted.
+
+def _jpeg(progressive=False, shape=(64, 64)):
+    img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    return encoded(img, ".jpg", (cv2.IMWRITE_JPEG_PROGRESSIVE, 1) if progressive else ())
+
+
+def _cut(data: bytes, fraction: float) -> bytes:
+    return data[: max(4, int(len(data) * fraction))]
+
+
+def _late_end_marker(offset: int) -> bytes:
+    """A progressive JPEG with FF D9 in a comment before its last scan, cut ``offset`` bytes into that scan."""
+    jpeg = _jpeg(progressive=True)
+    last = jpeg.rindex(b"\xff\xda")
+    jpeg = jpeg[:last] + b"\xff\xfe\x00\x0a" + b"\xff\xd9" * 4 + jpeg[last:]
+    return jpeg[: last + 10 + offset]
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    data = bytearray(_jpeg())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _file(name, data):
+    return lambda d: (d / name).write_bytes(data() if callable(data) else data)
+
+
+def _fifo(d):
+    os.mkfifo(d / "x.png")
+
+
+def _two_link_loop(d):
+    os.symlink(d / "y.png", d / "x.png")
+    os.symlink(d / "x.png", d / "y.png")
+
+
+def _part(value=None):
+    img = noise_of(np.random.default_rng(7))
+    if value is not None:
+        img[:] = value
+    return encoded(img)
+
+
+ROWS = {   # name: (make the bad file in a folder, a word its row's reason holds)
+    **{f"jpeg cut at {f:g}{' progressive' * p}": (_file("x.jpg", _cut(_jpeg(p), f)), "truncated")
+       for p in (False, True) for f in (0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99)},
+    **{f"png cut at {f:g}": (_file("x.png", lambda f=f: _cut(_part(), f)), "truncated")
+       for f in (0.1, 0.3, 0.5, 0.7, 0.9, 0.999)},
+    **{f"jpeg FF D9 in a late header, cut {o} into the scan": (_file("x.jpg", _late_end_marker(o)), "truncated")
+       for o in (1, 40, 120)},
+    **{f"{fmt} of {n} frames": (_file(f"x.{fmt.lower()}", frames_file(fmt, n, defect_on=1)), f"{n} frames")
+       for fmt in ("TIFF", "GIF", "PNG", "WEBP") for n in (2, 5)},
+    **{f"png claiming {w}x{h}": (_file("x.png", png_claiming(w, h)), "decompression bomb")
+       for w, h in ((14000, 14000), (20000, 20000), (30000, 30000), (100000, 100000), (2 ** 31 - 1, 1))},
+    **{f"jpeg claiming {w}x{h}": (_file("x.jpg", _jpeg_claiming(w, h)), "decompression bomb")
+       for w, h in ((30000, 30000), (65535, 65535))},
+    "dangling link": (lambda d: os.symlink(d / "gone.png", d / "x.png"), "broken symbolic link"),
+    "link to itself": (lambda d: os.symlink(d / "x.png", d / "x.png"), "loop"),
+    "two links in a loop": (_two_link_loop, "loop"),
+    "fifo": (_fifo, "FIFO"),
+    **{f"{kind} {suffix}": (_file(f"x{suffix}", data), "cannot read")
+       for kind, data in (("random bytes", os.urandom(3000)), ("empty", b""))
+       for suffix in (".png", ".jpg", ".tif", ".webp", ".gif", ".bmp")},
+    "blank frame": (_file("x.png", lambda: _part(100)), "blank"),
+    "black frame": (_file("x.png", lambda: _part(0)), "blank"),
+    "saturated frame": (_file("x.png", lambda: encoded(np.vstack([np.full((30, 48), 255, np.uint8),
+                                                                   noise_of(np.random.default_rng(7))[:10]]))),
+                        "saturated"),
+}
+# one of each kind, also through the commands that stop at a bad file
+STOPPERS = ["jpeg cut at 0.6", "png cut at 0.5", "jpeg FF D9 in a late header, cut 40 into the scan",
+            "TIFF of 2 frames", "GIF of 2 frames", "PNG of 2 frames", "WEBP of 2 frames", "png claiming 30000x30000",
+            "jpeg claiming 65535x65535", "dangling link", "link to itself", "fifo", "random bytes .png"]
+NAMES = [b"pi\xe8ce", b"\xff\xfe", b"caf\xc3", b"new\nline", b"tab\there", b"back\\slash", b"-dash", b"=1+2",
+         b"<img src=x onerror=alert(1)>", b"x" * 251, "é".encode() * 100, b" spaces ", "\u202eevil".encode(),
+         b"percent%41", b"quote\"'", b"star*?"]
+SKIPS = {".hidden.png": _file(".hidden.png", _part), "notes.txt": _file("notes.txt", b"notes"),
+         "README": _file("README", b"read me"), "Thumbs.db": _file("Thumbs.db", b"\0" * 64),
+         "x.png~": _file("x.png~", _part), "broken link": lambda d: os.symlink(d / "gone", d / "link"),
+         "hidden folder": lambda d: ((d / ".cache").mkdir(), (d / ".cache" / "y.png").write_bytes(_part()))}
+
+
+def _relabel(b, to):
+    data = bytearray((b / "model.safetensors").read_bytes())
+    at = data.index(b'"F32"', 8, 8 + int.from_bytes(data[:8], "little"))
+    data[at + 1:at + 4] = to
+    (b / "model.safetensors").write_bytes(bytes(data))
+
+
+def _as_export(fmt):
+    def edit(b):
+        cfg = json.loads((b / "config.json").read_text())
+        cfg["export"] = {"format": fmt, "file": FORMATS[fmt], "anomaly_map": cfg["anomaly_map"]}
+        (b / "config.json").write_text(json.dumps(cfg))
+        (b / "model.safetensors").rename(b / FORMATS[fmt])
+    return edit
+
+
+def _nested(depth, kind="list"):
+    return ("[" * depth + "]" * depth) if kind == "list" else ('{"a":' * depth + "1" + "}" * depth)
+
+
+HOSTILE_BUNDLES = {
+    **{f"config nested {d} deep ({k})": (lambda b, d=d, k=k: (b / "config.json").write_text(_nested(d, k)),
+                                         "too deeply") for d, k in ((100_000, "list"), (100_000, "dict"), (10 ** 6, "list"))},
+    **{f"weights relabelled F32 to {t}": (lambda b, t=t: _relabel(b, t.encode()), f"stored torch.{n}")
+       for t, n in (("I32", "int32"), ("U32", "uint32"))},
+    **{f"exported as {fmt} without --runtime": (_as_export(fmt), f"--runtime {fmt}") for fmt in FORMATS},
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(qa_bundles, tmp_path_factory):
+    """The calibrated tiny model and its calibration images (good/), two parts, and a folder for
+    each hostile file (rows/), odd name (names/), skipped file (skips/) and broken bundle (bundles/),
+    with planted links in would-be outputs."""
+    root = qa_root(qa_bundles, tmp_path_factory.mktemp("hostile"))
+    (root / "good").mkdir()
+    for i in range(5, 10):
+        shutil.copy(root / "train" / f"{i}.png", root / "good" / f"{i}.png")
+    (root / "parts").mkdir()
+    for i in range(2):
+        (root / "parts" / f"p{i}.png").write_bytes(_part())
+    for i, (make, _) in enumerate(ROWS.values()):
+        (root / "rows" / str(i)).mkdir(parents=True)
+        make(root / "rows" / str(i))
+    for i, name in enumerate(NAMES):
+        (root / "names" / str(i)).mkdir(parents=True)
+        (root / "names" / str(i) / os.fsdecode(name + b".png")).write_bytes(_part())
+    for i, make in enumerate(SKIPS.values()):
+        (root / "skips" / str(i)).mkdir(parents=True)
+        (root / "skips" / str(i) / "p.png").write_bytes(_part())
+        make(root / "skips" / str(i))
+    for i, (edit, _) in enumerate(HOSTILE_BUNDLES.values()):
+        shutil.copytree(root / "model", root / "bundles" / str(i))
+        edit(root / "bundles" / str(i))
+    (root / "empty").mkdir()
+    (root / "only_notes").mkdir()
+    (root / "only_notes" / "notes.txt").write_text("no images")
+    (root / "outside").mkdir()
+    (root / "lockrep").mkdir()
+    os.symlink(root / "outside" / "created", root / "lockrep" / ".lock")
+    (root / "segout").mkdir()
+    os.symlink(root / "outside", root / "segout" / "parts")
+    (root / "nested.json").write_text(_nested(100_000))
+    (root / "nested_dict.json").write_text(_nested(100_000, "dict"))
+    (root / "nested.yaml").write_text(_nested(10_000))
+    return root
+
+
+def _hostile_cases() -> list[tuple[str, list[str], str]]:
+    ins = ["inspect", "{root}/parts", "--bundle", "{root}/model", "--out", "{out}/rep", "--device", "cpu", "--quiet"]
+    seg = ["--bundle", "{root}/model", "--out", "{out}/seg", "--device", "cpu"]
+    cases = []
+    for name in STOPPERS:
+        i, needle = list(ROWS).index(name), ROWS[name][1]
+        folder = f"{{root}}/rows/{i}"
+        cases += [(f"fit on {name}", ["fit", "--train-dir", folder, "--out", "{out}/m", *FAST], needle),
+                  (f"calibrate on {name}", ["calibrate", "--bundle", "{root}/model", "--good", folder, "--target-frr",
+                                            "0.5", "--device", "cpu", "--quiet"], needle),
+                  (f"segment of only {name}", ["segment", folder, *seg], needle)]
+    for i, (name, (_, needle)) in enumerate(HOSTILE_BUNDLES.items()):
+        b = f"{{root}}/bundles/{i}"
+        cases += [(f"inspect bundle {name}", ["inspect", "{root}/parts", "--bundle", b, "--out", "{out}/r"], needle),
+                  (f"segment bundle {name}", ["segment", "{root}/parts", "--bundle", b, "--out", "{out}/s"], needle)]
+    cases += [("inspect into its input", ins[:4] + ["--out", "{root}/parts"], "inside the output folder"),
+              ("inspect into its input's parent", ins[:4] + ["--out", "{root}"], "inside the output folder"),
+              ("inspect sorting into its input", ins + ["--sort-into", "{root}/parts"], "inside the output folder"),
+              ("inspect an empty folder", ["inspect", "{root}/empty"] + ins[2:], "no images found"),
+              ("inspect a folder of no images", ["inspect", "{root}/only_notes"] + ins[2:], "1 files skipped"),
+              ("segment an empty folder", ["segment", "{root}/empty", *seg], "no images found"),
+              ("calibrate on an empty folder", ["calibrate", "--bundle", "{root}/model", "--good", "{root}/empty"],
+               "has 0 good image"),
+              ("inspect through a planted .lock link", ins[:4] + ["--out", "{root}/lockrep"], "symbolic link"),
+              ("segment through a planted folder link", ["segment", "{root}/parts", "--bundle", "{root}/model",
+                                                          "--out", "{root}/segout"], "symbolic link"),
+              *((f"inspect --workers {w}", ins + ["--workers", str(w)], f"--workers {w}")
+                for w in (2 * usable_cpus() + 1, 200, 10 ** 6)),
+              *((f"calibrate --target-frr {t}", ["calibrate", "--bundle", "{root}/model", "--good", "{root}/good",
+                                                 "--target-frr", t], "--target-frr")
+                for t in ("5e-324", "1e-300", "1e-15", "1e-13")),
+              ("fit --target-frr 5e-324", ["fit", "--train-dir", "{root}/train", "--out", "{out}/m", *FAST,
+                                           "--calibration-split", "0.5", "--target-frr", "5e-324"], "--target-frr"),
+              *((f"fit --config {f}", ["fit", "--config", f"{{root}}/{f}"], "nests too deeply")
+                for f in ("nested.json", "nested_dict.json", "nested.yaml"))]
+    if importlib.util.find_spec("ray") is not None:
+        cases += [(f"inspect --engine ray --address {a}", ins + ["--engine", "ray", "--address", a], a)
+                  for a in ("127.0.0.1:1", "127.0.0.1:2", "localhost:1", "ray://127.0.0.1:1")]
+    return cases
+
+
+HOSTILE_CASES = _hostile_cases()
+
+
+def test_there_are_at_least_80_cases_of_issue_31():
+    assert len(HOSTILE_CASES) + len(ROWS) + len(NAME_CASES) + len(SKIPS) >= 80
+
+
+@pytest.mark.parametrize("name,args,needle", HOSTILE_CASES, ids=[c[0] for c in HOSTILE_CASES])
+def test_hostile_input_is_one_line_and_exit_2(hostile, tmp_path, name, args, needle):
+    _one_line_error(hostile, tmp_path, args, needle.replace("{", "{{").replace("}", "}}"))
+
+
+@pytest.mark.parametrize("i,name", enumerate(ROWS), ids=list(ROWS))
+def test_a_bad_file_is_an_error_or_invalid_row_never_a_pass(hostile, tmp_path, i, name):
+    folder = hostile / "rows" / str(i)
+    before = _digest(folder)
+    r = CliRunner().invoke(main, ["inspect", str(folder), "--bundle", str(hostile / "model"), "--out",
+                                  str(tmp_path / "rep"), "--device", "cpu", "--quiet", "--fail-exit-code"])
+    assert r.exit_code == 3, f"exit {r.exit_code}: {r.output}\n{r.exception!r}"
+    rows = read_rows(tmp_path / "rep" / "results.jsonl")   # one, or two for two links to each other
+    assert rows and all(r["decision"] in ("ERROR", "INVALID") and ROWS[name][1] in r["error"] for r in rows), rows
+    assert _digest(folder) == before
+
+
+NAME_CASES = [(i, "inspect") for i in range(len(NAMES))] + [(i, "segment") for i in range(0, len(NAMES), 2)]
+
+
+@pytest.mark.parametrize("i,command", NAME_CASES, ids=[f"{c} {repr(NAMES[i])[2:-1][:40]}" for i, c in NAME_CASES])
+def test_a_good_part_under_an_odd_name_is_judged(hostile, tmp_path, i, command):
+    folder = hostile / "names" / str(i)
+    r = CliRunner().invoke(main, [command, str(folder), "--bundle", str(hostile / "model"), "--out",
+                                  str(tmp_path / "o"), "--device", "cpu"])
+    assert r.exit_code == 0 and r.exception is None, f"exit {r.exit_code}: {r.output}\n{r.exception!r}"
+    if command == "segment":
+        assert "1 images segmented, 0 unreadable" in r.output
+        assert len(list((tmp_path / "o" / str(i)).iterdir())) == 4
+    else:
+        [row] = read_rows(tmp_path / "o" / "results.jsonl")
+        assert row["decision"] in ("PASS", "FAIL") and os.fsencode(row["path"]).endswith(NAMES[i] + b".png")
+
+
+@pytest.mark.parametrize("i,name", enumerate(SKIPS), ids=list(SKIPS))
+def test_a_file_that_is_not_an_image_is_counted_as_skipped(hostile, tmp_path, i, name):
+    r = CliRunner().invoke(main, ["inspect", str(hostile / "skips" / str(i)), "--bundle", str(hostile / "model"),
+                                  "--out", str(tmp_path / "rep"), "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0 and "1 other files skipped" in r.output, r.output
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["total"] == 1 and summary["skipped"] == len(summary["skipped_files"]) == 1

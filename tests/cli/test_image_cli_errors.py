@@ -8,7 +8,6 @@ import numpy as np
 from conftest import fast_fit_args, noise, parts_copy, write_png, one_line_error, run_cli
 
 from inspect_ad import atomic
-from inspect_ad.detectors import bundle
 
 FAST = fast_fit_args(epochs=1)
 
@@ -76,7 +75,7 @@ def test_read_only_output_folder_is_one_line(qa, tmp_path, monkeypatch):
 
     def read_only(*a, **k):  # the tests run as root, whom chmod does not stop
         raise PermissionError(13, "Permission denied", str(tmp_path / "m"))
-    monkeypatch.setattr(bundle.tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", read_only)
     one_line_error(run("fit", "--train-dir", root / "train", "--out", tmp_path / "m", *FAST), "Permission denied")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import one_line_error, parts_copy, run_cli, write_png
+from conftest import encoded, frames_file, noise, one_line_error, parts_copy, png_claiming, run_cli, write_png
 
 from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
@@ -204,3 +204,127 @@ def test_a_failing_report_write_stops_the_run_with_its_error(qa_tree, tmp_path, 
     with pytest.raises(InspectError, match="disk full"):
         inspect_images(det, [root / "parts"], tmp_path / "rep", batch_size=2, progress=False)
     assert (tmp_path / "rep" / "summary.json").is_file()   # the rows written so far are summarised
+
+
+def _rows_by_name(report):
+    return {os.path.basename(r["path"]): r for r in read_rows(report / JSONL)}
+
+
+def test_a_file_name_that_is_not_utf8_is_inspected_and_reported(qa, tmp_path):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    odd = os.fsdecode(b"pi\xe8ce \xff.png")
+    shutil.copy(parts / "g0.png", parts / odd)
+    s = inspect_images(det, [parts], tmp_path / "rep", progress=False)
+    assert s.total == 3 and s.errors == 0
+    row = _rows_by_name(tmp_path / "rep")[odd]
+    assert row["decision"] in ("PASS", "FAIL") and Path(row["path"]).exists()   # JSON keeps the name's bytes
+    assert os.fsencode(odd) in (tmp_path / "rep" / CSV).read_bytes()
+    assert (tmp_path / "rep" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "GIF", "PNG", "WEBP"])
+def test_a_multi_frame_file_is_an_error_row_never_a_pass(qa, tmp_path, fmt):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    (parts / f"multi.{fmt.lower()}").write_bytes(frames_file(fmt, 2, defect_on=1))
+    row = _rows_by_name(tmp_path / "rep") if inspect_images(det, [parts], tmp_path / "rep", progress=False) else {}
+    assert row[f"multi.{fmt.lower()}"]["decision"] == "ERROR" and "2 frames" in row[f"multi.{fmt.lower()}"]["error"]
+
+
+@pytest.mark.parametrize("side", [30000, 100000])
+def test_a_decompression_bomb_is_one_error_row(qa, tmp_path, side):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    (parts / "bomb.png").write_bytes(png_claiming(side, side))
+    s = inspect_images(det, [parts], tmp_path / "rep", progress=False)
+    row = _rows_by_name(tmp_path / "rep")["bomb.png"]
+    assert s.total == 3 and row["decision"] == "ERROR" and "decompression bomb" in row["error"]
+
+
+def test_a_scan_gives_a_row_or_a_count_to_every_file(qa, tmp_path):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    (parts / "a.jpe").write_bytes(encoded(noise(np.random.default_rng(5)), ".jpg"))
+    (parts / "b.gif").write_bytes(frames_file("GIF", 1))
+    shutil.copy(parts / "g0.png", parts / ".hidden.png")
+    (parts / "notes.txt").write_text("not an image")
+    os.symlink(parts / "nowhere.png", parts / "dangling.png")
+    os.symlink(parts / "loop.png", parts / "loop.png")
+    (parts / "sub").mkdir()
+    os.symlink(parts, parts / "sub" / "back")
+    s = inspect_images(det, [parts], tmp_path / "rep", progress=False)
+    rows = _rows_by_name(tmp_path / "rep")
+    assert sorted(rows) == ["a.jpe", "b.gif", "dangling.png", "g0.png", "g1.png", "loop.png"]
+    assert rows["dangling.png"]["decision"] == "ERROR" and "broken symbolic link" in rows["dangling.png"]["error"]
+    assert rows["loop.png"]["decision"] == "ERROR" and "loop" in rows["loop.png"]["error"]
+    assert rows["a.jpe"]["decision"] != "ERROR" and rows["b.gif"]["decision"] != "ERROR"
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert s.skipped == summary["skipped"] == 3
+    assert sorted(Path(p).name for p, _ in summary["skipped_files"]) == [".hidden.png", "back", "notes.txt"]
+
+
+def test_an_unreadable_sub_folder_is_an_error_row(qa, tmp_path, monkeypatch):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    shutil.copytree(parts, parts / "locked")
+    real = os.scandir
+
+    def scandir(path="."):   # the tests run as root, whom permissions do not stop
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    s = inspect_images(det, [parts], tmp_path / "rep", progress=False)
+    row = _rows_by_name(tmp_path / "rep")["locked"]
+    assert row["decision"] == "ERROR" and "Permission denied" in row["error"] and s.exit_code() == 3
+
+
+def test_a_report_folder_that_is_its_input_is_refused(qa, tmp_path):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    with pytest.raises(InspectError, match="inside the output folder"):
+        inspect_images(det, [parts], parts, progress=False)
+    with pytest.raises(InspectError, match="inside the output folder"):
+        inspect_images(det, [parts / "sub"], parts, progress=False)
+    assert sorted(p.name for p in parts.iterdir()) == ["g0.png", "g1.png"]   # not even a lock written there
+
+
+def test_an_empty_input_is_an_error_not_a_report_of_nothing(qa, tmp_path):
+    _, det = qa
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    with pytest.raises(InspectError, match="no images found in .*empty .1 files skipped, e.g. .*readme.txt"):
+        inspect_images(det, [tmp_path / "empty"], tmp_path / "rep", progress=False)
+    assert not (tmp_path / "rep").exists()
+
+
+def test_a_latin1_list_file_names_its_files_by_their_bytes(qa, tmp_path):
+    _, det = qa
+    parts = parts_copy(qa, tmp_path)
+    odd = os.fsdecode("pièce.png".encode("latin-1"))
+    shutil.copy(parts / "g0.png", parts / odd)
+    listed = tmp_path / "list.txt"
+    listed.write_bytes(b"# pi\xe8ces\n" + os.fsencode(str(parts / odd)) + b"\n" + os.fsencode(str(parts / "g1.png")))
+    s = inspect_images(det, [listed], tmp_path / "rep", progress=False)
+    assert s.total == 2 and s.errors == 0
+
+
+def test_a_planted_lock_symlink_creates_nothing_outside(qa, tmp_path):
+    _, det = qa
+    (tmp_path / "rep").mkdir()
+    os.symlink(tmp_path / "outside" / "created", tmp_path / "rep" / ".lock")
+    (tmp_path / "outside").mkdir()
+    with pytest.raises(InspectError, match=r"\.lock is a symbolic link"):
+        inspect_images(det, [parts_copy(qa, tmp_path)], tmp_path / "rep", progress=False)
+    assert not (tmp_path / "outside" / "created").exists()
+
+
+def test_a_killed_runs_temporary_files_are_removed(qa, tmp_path):
+    _, det = qa
+    inspect_images(det, [parts_copy(qa, tmp_path)], tmp_path / "rep", progress=False)
+    for leftover in (tmp_path / "rep" / ".results.csv.abcd1234.tmp", tmp_path / "rep" / "thumbs" / ".x.jpg.k2j3h4g5.tmp"):
+        leftover.write_bytes(b"half")
+    (tmp_path / "rep" / ".mine.abcd1234.tmp").write_bytes(b"a user's file of the same shape, not ours")
+    inspect_images(det, [tmp_path / "parts"], tmp_path / "rep", resume=True, progress=False)
+    assert sorted(p.name for p in (tmp_path / "rep").rglob(".*.tmp")) == [".mine.abcd1234.tmp"]

@@ -2,6 +2,7 @@
 killed worker's chunks run again, bad files and resumed reports. One local Ray for the module."""
 import csv
 import os
+import shutil
 import signal
 import sys
 from functools import partial
@@ -9,7 +10,7 @@ from functools import partial
 import pytest
 import torch
 
-from conftest import noise_after_qa_training, noise, one_line_error, run_cli, write_png
+from conftest import frames_file, noise_after_qa_training, noise, one_line_error, png_claiming, run_cli, write_png
 
 from inspect_ad.detectors.image import Detector
 from inspect_ad.reports import batch, ray_engine
@@ -172,3 +173,19 @@ def test_an_address_without_the_ray_engine_is_one_line(qa_tree, tmp_path):
     root, _ = qa_tree
     r = run_cli("inspect", root / "parts", "--bundle", root / "model", "--out", tmp_path / "rep", "--address", "auto")
     one_line_error(r, "--engine ray")
+
+
+def test_ray_workers_read_non_utf8_names_and_refuse_bombs_and_animations(pool, qa, tmp_path):
+    root, _ = qa
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    odd = os.fsdecode(b"pi\xe8ce \xff.png")
+    shutil.copy(root / "train" / "5.png", parts / odd)
+    (parts / "bomb.png").write_bytes(png_claiming(30000, 30000))
+    (parts / "anim.gif").write_bytes(frames_file("GIF", 2, defect_on=1))
+    s = inspect_images_ray(partial(Detector.load, root / "model", "cpu"), [parts], tmp_path / "rep",
+                           progress=False, pool=pool)
+    rows = {os.path.basename(r["path"]): r for r in read_rows(tmp_path / "rep" / JSONL)}
+    assert s.total == 3 and rows[odd]["decision"] in ("PASS", "FAIL")
+    assert rows["bomb.png"]["decision"] == rows["anim.gif"]["decision"] == "ERROR"
+    assert "decompression bomb" in rows["bomb.png"]["error"] and "2 frames" in rows["anim.gif"]["error"]
