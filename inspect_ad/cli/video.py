@@ -39,7 +39,7 @@ def data_option(help: str):
     "Training": ("epochs", "batch_size", "lr", "max_steps_per_epoch", "seed"),
     "Output and run": ("out", "overwrite", "device", "quiet")})
 @click.option("--model", "recipe", cls=Option, hidden_names=("--recipe",), type=click.Choice(RECIPES), required=True,
-              help="MemAE-3D, MNAD reconstruction or prediction, or the prototype memory (seed 003).")
+              help="MemAE-3D, MNAD reconstruction or prediction, or the prototype memory (Lai et al. 2021).")
 @data_option("Dataset folder (frame folders or UCSD original) or 'synthetic'.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the model bundle.")
 @click.option("--setting", type=click.Choice(SETTINGS), default="cpu", show_default=True,

@@ -17,14 +17,15 @@ from inspect_ad.memory.memae import SIMILARITIES
 
 @dataclass
 class MemoryConfig:
-    """The settings a memory module is built from (MemAE, Gong et al. ICCV 2019; MNAD; seed 003).
+    """The settings a memory module is built from (MemAE, Gong et al. ICCV 2019; MNAD, Park et al.
+    CVPR 2020; the prototype memory, Lai et al. 2021).
 
     Not every memory reads every field: MNAD's and the prototype memory take ``slots`` only
     (their read is a fixed cosine softmax, their items are L2-normalised Gaussians), and the
     model configs that embed them refuse the others (:meth:`check_used`).
     """
 
-    slots: int                              # MemAE eq. 3: N rows of M (MNAD §3.1 M items, seed 003 eq. 8 N)
+    slots: int                              # MemAE eq. 3: N rows of M (MNAD §3.1 M items, Lai et al. eq. 8 N)
     shrink_threshold: float | None = None   # MemAE eq. 7: λ; None = 1/N (see MemAEMemory); 0 = no shrinkage
     similarity: str = "cosine"              # MemAE eq. 5: d(z, m_i) cosine; "dot" = the authors' code
     logit_scale: float = 1.0                # multiplies eq. 5 inside eq. 4's softmax (1 = the paper)

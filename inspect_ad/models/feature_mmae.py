@@ -1,6 +1,6 @@
 """MMAE on pretrained features: ``--model mmae|memae|ae --backbone efficientnet_lite0``.
 
-The MMAE paper (seed 002) reconstructs pixels; here the same architecture reconstructs the
+The MMAE paper reconstructs pixels; here the same architecture reconstructs the
 frozen ImageNet features of the input, where a defect is far easier to tell from a good
 surface than in grey levels (``../shared/notes/accuracy-checks.md``):
 
@@ -43,7 +43,7 @@ SCALE_SOURCES = ("stages", "input")
 
 @dataclass
 class FeatureMMAEConfig:
-    """Paper values cite seed 002 §4.1 or MemAE; where both are silent we chose, and measured where
+    """Paper values cite MMAE §4.1 or MemAE; where both are silent we chose, and measured where
     it says so (recipes/results/mtd.md, "Pretrained features (issue 17)"; the demo's brick):
 
     * ``scale_source`` / ``stages``: "stages" takes K = len(stages) backbone stages from one
