@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -247,6 +249,9 @@ def score_ranges(model: nn.Module, videos: list[Video], max_videos: int = 4) -> 
 
 @dataclass
 class VideoResult:
+    """One test video's frame labels, raw measurements and scores (per-video and, when ranges
+    were fitted, against the fitted ranges)."""
+
     name: str
     labels: np.ndarray
     raw: RawScores
@@ -301,11 +306,49 @@ def per_video_auc(results: list[VideoResult]) -> dict[str, float]:
 
 # ---- the detector --------------------------------------------------------------------------
 
+def as_videos(videos: Video | Sequence[Video]) -> list[Video]:
+    """The detector's input: a list of videos, whose frames are the samples. One Video alone was
+    ``score_samples``'s input before every method took the same type; it still works, with a
+    FutureWarning."""
+    if isinstance(videos, Video):
+        warnings.warn("VideoDetector.score_samples, calibrate and predict take a list of videos; passing one "
+                      "Video alone is deprecated and will stop working: pass [video]", FutureWarning, stacklevel=3)
+        return [videos]
+    return list(videos)
+
+
 @dataclass
 class VideoDetector(BaseDetector):
     """A video recipe as one object: ``fit`` on normal videos (which also fits the score ranges),
-    ``score_samples(video)`` per frame (NaN where a frame has no clip), ``calibrate`` a frame
-    threshold on normal videos the fit did not see, ``evaluate`` on labelled test videos."""
+    ``score_samples(videos)`` per frame (NaN where a frame has no clip), ``calibrate`` a frame
+    threshold on normal videos the fit did not see, ``predict(videos)`` per frame, ``evaluate``
+    on labelled test videos. Every method takes a list of videos; their frames are the samples.
+
+    Parameters
+    ----------
+    model : str, default "mnad-pred"
+        The recipe's model: "memae3d", "mnad-recon", "mnad-pred" or "prototype".
+    model_options : dict
+        The model config's options (a setting's: :func:`recipe_setting`).
+    train_config : TrainConfig, default ``video_train_config("mnad-pred")``
+        Optimisation settings (:func:`video_train_config` gives each recipe's).
+    test_time_update : bool, default True
+        MNAD's memory update while scoring test videos in :meth:`evaluate` (§3.1).
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module or None
+        The fitted model.
+    history_ : list of dict
+        Per-epoch training losses.
+    ranges_ : dict or None
+        Min and max of each raw measurement on normal training videos, for scoring a video
+        without seeing the rest of it ("fitted ranges").
+    calibration_ : dict or None
+        The frame threshold from :meth:`calibrate`.
+    training_info_ : dict
+        What the fit recorded (settings, data, time, device).
+    """
 
     model: str = "mnad-pred"
     model_options: dict = field(default_factory=dict)
@@ -346,13 +389,15 @@ class VideoDetector(BaseDetector):
         self.check_is_fitted()
         return score_frames(self.model_, load_frames(self.model_, video), test_time_update=False)
 
-    def score_samples(self, video: Video) -> np.ndarray:
-        """Per-frame anomaly scores against the fitted ranges (NaN where a frame has no clip)."""
-        return anomaly_score(self.model_, self.score_frames(video), self.ranges_)
+    def score_samples(self, videos: Sequence[Video]) -> np.ndarray:
+        """Per-frame anomaly scores against the fitted ranges, the videos' frames one after the
+        other (NaN where a frame has no clip); higher = more anomalous."""
+        return np.concatenate([anomaly_score(self.model_, self.score_frames(v), self.ranges_)
+                               for v in as_videos(videos)])
 
-    def _calibration_scores(self, videos: list[Video]) -> np.ndarray:
+    def _calibration_scores(self, videos: Sequence[Video]) -> np.ndarray:
         """calibrate() takes normal videos: the scores of their scored frames."""
-        scores = np.concatenate([self.score_samples(v) for v in videos])
+        scores = self.score_samples(videos)
         return scores[np.isfinite(scores)]
 
     def evaluate(self, videos: list[Video]) -> tuple[dict, list[VideoResult]]:

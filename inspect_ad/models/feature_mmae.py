@@ -35,6 +35,7 @@ from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import SLOPE, attention_fuse, memory_on_grid
 from inspect_ad.models.outputs import FeatureOutput
 from inspect_ad.models.patchcore import local_patches
+from inspect_ad.models.protocols import FrozenFeatureModel
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,10 @@ def cosine_distance(f: Tensor, g: Tensor) -> Tensor:
     return 1 - F.cosine_similarity(f, g, dim=1, eps=1e-6)
 
 
-class FeatureMMAE(nn.Module):
+class FeatureMMAE(nn.Module, FrozenFeatureModel):
+    """MMAE (and its MemAE / AE ablations) rebuilding a frozen backbone's features instead of
+    pixels (see the module docstring and :class:`FeatureMMAEConfig`)."""
+
     def __init__(self, config: FeatureMMAEConfig):
         super().__init__()
         self.config = c = config
