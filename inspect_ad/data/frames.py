@@ -47,6 +47,8 @@ def _prepare(frame: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 @dataclass
 class VideoSet:
+    """A video data set: normal training videos and (labelled) test videos."""
+
     name: str
     train: list[Video]
     test: list[Video]

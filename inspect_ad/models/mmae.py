@@ -77,6 +77,9 @@ class MMAEConfig:
 
 
 class MMAE(nn.Module):
+    """MMAE on pixels (and its MemAE and AE ablations): K encoders, one memory per scale, the
+    attention fuser and the pixel-shuffle decoder (see :class:`MMAEConfig`)."""
+
     def __init__(self, config: MMAEConfig):
         super().__init__()
         self.config = c = config

@@ -235,6 +235,8 @@ def _stack_frames(clip: Tensor) -> Tensor:
 # ---- models --------------------------------------------------------------------------------
 
 class MemAE3D(nn.Module):
+    """MemAE's video model: a 3D-conv autoencoder with a per-position memory (:class:`MemAE3DConfig`)."""
+
     def __init__(self, config: MemAE3DConfig):
         super().__init__()
         self.config = c = config
@@ -267,6 +269,8 @@ class MemAE3D(nn.Module):
 
 
 class MNAD(nn.Module):
+    """MNAD: a U-Net with the read/update memory between encoder and decoder (:class:`MNADConfig`)."""
+
     def __init__(self, config: MNADConfig):
         super().__init__()
         self.config = c = config
@@ -290,6 +294,9 @@ class MNAD(nn.Module):
 
 
 class PrototypeAE(nn.Module):
+    """Lai et al.'s two-branch autoencoder: a shared encoder and the prototype memory, a future-frame
+    decoder and an RGB-difference decoder (:class:`PrototypeConfig`)."""
+
     def __init__(self, config: PrototypeConfig):
         super().__init__()
         self.config = c = config
