@@ -24,10 +24,10 @@ from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_devic
 from inspect_ad.detectors.video import RECIPES, VideoDetector, recipe_setting, video_train_config
 from inspect_ad.reports.visualize import save_score_plot
 
-PAPER = {"memae3d": (0.941, 0.917, "seed 000 Table 2 (AE row)"),
-         "mnad-recon": (0.902, None, "not legible in the seed text"),
-         "mnad-pred": (0.970, 0.943, "seed 001 §4.2: memory adds 2.7 points on Ped2 (0.970 − 0.027)"),
-         "prototype": (0.976, 0.958, "seed 003 Table IV (w/o)")}
+PAPER = {"memae3d": (0.941, 0.917, "MemAE Table 2 (AE row)"),
+         "mnad-recon": (0.902, None, "not legible in our copy of the MNAD paper"),
+         "mnad-pred": (0.970, 0.943, "MNAD §4.2: memory adds 2.7 points on Ped2 (0.970 − 0.027)"),
+         "prototype": (0.976, 0.958, "Lai et al. 2021 Table IV (w/o)")}
 PAPER_FPS = {"memae3d": "38 (1080 Ti)", "mnad-recon": "67 (Titan Xp)", "mnad-pred": "67 (Titan Xp)",
              "prototype": "42 (1080 Ti)"}
 

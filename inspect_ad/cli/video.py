@@ -20,7 +20,6 @@ from inspect_ad.errors import InspectError
 from inspect_ad.models import make_config
 from inspect_ad.cli.common import (Group, Option, batch_size_option, bundle_option, device_option, epochs_option,
                                    lr_option, model_options, option_errors, overwrite_option, quiet_option, seed_option)
-from inspect_ad.reports.visualize import save_score_plot
 
 
 @click.group("video", cls=Group)
@@ -39,7 +38,7 @@ def data_option(help: str):
     "Training": ("epochs", "batch_size", "lr", "max_steps_per_epoch", "seed"),
     "Output and run": ("out", "overwrite", "device", "quiet")})
 @click.option("--model", "recipe", cls=Option, hidden_names=("--recipe",), type=click.Choice(RECIPES), required=True,
-              help="MemAE-3D, MNAD reconstruction or prediction, or the prototype memory (seed 003).")
+              help="MemAE-3D, MNAD reconstruction or prediction, or the prototype memory (Lai et al. 2021).")
 @data_option("Dataset folder (frame folders or UCSD original) or 'synthetic'.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the model bundle.")
 @click.option("--setting", type=click.Choice(SETTINGS), default="cpu", show_default=True,
@@ -84,6 +83,7 @@ def fit(recipe, data, out, setting, epochs, batch_size, lr, max_steps_per_epoch,
 @device_option
 def evaluate(bundle, data, out, no_update, device):
     """Frame-level AUC over all test frames (per-video and fitted-range normalisation)."""
+    from inspect_ad.reports.visualize import save_score_plot   # matplotlib: only when plotting
     det = VideoDetector.load(bundle, device)
     det.test_time_update = not no_update
     ds = load_video_dataset(data).require_test()
@@ -104,6 +104,7 @@ def evaluate(bundle, data, out, no_update, device):
 @device_option
 def score(clip_dir, bundle, out, device):
     """Per-frame scores of one clip: CSV (raw, against the fitted ranges, and per-clip normalised) and a plot."""
+    from inspect_ad.reports.visualize import save_score_plot   # matplotlib: only when plotting
     det = VideoDetector.load(bundle, device)
     video_obj = load_clip_folder(clip_dir)
     start = time.perf_counter()

@@ -28,7 +28,7 @@ class Video:
         return len(self.array) if self.array is not None else len(self.paths)
 
     def frames(self, size: int, channels: int = 1) -> np.ndarray:
-        """(T, channels, size, size) float32 in [-1, 1] (the MNAD / seed 003 input range)."""
+        """(T, channels, size, size) float32 in [-1, 1] (the MNAD / Lai et al. input range)."""
         raw = self.array if self.array is not None else [to_uint8(read_image(p)) for p in self.paths]
         return np.stack([_prepare(f, size, channels) for f in raw])
 
@@ -47,6 +47,8 @@ def _prepare(frame: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 @dataclass
 class VideoSet:
+    """A video data set: normal training videos and (labelled) test videos."""
+
     name: str
     train: list[Video]
     test: list[Video]

@@ -56,6 +56,8 @@ CALIBRATION = "calibration"
 
 @dataclass
 class SyntheticSample:
+    """One generated test image with its defect mask and label."""
+
     image: np.ndarray            # (H, W, 3) uint8 RGB
     mask: np.ndarray | None      # (H, W) uint8 0/255; None for good images
     label: str                   # 'good' or a defect type
@@ -64,6 +66,9 @@ class SyntheticSample:
 
 @dataclass
 class SyntheticCategory:
+    """One generated category: good training images, test samples and further good images
+    for calibration."""
+
     name: str
     train: list[np.ndarray]
     test: list[SyntheticSample]

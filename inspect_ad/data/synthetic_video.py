@@ -29,6 +29,9 @@ ANOMALY_KINDS = ("fast", "shape", "against")
 
 @dataclass(frozen=True)
 class SyntheticVideoConfig:
+    """The built-in synthetic video set: walkers on a textured background; test videos turn
+    anomalous (a fast mover, a cart-like shape, a walker against the flow) from a random frame on."""
+
     size: int = 64
     train_videos: int = 8
     test_videos: int = 12         # cycles through ANOMALY_KINDS: 4 videos of each

@@ -111,7 +111,9 @@ def _ranges_to_labels(ranges: list[tuple[int, int]], length: int) -> np.ndarray:
 def load_ucsd_original(root: str | Path) -> VideoSet:
     """The UCSD Anomaly Detection download (``UCSDped1`` / ``UCSDped2`` folder)."""
     root = Path(root)
-    pick = lambda d, prefix: [v for v in _frame_videos(d) if re.fullmatch(prefix + r"\d+", v.name)]
+
+    def pick(folder: Path, prefix: str) -> list[Video]:
+        return [v for v in _frame_videos(folder) if re.fullmatch(prefix + r"\d+", v.name)]
     train, test = pick(root / "Train", "Train"), pick(root / "Test", "Test")
     if not train and not test:
         raise InspectError(f"{root}: no Train/Train001/*.tif or Test/Test001/*.tif folders; "

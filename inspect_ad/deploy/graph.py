@@ -15,6 +15,9 @@ from inspect_ad.scoring.anomaly_map import MapConfig, model_maps
 
 
 class ScoringGraph(nn.Module):
+    """The model and the map post-processing (smoothing, standardisation, pooling) as one
+    module: preprocessed images (B, C, H, W) in, (maps, scores) out. What gets exported."""
+
     def __init__(self, model: nn.Module, map_config: MapConfig, reference: Tensor | None = None):
         super().__init__()
         self.model, self.map_config = model.eval(), map_config

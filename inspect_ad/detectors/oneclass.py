@@ -77,8 +77,33 @@ def scale_scores(errors: np.ndarray) -> np.ndarray:
 
 @dataclass
 class OneClassDetector(BaseDetector):
-    """``model``: a registered one-class network (``memae_mnist``, ``ae_cifar10``, ...);
-    ``config``: its config (default: the registered one with ``model_options``)."""
+    """One-class detection on small in-memory images (MNIST, CIFAR-10) with MemAE's image networks.
+
+    Parameters
+    ----------
+    model : str, default "memae_mnist"
+        A registered one-class network ("memae_mnist", "ae_cifar10", ...).
+    config : dataclass or None, default None
+        Its config; None: the registered one with ``model_options``.
+    model_options : dict
+        The model config's options (when ``config`` is None).
+    train_config : TrainConfig, default :func:`oneclass_train_config`
+        MemAE §4's optimisation (Adam, lr 1e-4, no weight decay).
+    error : {"mse", "relative"}, default "mse"
+        The score: mean squared reconstruction error, or that divided by the image's mean
+        squared intensity (:func:`reconstruction_errors`).
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module or None
+        The fitted network (the weights of the epoch with the lowest validation error).
+    history_ : list of dict
+        Per-epoch training and validation losses.
+    calibration_ : dict or None
+        The threshold from :meth:`calibrate`.
+
+    ``score_samples(images)`` takes an (N, C, H, W) float array in [0, 1] (higher = more anomalous).
+    """
 
     model: str = "memae_mnist"
     config: Any = None

@@ -40,8 +40,31 @@ def reconstruction_scores(model: nn.Module, rows: np.ndarray, batch_size: int = 
 
 @dataclass
 class TabularDetector(BaseDetector):
-    """``model``: ``memae_fc``, ``memae_fc_nonspar`` or ``ae_fc`` (options in ``model_options``);
-    ``unique_rows``: train on each distinct row once per epoch."""
+    """Anomaly detection on table rows (KDDCUP99): MemAE's fully connected network.
+
+    Parameters
+    ----------
+    model : str, default "memae_fc"
+        "memae_fc", "memae_fc_nonspar" (no shrinkage) or "ae_fc" (no memory).
+    model_options : dict
+        The model config's options.
+    train_config : TrainConfig, default :func:`tabular_train_config`
+        MemAE §4's optimisation (Adam, lr 1e-4, no weight decay; batch 1024 as DAGMM).
+    unique_rows : bool, default False
+        Train on each distinct row once per epoch.
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module or None
+        The fitted network.
+    history_ : list of dict
+        Per-epoch training losses.
+    calibration_ : dict or None
+        The threshold from :meth:`calibrate`.
+
+    ``score_samples(rows)`` takes an (n, features) array and gives each row's squared
+    reconstruction error (higher = more anomalous).
+    """
 
     model: str = "memae_fc"
     model_options: dict = field(default_factory=dict)

@@ -3,15 +3,15 @@
 Which frame a clip scores (and so which frames get no score):
 
 * ``memae3d``: the 16-frame cuboid centred on frame u (frames u-8 .. u+7), clamped to the video
-  at its ends so every frame is scored (seed 000 §4.2: "the cuboid centering on it").
+  at its ends so every frame is scored (MemAE §4.2: "the cuboid centering on it").
 * ``mnad-recon``: the frame itself, every frame scored.
 * ``mnad-pred`` / ``prototype``: frames u-4 .. u-1 predict frame u; the first 4 frames of each
   video have no score and are left out of the AUC, as in the MNAD authors' evaluation code.
 
 Scores (higher = more anomalous):
 
-* MemAE: g(e_u), e_u the cuboid's reconstruction MSE (seed 000 eq. 11 is 1 − this).
-* MNAD / seed 003: λ(1 − g(PSNR)) + (1 − λ) g(D) (seed 001 eq. 16, seed 003 eq. 25 written as
+* MemAE: g(e_u), e_u the cuboid's reconstruction MSE (MemAE eq. 11 is 1 − this).
+* MNAD / prototype: λ(1 − g(PSNR)) + (1 − λ) g(D) (MNAD eq. 16, Lai et al. eq. 25 written as
   1 − regularity); without memory, 1 − g(PSNR) (MNAD Table 2's baseline).
 
 ``g`` is either the papers' min–max normalisation over each test video ("per-video") or a
@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -52,10 +54,10 @@ SETTINGS = ("paper", "cpu", "tiny")
 PSNR_CAP = 100.0   # dB for a perfect prediction, so min–max stays finite
 
 # The papers' learning rates (Adam, cosine annealing as MNAD §4.1 for every recipe).
-PAPER_LR = {"memae3d": 1e-4,      # seed 000 §4: 1e-4
-            "mnad-recon": 2e-5,   # seed 001 §4.1: 2e-5 for reconstruction
-            "mnad-pred": 2e-4,    # seed 001 §4.1: 2e-4 for prediction
-            "prototype": 2e-4}    # seed 003 §III-E: 2e-4
+PAPER_LR = {"memae3d": 1e-4,      # MemAE §4: 1e-4
+            "mnad-recon": 2e-5,   # MNAD §4.1: 2e-5 for reconstruction
+            "mnad-pred": 2e-4,    # MNAD §4.1: 2e-4 for prediction
+            "prototype": 2e-4}    # Lai et al. §III-E: 2e-4
 
 # Training settings per recipe. "paper": the papers' settings (GPU-sized); "cpu": a 2-core CPU
 # budget (64×64 grey, narrow nets); "tiny": the synthetic set and tests (64×64, the synthetic
@@ -115,7 +117,7 @@ def _scores_cuboids(model: nn.Module) -> bool:
 
 
 def _updates_at_test_time(model: nn.Module) -> bool:
-    """MNAD's items follow the test video (§3.1); MemAE's and seed 003's memories are fixed."""
+    """MNAD's items follow the test video (§3.1); MemAE's and the prototype model's memories are fixed."""
     return isinstance(model, MNAD) and model.memory is not None
 
 
@@ -143,7 +145,7 @@ def scored_clips(model: nn.Module, n_frames: int) -> list[tuple[int, int]]:
 @dataclass
 class RawScores:
     """Per-frame raw measurements of one video; NaN where a frame has no clip.
-    psnr: dB of the reconstructed / predicted frame (MNAD, seed 003).
+    psnr: dB of the reconstructed / predicted frame (MNAD, prototype).
     distance: mean query-to-nearest-item distance (eq. 14 / 22), NaN without memory.
     error: MemAE cuboid MSE.
     """
@@ -247,6 +249,9 @@ def score_ranges(model: nn.Module, videos: list[Video], max_videos: int = 4) -> 
 
 @dataclass
 class VideoResult:
+    """One test video's frame labels, raw measurements and scores (per-video and, when ranges
+    were fitted, against the fitted ranges)."""
+
     name: str
     labels: np.ndarray
     raw: RawScores
@@ -281,7 +286,7 @@ def evaluate_videos(model: nn.Module, videos: list[Video], ranges: dict | None =
         metrics["frame_auc_calibrated"] = pooled_auc(lambda r: r.scores_calibrated)
     metrics["per_video_auc"] = per_video_auc(results)
     if not np.isnan(results[0].raw.distance).all():
-        # Each term of the MNAD / seed 003 score alone (per-video g): which one carries the detection.
+        # Each term of the MNAD / prototype score alone (per-video g): which one carries the detection.
         metrics["term_auc"] = {"psnr": pooled_auc(lambda r: 1 - minmax(r.raw.psnr)),
                                "distance": pooled_auc(lambda r: minmax(r.raw.distance))}
     return metrics, results
@@ -301,11 +306,49 @@ def per_video_auc(results: list[VideoResult]) -> dict[str, float]:
 
 # ---- the detector --------------------------------------------------------------------------
 
+def as_videos(videos: Video | Sequence[Video]) -> list[Video]:
+    """The detector's input: a list of videos, whose frames are the samples. One Video alone was
+    ``score_samples``'s input before every method took the same type; it still works, with a
+    FutureWarning."""
+    if isinstance(videos, Video):
+        warnings.warn("VideoDetector.score_samples, calibrate and predict take a list of videos; passing one "
+                      "Video alone is deprecated and will stop working: pass [video]", FutureWarning, stacklevel=3)
+        return [videos]
+    return list(videos)
+
+
 @dataclass
 class VideoDetector(BaseDetector):
     """A video recipe as one object: ``fit`` on normal videos (which also fits the score ranges),
-    ``score_samples(video)`` per frame (NaN where a frame has no clip), ``calibrate`` a frame
-    threshold on normal videos the fit did not see, ``evaluate`` on labelled test videos."""
+    ``score_samples(videos)`` per frame (NaN where a frame has no clip), ``calibrate`` a frame
+    threshold on normal videos the fit did not see, ``predict(videos)`` per frame, ``evaluate``
+    on labelled test videos. Every method takes a list of videos; their frames are the samples.
+
+    Parameters
+    ----------
+    model : str, default "mnad-pred"
+        The recipe's model: "memae3d", "mnad-recon", "mnad-pred" or "prototype".
+    model_options : dict
+        The model config's options (a setting's: :func:`recipe_setting`).
+    train_config : TrainConfig, default ``video_train_config("mnad-pred")``
+        Optimisation settings (:func:`video_train_config` gives each recipe's).
+    test_time_update : bool, default True
+        MNAD's memory update while scoring test videos in :meth:`evaluate` (§3.1).
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module or None
+        The fitted model.
+    history_ : list of dict
+        Per-epoch training losses.
+    ranges_ : dict or None
+        Min and max of each raw measurement on normal training videos, for scoring a video
+        without seeing the rest of it ("fitted ranges").
+    calibration_ : dict or None
+        The frame threshold from :meth:`calibrate`.
+    training_info_ : dict
+        What the fit recorded (settings, data, time, device).
+    """
 
     model: str = "mnad-pred"
     model_options: dict = field(default_factory=dict)
@@ -323,7 +366,7 @@ class VideoDetector(BaseDetector):
         self._check_model_name()
 
     def fit(self, videos: list[Video], progress: bool = True, **info) -> "VideoDetector":
-        """Train on normal ``videos`` (the memory updates of MNAD eq. 3 / seed 003 eq. 12 after
+        """Train on normal ``videos`` (the memory updates of MNAD eq. 3 / Lai et al. eq. 12 after
         every step), then fit the score ranges on (up to 4 of) them. ``info`` (data, setting)
         is stored in the bundle's training section."""
         tc = self.train_config
@@ -346,13 +389,15 @@ class VideoDetector(BaseDetector):
         self.check_is_fitted()
         return score_frames(self.model_, load_frames(self.model_, video), test_time_update=False)
 
-    def score_samples(self, video: Video) -> np.ndarray:
-        """Per-frame anomaly scores against the fitted ranges (NaN where a frame has no clip)."""
-        return anomaly_score(self.model_, self.score_frames(video), self.ranges_)
+    def score_samples(self, videos: Sequence[Video]) -> np.ndarray:
+        """Per-frame anomaly scores against the fitted ranges, the videos' frames one after the
+        other (NaN where a frame has no clip); higher = more anomalous."""
+        return np.concatenate([anomaly_score(self.model_, self.score_frames(v), self.ranges_)
+                               for v in as_videos(videos)])
 
-    def _calibration_scores(self, videos: list[Video]) -> np.ndarray:
+    def _calibration_scores(self, videos: Sequence[Video]) -> np.ndarray:
         """calibrate() takes normal videos: the scores of their scored frames."""
-        scores = np.concatenate([self.score_samples(v) for v in videos])
+        scores = self.score_samples(videos)
         return scores[np.isfinite(scores)]
 
     def evaluate(self, videos: list[Video]) -> tuple[dict, list[VideoResult]]:

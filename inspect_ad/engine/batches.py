@@ -66,6 +66,9 @@ class LoaderBatches:
 
 
 class TensorBatches:
+    """Batches of rows of an in-memory tensor (tables, small image arrays), in an order drawn
+    from the seed each epoch."""
+
     def __init__(self, x: Tensor, batch_size: int, seed: int):
         self.x, self.batch_size = x, batch_size
         self.generator = torch.Generator().manual_seed(seed)

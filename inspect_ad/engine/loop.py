@@ -36,7 +36,34 @@ SCHEDULES = ("constant", "cosine")
 @dataclass
 class TrainConfig:
     """Optimisation settings shared by every family. Defaults are MMAE's (§4.1); each family's
-    detector starts from its own paper's values (:data:`~inspect_ad.detectors` docstrings)."""
+    detector starts from its own paper's values (:data:`~inspect_ad.detectors` docstrings).
+
+    Parameters
+    ----------
+    epochs : int, default 100
+        Passes over the training set (>= 1).
+    batch_size : int, default 16
+        Samples per optimiser step; on several processes, the global batch split between them.
+    lr : float, default 1e-4
+        Adam's learning rate (> 0).
+    weight_decay : float, default 1e-5
+        Adam's L2 penalty (>= 0).
+    seed : int, default 0
+        Seeds the weights' initialisation and the epochs' order: the same seed gives the same
+        model on a CPU.
+    device : str, default "auto"
+        "cpu", "cuda", "cuda:N", "mps", or "auto" (a GPU when there is one).
+    checkpoint_every : int, default 10
+        Epochs between checkpoints; 0: only at the end.
+    schedule : {"constant", "cosine"}, default "constant"
+        The learning rate over the run: constant, or cosine annealing over all steps (MNAD §4.1).
+    max_steps_per_epoch : int or None, default None
+        A cap on the batches of each epoch, for smoke runs; None: every batch.
+    ssim_weight, gms_weight : float, default 0.0
+        Weights of the SSIM and gradient-similarity terms added to a pixel model's loss.
+    synthetic_defects : float, default 0.0
+        The fraction of training inputs that get a pasted synthetic defect, in [0, 1].
+    """
 
     epochs: int = 100
     batch_size: int = 16

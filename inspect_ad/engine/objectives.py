@@ -33,7 +33,7 @@ def feature_objective(entropy_weight: float):
 
 class VideoObjective:
     """A clip -> the model's input and targets (``split_clip``) -> its paper's loss; after each
-    optimiser step the MNAD / seed 003 memories update their items (MNAD eq. 3, seed 003 eq. 12)."""
+    optimiser step the MNAD / prototype memories update their items (MNAD eq. 3, Lai et al. 2021 eq. 12)."""
 
     def __init__(self):
         self._out = None

@@ -17,14 +17,28 @@ from inspect_ad.memory.memae import SIMILARITIES
 
 @dataclass
 class MemoryConfig:
-    """The settings a memory module is built from (MemAE, Gong et al. ICCV 2019; MNAD; seed 003).
+    """The settings a memory module is built from (MemAE, Gong et al. ICCV 2019; MNAD, Park et al.
+    CVPR 2020; the prototype memory, Lai et al. 2021).
 
     Not every memory reads every field: MNAD's and the prototype memory take ``slots`` only
     (their read is a fixed cosine softmax, their items are L2-normalised Gaussians), and the
     model configs that embed them refuse the others (:meth:`check_used`).
+
+    Parameters
+    ----------
+    slots : int
+        The number of memory slots (items), N.
+    shrink_threshold : float or None, default None
+        MemAE's hard-shrinkage threshold λ on the addressing weights; None: 1/N; 0: no shrinkage.
+    similarity : {"cosine", "dot"}, default "cosine"
+        How a query is compared with each slot: MemAE's cosine, or the dot product of its code.
+    logit_scale : float, default 1.0
+        A temperature on the similarities inside the addressing softmax (1: the paper's).
+    init_std : float or None, default None
+        The slots' initial values: N(0, init_std²); None: uniform in ±1/sqrt(C), as MemAE's code.
     """
 
-    slots: int                              # MemAE eq. 3: N rows of M (MNAD §3.1 M items, seed 003 eq. 8 N)
+    slots: int                              # MemAE eq. 3: N rows of M (MNAD §3.1 M items, Lai et al. eq. 8 N)
     shrink_threshold: float | None = None   # MemAE eq. 7: λ; None = 1/N (see MemAEMemory); 0 = no shrinkage
     similarity: str = "cosine"              # MemAE eq. 5: d(z, m_i) cosine; "dot" = the authors' code
     logit_scale: float = 1.0                # multiplies eq. 5 inside eq. 4's softmax (1 = the paper)

@@ -1,4 +1,4 @@
-"""MNAD memory (Park et al., CVPR 2020, seed 001 §3.1–3.3): read, update and its two losses.
+"""MNAD memory (Park et al., CVPR 2020, §3.1–3.3): read, update and its two losses.
 
 Items are *buffers*: the paper updates them with eq. 3–5 from the queries, never by backprop,
 so they travel in the state dict (and a bundle) but no optimiser touches them.

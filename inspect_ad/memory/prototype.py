@@ -1,4 +1,4 @@
-"""Prototype-guided memory (seed 003 §III-B): cosine-softmax read, update and discriminative loss.
+"""Prototype-guided memory (Lai et al. 2021, §III-B): cosine-softmax read, update and discriminative loss.
 
 * read (eq. 8–10): d = cosine(z_i, m_j); w = softmax_j(d); ẑ_i = Σ_j w_ij m_j (same C as z).
 * update (eq. 11–12): v = softmax_i(d) over queries; m_j ← L2norm(m_j + Σ_i v_ij z_i).

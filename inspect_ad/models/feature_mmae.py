@@ -1,6 +1,6 @@
 """MMAE on pretrained features: ``--model mmae|memae|ae --backbone efficientnet_lite0``.
 
-The MMAE paper (seed 002) reconstructs pixels; here the same architecture reconstructs the
+The MMAE paper reconstructs pixels; here the same architecture reconstructs the
 frozen ImageNet features of the input, where a defect is far easier to tell from a good
 surface than in grey levels (``../shared/notes/accuracy-checks.md``):
 
@@ -35,6 +35,7 @@ from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import SLOPE, attention_fuse, memory_on_grid
 from inspect_ad.models.outputs import FeatureOutput
 from inspect_ad.models.patchcore import local_patches
+from inspect_ad.models.protocols import FrozenFeatureModel
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ SCALE_SOURCES = ("stages", "input")
 
 @dataclass
 class FeatureMMAEConfig:
-    """Paper values cite seed 002 §4.1 or MemAE; where both are silent we chose, and measured where
+    """Paper values cite MMAE §4.1 or MemAE; where both are silent we chose, and measured where
     it says so (recipes/results/mtd.md, "Pretrained features (issue 17)"; the demo's brick):
 
     * ``scale_source`` / ``stages``: "stages" takes K = len(stages) backbone stages from one
@@ -125,7 +126,10 @@ def cosine_distance(f: Tensor, g: Tensor) -> Tensor:
     return 1 - F.cosine_similarity(f, g, dim=1, eps=1e-6)
 
 
-class FeatureMMAE(nn.Module):
+class FeatureMMAE(nn.Module, FrozenFeatureModel):
+    """MMAE (and its MemAE / AE ablations) rebuilding a frozen backbone's features instead of
+    pixels (see the module docstring and :class:`FeatureMMAEConfig`)."""
+
     def __init__(self, config: FeatureMMAEConfig):
         super().__init__()
         self.config = c = config

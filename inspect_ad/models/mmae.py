@@ -1,4 +1,4 @@
-"""MMAE: multi-scale memories and attention autoencoder (seed 002), with its two ablations.
+"""MMAE: multi-scale memories and attention autoencoder (arXiv:2012.11113), with its two ablations.
 
 * ``mmae``  — K encoders on the input resized by γ^(i-1), one MemAE memory per scale, an
   attention fuser, one pixel-shuffle decoder.
@@ -25,7 +25,7 @@ from inspect_ad.models.outputs import ReconstructionOutput
 
 @dataclass
 class MMAEConfig:
-    """Hyperparameters of MMAE and its ablations. Paper values cite seed 002, §4.1.
+    """Hyperparameters of MMAE and its ablations. Paper values cite the MMAE paper, §4.1.
 
     Where the paper is silent we chose, and say why:
     * Feature-map size per scale (``grid_stride``): every encoder maps its input to the *same*
@@ -77,6 +77,9 @@ class MMAEConfig:
 
 
 class MMAE(nn.Module):
+    """MMAE on pixels (and its MemAE and AE ablations): K encoders, one memory per scale, the
+    attention fuser and the pixel-shuffle decoder (see :class:`MMAEConfig`)."""
+
     def __init__(self, config: MMAEConfig):
         super().__init__()
         self.config = c = config

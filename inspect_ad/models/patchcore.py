@@ -22,6 +22,7 @@ from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import CoresetMemory
 from inspect_ad.checks import check_int, check_ints, check_number, check_odd, is_int, require
 from inspect_ad.models.outputs import FeatureOutput
+from inspect_ad.models.protocols import MemoryBankModel
 
 
 @dataclass
@@ -84,7 +85,10 @@ def local_patches(feats: list[Tensor], patch_size: int) -> Tensor:
     return torch.cat(out, dim=1)
 
 
-class PatchCore(nn.Module):
+class PatchCore(nn.Module, MemoryBankModel):
+    """PatchCore on a frozen backbone: a greedy coreset of the training patches' features, each
+    test patch scored by its distance to the nearest one (see the module docstring)."""
+
     def __init__(self, config: PatchCoreConfig):
         super().__init__()
         self.config = c = config

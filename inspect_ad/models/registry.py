@@ -14,6 +14,8 @@ from inspect_ad.memory.config import DOTTED, FLAT_NAMES, option_names
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A registered model: its name, config and builder, its tiny variant for tests and an example input."""
+
     name: str
     build_config: Callable[..., Any]   # (**overrides) -> config dataclass
     build: Callable[[Any], nn.Module]  # config -> module

@@ -1,10 +1,10 @@
 """Video anomaly models built on the shared memory core.
 
-* ``memae3d``    — MemAE's video model (seed 000 §4.2): 3D-conv autoencoder on 16-frame grayscale
-  cuboids with a per-position MemAE memory (2000 slots) between encoder and decoder.
-* ``mnad-recon`` — MNAD (seed 001) reconstructing the input frame; U-Net without skips.
+* ``memae3d``    — MemAE's video model (Gong et al., ICCV 2019, §4.2): 3D-conv autoencoder on 16-frame
+  grayscale cuboids with a per-position MemAE memory (2000 slots) between encoder and decoder.
+* ``mnad-recon`` — MNAD (Park et al., CVPR 2020) reconstructing the input frame; U-Net without skips.
 * ``mnad-pred``  — MNAD predicting frame t+1 from frames t-3..t; U-Net with skips.
-* ``prototype``  — seed 003's two-branch autoencoder: shared encoder, prototype-guided memory,
+* ``prototype``  — Lai et al.'s (2021) two-branch autoencoder: shared encoder, prototype-guided memory,
   a future-frame decoder with skips and an RGB-difference decoder without.
 
 Every model takes a clip (B, T, C, H, W) in [-1, 1] through :meth:`split_clip` into its input and
@@ -34,7 +34,7 @@ class VideoOutput:
     """prediction: the reconstructed / predicted frames (same layout as ``target`` of split_clip).
     queries: flat (Q, C) memory queries (Q = B · positions), None without memory.
     weights: (Q, N) addressing weights, None without memory.
-    diff: seed 003's generated RGB difference (B, t·C, H, W), None for other models.
+    diff: the prototype model's generated RGB difference (B, t·C, H, W), None for other models.
     """
 
     prediction: Tensor
@@ -67,7 +67,7 @@ def _check_unet(config) -> None:
 
 @dataclass
 class MemAE3DConfig(_ConfigMixin):
-    """MemAE video model; values from seed 000 §4.2 unless noted (the learning rate, §4: Adam
+    """MemAE video model; values from MemAE §4.2 unless noted (the learning rate, §4: Adam
     1e-4, is a training setting)."""
 
     memory_fields = MemAEMemory.config_fields
@@ -98,7 +98,7 @@ MNAD_TASKS = ("recon", "pred")
 
 @dataclass
 class MNADConfig(_ConfigMixin):
-    """MNAD (seed 001); §4.1 values, the reconstruction ones where the tasks differ
+    """MNAD (Park et al., CVPR 2020); §4.1 values, the reconstruction ones where the tasks differ
     (``build_mnad_config`` switches to the prediction values; the learning rates, 2e-5 recon and
     2e-4 pred, are training settings)."""
 
@@ -188,7 +188,7 @@ def up_conv(c_in: int, c_out: int) -> nn.Sequential:
 
 class UNetEncoder(nn.Module):
     """MNAD's encoder: three double-conv + max-pool levels, then a double conv whose last BN and
-    ReLU are dropped (seed 001 §3.1: ReLU would cut the queries' negative values)."""
+    ReLU are dropped (MNAD §3.1: ReLU would cut the queries' negative values)."""
 
     def __init__(self, in_channels: int, widths: tuple):
         super().__init__()
@@ -207,7 +207,7 @@ class UNetEncoder(nn.Module):
 
 class UNetDecoder(nn.Module):
     """Mirror of :class:`UNetEncoder`; ``skips=False`` drops the skip connections (MNAD-recon,
-    seed 003's RGB-difference branch) so the decoder cannot copy its input."""
+    the prototype model's RGB-difference branch) so the decoder cannot copy its input."""
 
     def __init__(self, in_channels: int, widths: tuple, out_channels: int, skips: bool):
         super().__init__()
@@ -235,6 +235,8 @@ def _stack_frames(clip: Tensor) -> Tensor:
 # ---- models --------------------------------------------------------------------------------
 
 class MemAE3D(nn.Module):
+    """MemAE's video model: a 3D-conv autoencoder with a per-position memory (:class:`MemAE3DConfig`)."""
+
     def __init__(self, config: MemAE3DConfig):
         super().__init__()
         self.config = c = config
@@ -267,6 +269,8 @@ class MemAE3D(nn.Module):
 
 
 class MNAD(nn.Module):
+    """MNAD: a U-Net with the read/update memory between encoder and decoder (:class:`MNADConfig`)."""
+
     def __init__(self, config: MNADConfig):
         super().__init__()
         self.config = c = config
@@ -290,6 +294,9 @@ class MNAD(nn.Module):
 
 
 class PrototypeAE(nn.Module):
+    """Lai et al.'s two-branch autoencoder: a shared encoder and the prototype memory, a future-frame
+    decoder and an RGB-difference decoder (:class:`PrototypeConfig`)."""
+
     def __init__(self, config: PrototypeConfig):
         super().__init__()
         self.config = c = config
@@ -359,14 +366,14 @@ def video_loss(model: nn.Module, out: VideoOutput, targets: dict) -> tuple[Tenso
 
 
 def update_memory(model: nn.Module, out: VideoOutput) -> None:
-    """After a training step: MNAD eq. 3 / seed 003 eq. 12 (MemAE's memory learns by backprop)."""
+    """After a training step: MNAD eq. 3 / Lai et al. eq. 12 (MemAE's memory learns by backprop)."""
     memory = getattr(model, "memory", None)
     if out.queries is not None and hasattr(memory, "update") and getattr(model.config, "update_items", True):
         memory.update(out.queries)
 
 
 def per_sample_distance(model: nn.Module, out: VideoOutput, batch: int) -> Tensor | None:
-    """MNAD eq. 14 / seed 003 eq. 22: mean over positions of the distance to the nearest item."""
+    """MNAD eq. 14 / Lai et al. eq. 22: mean over positions of the distance to the nearest item."""
     memory = getattr(model, "memory", None)
     if out.queries is None or not hasattr(memory, "distance"):
         return None

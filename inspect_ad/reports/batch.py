@@ -72,6 +72,8 @@ THUMB_SIDE, OVERLAY_SIDE = 160, 1024
 
 @dataclass
 class Summary:
+    """A batch run's counts (PASS, FAIL, ERROR, INVALID; new rows this run), time and report path."""
+
     total: int
     passed: int
     failed: int

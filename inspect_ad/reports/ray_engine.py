@@ -64,6 +64,8 @@ def require_ray():
 
 @dataclass(frozen=True)
 class Item:
+    """One input of a Ray run: the name it has in the report, its row key and its relative name."""
+
     source: str   # the name in the report and the one workers read
     key: str      # one row per key: the resolved path, or the URL
     rel: Path     # the name relative to the folder it was found in

@@ -41,6 +41,25 @@ STANDARDIZE = ("off", "map", "score")
 
 @dataclass(frozen=True)
 class MapConfig:
+    """How a model's output becomes a pixel anomaly map and an image score (see the module docstring).
+
+    Parameters
+    ----------
+    sigma : float, default 4.0
+        Gaussian smoothing of the map, in pixels of the model's input; 0: none. In [0, 1000].
+    pooling : {"max", "mean"}, default "max"
+        How the smoothed map becomes the image score: its maximum (one defect, however small,
+        fails the part) or its mean (whole-image deviation).
+    metric : {"l2", "ssim", "gms"}, default "l2"
+        What a reconstruction is compared with its input by: squared error, 1 − SSIM or
+        1 − multi-scale gradient magnitude similarity. Feature models give their own map.
+    standardize : {"off", "map", "score"}, default "off"
+        Z-scores against reference maps of defect-free images: for the map and the score, for
+        the score only, or not at all.
+    scales : tuple of int, default (1,)
+        Average-pooling factors whose squared errors are averaged ("l2" only).
+    """
+
     sigma: float = 4.0
     pooling: str = "max"
     metric: str = "l2"

@@ -39,7 +39,6 @@ from typing import Sequence, TypeVar
 
 import cv2
 import numpy as np
-from scipy import stats
 
 from inspect_ad import __version__
 from inspect_ad.errors import InspectError
@@ -106,6 +105,9 @@ def require_calibration_size(n: int, alpha: float, source: str = "the calibratio
 
 @dataclass(frozen=True)
 class Guarantee:
+    """What the conformal threshold promises for ``n`` calibration images at a target false-reject
+    rate: the rank it takes and the bounds (see the module docstring)."""
+
     n: int
     target: float
     rank: int
@@ -121,6 +123,7 @@ class Guarantee:
 
 
 def guarantee(n: int, alpha: float) -> Guarantee:
+    from scipy import stats   # here, not at the top: it alone took a quarter of the CLI's start-up
     require_calibration_size(n, alpha)
     k = conformal_rank(n, alpha)
     return Guarantee(n, alpha, k, 1.0 - k / (n + 1), float(stats.binom.cdf(k - 1, n, 1.0 - alpha)),

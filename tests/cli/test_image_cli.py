@@ -62,7 +62,7 @@ def test_fit_refuses_to_overwrite_a_bundle(tiny_mvtec, tmp_path, mvtec_bundle):
 
 def one_line_error(result, *needles):
     assert result.exit_code == 2, result.output
-    lines = [l for l in result.output.splitlines() if l.startswith("error:")]
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, result.output
     for n in needles:
         assert n in lines[0], lines[0]

@@ -74,7 +74,7 @@ def test_video_bundle_from_before_the_detector_loads_and_scores_identically():
     # at 4d2404c: its score ranges sit under "calibration" and its config carries learning_rate
     det = VideoDetector.load(OLD_VIDEO_BUNDLE, "cpu")
     assert set(det.ranges_) == {"psnr", "distance"} and det.calibration_ is None
-    scores = det.score_samples(make_synthetic_video_set(seed=0).test[0])
+    scores = det.score_samples(make_synthetic_video_set(seed=0).test[:1])
     assert np.isnan(scores[:4]).all()      # frames 0-3 have no 4-frame history
     # that version's own scores, pinned to float32 rounding: the sum moved in the 10th digit between
     # dependency releases while the bundle and its code stayed the same
@@ -89,9 +89,9 @@ def test_video_detector_fit_calibrate_save_load(tmp_path):
     det.calibrate(ds.train[2:3], target_frr=0.2)
     det.save(tmp_path / "m")
     back = VideoDetector.load(tmp_path / "m", "cpu")
-    video = ds.test[0]
-    assert np.array_equal(back.score_samples(video), det.score_samples(video), equal_nan=True)
-    assert back.threshold_ == det.threshold_ and set(back.predict(video)) <= {"PASS", "FAIL"}
+    videos = ds.test[:1]
+    assert np.array_equal(back.score_samples(videos), det.score_samples(videos), equal_nan=True)
+    assert back.threshold_ == det.threshold_ and set(back.predict(videos)) <= {"PASS", "FAIL"}
     assert back.train_config == tc
 
 
@@ -99,3 +99,20 @@ def test_video_training_config_follows_the_papers():
     assert video_train_config("mnad-recon", "paper").lr == 2e-5 and video_train_config("mnad-pred", "paper").lr == 2e-4
     assert video_train_config("mnad-recon", "cpu", lr=None).lr == 2e-4     # None: keep the setting's value
     assert video_train_config("prototype", "paper").schedule == "cosine"
+
+
+def test_score_samples_takes_a_list_of_videos_and_gives_their_frames_in_order():
+    det = VideoDetector.load(OLD_VIDEO_BUNDLE, "cpu")
+    videos = make_synthetic_video_set(seed=0).test[:2]
+    both = det.score_samples(videos)
+    apart = [det.score_samples([v]) for v in videos]
+    assert len(both) == sum(len(v) for v in videos)
+    assert np.array_equal(both, np.concatenate(apart), equal_nan=True)
+
+
+def test_one_video_alone_still_scores_the_same_with_a_future_warning():
+    det = VideoDetector.load(OLD_VIDEO_BUNDLE, "cpu")
+    video = make_synthetic_video_set(seed=0).test[0]
+    with pytest.warns(FutureWarning, match=r"pass \[video\]"):
+        alone = det.score_samples(video)
+    assert np.array_equal(alone, det.score_samples([video]), equal_nan=True)
