@@ -24,8 +24,8 @@ from inspect_ad.deploy.export import export_graph
 from inspect_ad.deploy.graph import ScoringGraph
 from inspect_ad.deploy.runtime import RUNTIMES, TorchRuntime, open_runtime
 from inspect_ad.detectors.bundle import read_bundle_config, save_bundle, save_export, update_bundle_sections
-from inspect_ad.scoring.calibration import (Judgement, calibrate, check_calibration, decisions, holdout_split, judge,
-                                            require_calibration_size)
+from inspect_ad.scoring.calibration import (FAIL, Judgement, calibrate, check_calibration, decide, decisions,
+                                            holdout_split, judge, require_calibration_size)
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.data.preprocess import (CachedTargets, InputImages, Preprocessing, TrainImages, augmentation,
@@ -37,7 +37,7 @@ from inspect_ad.engine.distributed import (check_shares, is_main, on_rank0, per_
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import feature_objective, memae_objective
 from inspect_ad.errors import ConfigError, InspectError
-from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
+from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config, saved_config
 from inspect_ad.data.io import to_uint8
 from inspect_ad.data.sanity import input_problem, input_stats
 
@@ -106,7 +106,7 @@ class Detector(BaseDetector):
 
     def fit(self, images: Sequence[Path], out: str | Path | None = None, resume: bool = False,
             progress: bool = True, dataset: str = "", calibration_split: float = 0.0,
-            target_frr: float = 0.01, min_area: int | None = None, reference_split: float = 0.0) -> "Detector":
+            target_frr: float = 0.01, min_area: float | None = None, reference_split: float = 0.0) -> "Detector":
         """``calibration_split`` > 0 holds out that fraction (or count, if ≥ 1) of ``images``,
         chosen by the seed, and calibrates on them at the end (see :meth:`calibrate`).
         ``reference_split`` > 0 (standardized maps only) holds out another part of the rest for
@@ -265,10 +265,12 @@ class Detector(BaseDetector):
 
     # --- calibration -------------------------------------------------------------------
 
-    def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: int | None = None,
+    def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: float | None = None,
                   source: str = "", batch_size: int = 16, progress: bool = True, save: bool | None = None) -> dict:
         """Set thresholds from defect-free images not used for training (see
         :mod:`inspect_ad.scoring.calibration` for the guarantee); returns the calibration section.
+        ``min_area``: the smallest defect region reported besides the peak's, a fraction of the
+        image (< 1) or pixels of these images (≥ 1); None calibrates it.
 
         ``save`` None: write it into the bundle this detector was loaded from or last saved to
         (``bundle_path_``); without one it is kept in memory only and a warning says so: call
@@ -303,7 +305,13 @@ class Detector(BaseDetector):
 
     def judge(self, prediction: Prediction) -> Judgement:
         """PASS/FAIL, normalised score, defect mask and boxes for one successful prediction."""
-        return judge(prediction.score, prediction.map, check_calibration(self.calibration_), prediction.invalid)
+        return judge(prediction.score, prediction.map, check_calibration(self.calibration_), prediction.invalid,
+                     self.map_in_score_units)
+
+    @property
+    def map_in_score_units(self) -> bool:
+        """Whether map values compare with the image threshold: the score is the map's maximum."""
+        return self.map_config.pooling == "max" and self.map_config.standardize != "score"
 
     # --- persistence -------------------------------------------------------------------
 
@@ -404,7 +412,7 @@ class Detector(BaseDetector):
             raise InspectError(f"{path} is not an exported image model; export it first with 'inspect-ad export "
                                f"--bundle {path} --format {runtime} --out EXPORT' and pass --bundle EXPORT")
         det = cls._from_sections(name, meta)
-        det.model_config_ = make_config(name, **meta["model"].get("config", {}))
+        det.model_config_ = saved_config(name, meta["model"].get("config", {}))
         det.bundle_path_, det.export_ = path, meta["export"]
         det.runtime_ = open_runtime(path, runtime, resolve_device(device), precision)
         return det
@@ -513,4 +521,4 @@ class Detector(BaseDetector):
         file raises :class:`~inspect_ad.errors.InspectError` (``predict_iter`` goes on instead)."""
         threshold = self.threshold_
         preds = self._checked(inputs)
-        return decisions([not p.score <= threshold for p in preds], [p.invalid is not None for p in preds])
+        return decisions([decide(p.score, threshold) == FAIL for p in preds], [p.invalid is not None for p in preds])

@@ -33,8 +33,9 @@ def test_report_has_one_row_per_input_bad_files_included(qa_tree, tmp_path):
         if r["decision"] == "FAIL":
             assert (tmp_path / "rep" / f"{r['thumb']}_heat.jpg").stat().st_size > 100
         if r["decision"] != "ERROR":
-            assert (r["normalized_score"] > 0.5) == (r["decision"] == "FAIL")
+            assert (r["normalized_score"] > 1) == (r["decision"] == "FAIL")
             assert r["n_regions"] == len(r["boxes"])
+            assert (r["n_regions"] > 0) == (r["decision"] == "FAIL")   # regions on the failures only
     page = (tmp_path / "rep" / "index.html").read_text()
     assert page.count("<tr data-decision=") == 5 and "broken.png" in page
     assert json.loads((tmp_path / "rep" / "summary.json").read_text())["total"] == 5
@@ -45,6 +46,18 @@ def test_defects_fail_and_good_parts_pass(qa_tree, tmp_path):
     inspect_images(det, [root / "parts"], tmp_path / "rep", progress=False)
     decision = {os.path.basename(r["path"]): r["decision"] for r in read_rows(tmp_path / "rep" / JSONL)}
     assert decision["d0.png"] == decision["d1.png"] == "FAIL"
+
+
+def test_copied_photos_travel_with_the_report(qa_tree, tmp_path):
+    root, det = qa_tree
+    inspect_images(det, [root / "parts"], tmp_path / "rep", progress=False, copy_photos=True)
+    rows = read_rows(tmp_path / "rep" / JSONL)
+    copied = [r for r in rows if r.get("photo")]
+    assert len(copied) == 5   # the unreadable file too: it is there, only not an image
+    assert all((tmp_path / "rep" / r["photo"]).read_bytes() == Path(r["path"]).read_bytes() for r in copied)
+    shutil.move(tmp_path / "rep", tmp_path / "moved")
+    page = (tmp_path / "moved" / "index.html").read_text()
+    assert all(f'href="{r["photo"]}"' in page for r in copied) and "../" not in page
 
 
 def test_resume_adds_nothing_twice(qa_tree, tmp_path):
