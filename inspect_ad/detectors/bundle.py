@@ -251,7 +251,7 @@ def _image_rules() -> dict[str, tuple[set, dict]]:
             "expected_frr_bound": _NUMBER, "prob_frr_within_target": _NUMBER, "frr_95": _NUMBER,
             **{k: _TEXT for k in ("min_area_source", "guarantee", "normalized_score", "source", "date",
                                   "inspect_ad_version")}}),
-        "reference": (set(), {"n": _int_in(0), "pixel_p99": _number_in(0), "score_median": _NUMBER,
+        "reference": (set(), {"n": _int_in(0), "pixel_p50": _NUMBER, "pixel_p99": _number_in(0), "score_median": _NUMBER,
                               "score_max": _NUMBER, "input": _NUMBERS}),
         "training": (set(), {}),
         "export": ({"format", "file", "anomaly_map"}, {

@@ -258,7 +258,7 @@ class Detector(BaseDetector):
         preds = [p for p in self.predict_iter(images[:: max(1, len(images) // n)][:n], keep_image=True)
                  if not p.error]
         pixels = np.concatenate([p.map.ravel() for p in preds])
-        return {"n": len(preds), "pixel_p99": float(np.quantile(pixels, 0.99)),
+        return {"n": len(preds), "pixel_p50": float(np.median(pixels)), "pixel_p99": float(np.quantile(pixels, 0.99)),
                 "score_median": float(np.median([p.score for p in preds])),
                 "score_max": float(max(p.score for p in preds)),
                 "input": input_stats([p.image for p in preds])}

@@ -153,10 +153,13 @@ def _filter_buttons(count: Counter, total: int) -> str:
 def _colour_bar(scale: dict) -> str:
     """The heatmaps' colour scale as a CSS gradient, each mark a labelled line at its value."""
     stops = ", ".join(scale["colours"])
-    marks = "".join(f'<div class="mark" style="left:{100 * v / scale["vmax"]:.2f}%"><span>{_fmt(v, ".2g")} '
-                    f'{_fmt(text)}</span></div>' for v, text in scale["marks"])
-    ends = (f'<span class="end" style="left:0">0</span>'
-            f'<span class="end" style="right:0">{_fmt(scale["vmax"], "g")} and above</span>')
+    lo, hi = scale["vmin"], scale["vmax"]
+    # the FAIL line's label above the bar, the others below it: close marks would print over each other
+    marks = "".join(f'<div class="mark" style="left:{100 * (v - lo) / (hi - lo):.2f}%"><span class='
+                    f'"{"up" if v == 1.0 else "down"}">{_fmt(v, ".2g")} {_fmt(text)}</span></div>'
+                    for v, text in sorted(scale["marks"]))
+    ends = (f'<span class="end" style="left:0">{_fmt(lo, ".2g")}{" and below" if lo else ""}</span>'
+            f'<span class="end" style="right:0">{_fmt(hi, ".2g")} and above</span>')
     return (f'<div id="colour-bar"><div class="bar" style="background:linear-gradient(to right, {stops})">'
             f'{marks}</div><div class="ends">{ends}</div></div>')
 
@@ -215,7 +218,7 @@ window.addEventListener('hashchange', () => fromHash(null));
 fromHash('ALL');
 </script>"""
 
-_STYLE = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1em}"
+_STYLE = ("[hidden]{display:none!important}body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1em}"
           "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}th{cursor:pointer;background:#eee}"
           "td.n{text-align:right}.FAIL{color:#b00;font-weight:bold}.ERROR,.INVALID{color:#a60}"
           "img.mini{height:48px;display:block}a.heat{font-size:11px}"
@@ -226,10 +229,11 @@ _STYLE = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse
           "#filter{position:sticky;top:0;background:#fff;padding:4px 0;margin:0;border-bottom:1px solid #ccc;"
           "z-index:1}#filter button[aria-pressed=true]{background:#333;color:#fff}"
           "#legend{border:1px solid #ccc;padding:0 1em;margin:1em 0;max-width:60em;font-size:13px}"
-          "#legend h2{font-size:16px}#colour-bar{width:32em;margin:0.5em 0 2.6em}"
+          "#legend h2{font-size:16px}#colour-bar{width:32em;margin:2em 0 2.6em 1em}"
           "#colour-bar .bar{position:relative;height:18px;border:1px solid #555}"
           "#colour-bar .mark{position:absolute;top:-4px;bottom:-4px;border-left:2px dashed #000}"
-          "#colour-bar .mark span{position:absolute;top:26px;left:-2em;white-space:nowrap;font-size:11px}"
+          "#colour-bar .mark span{position:absolute;left:-2em;white-space:nowrap;font-size:11px}"
+          "#colour-bar .mark .up{bottom:26px}#colour-bar .mark .down{top:26px}"
           "#colour-bar .ends{position:relative;font-size:11px;height:1em}#colour-bar .end{position:absolute}")
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 HEAT_CMAP = "jet"
 CAPTION_PT = 10        # readable at the saved size (100 dpi)
-SCALE_TOP = 1.5        # the top of every colour bar, in units of its 1.0 (the threshold sits at 2/3: orange)
+AT_ONE = 2 / 3         # where 1.0 (the threshold) sits on every colour bar: the colour map's orange
 # the colour map as 256 RGB entries: matplotlib's pictures, the reports' OpenCV thumbnails and the
 # page's legend all colour a value the same way
 HEAT_LUT = (matplotlib.colormaps[HEAT_CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
@@ -58,19 +58,24 @@ def _show_image(ax, image: np.ndarray) -> None:
 @dataclass(frozen=True)
 class ColourScale:
     """A heatmap colour scale in decision units: map values are divided by ``unit`` (the image
-    threshold, once calibrated), so 1.0 is the FAIL line; the bar runs from 0 to ``vmax`` in those
-    units, and ``marks`` are (value, label) lines drawn on it (the thresholds)."""
+    threshold, once calibrated), so 1.0 is the FAIL line; the bar runs from ``vmin`` (where good
+    parts' maps typically lie: dark blue) to ``vmax``, chosen so that 1.0 always sits at two
+    thirds of it (orange, red above); ``marks`` are (value, label) lines drawn on it."""
     unit: float
     label: str = "anomaly map"
     marks: tuple[tuple[float, str], ...] = ()
-    vmax: float = SCALE_TOP
+    vmin: float = 0.0
+
+    @property
+    def vmax(self) -> float:
+        return self.vmin + (1.0 - self.vmin) / AT_ONE
 
     def values(self, amap: np.ndarray) -> np.ndarray:
         return np.asarray(amap, dtype=np.float32) / np.float32(self.unit)
 
     def to_dict(self) -> dict:
-        """For the report page's legend: the bar's range, label, marks and colours (hex, 0 to vmax)."""
-        return {"vmax": self.vmax, "label": self.label, "marks": [list(m) for m in self.marks],
+        """For the report page's legend: the bar's range, label, marks and colours (hex, vmin to vmax)."""
+        return {"vmin": self.vmin, "vmax": self.vmax, "label": self.label, "marks": [list(m) for m in self.marks],
                 "colours": ["#%02x%02x%02x" % tuple(int(c) for c in HEAT_LUT[i]) for i in range(0, 256, 17)]}
 
 
@@ -83,23 +88,27 @@ def colour_scale(det: "Detector") -> ColourScale:
     threshold, where the outlines are drawn, is marked too. Calibrated with another score (mean
     pooling, a z-scored score): the map ÷ the pixel threshold. Not calibrated: the map ÷ the
     highest score of the training images (measured at fit), labelled as such: there is no
-    decision to show yet."""
+    decision to show yet. The bar starts at the training images' median map value in those units
+    (0 for bundles made before it was measured), so normal texture is blue whatever the model's
+    offset (patchcore's distances never reach 0)."""
     cal, ref = det.calibration_, det.reference_ or {}
     if cal and det.map_in_score_units:
-        t = float(cal["image_threshold"])
-        outline = float(cal["pixel_threshold"]) / t if t > 0 else None
-        marks = [(1.0, "FAIL threshold")] + ([(outline, "outline (pixel threshold)")]
-                                             if outline is not None and 0 < outline < SCALE_TOP else [])
-        return ColourScale(t, "anomaly ÷ image threshold (above 1: FAIL)", tuple(marks))
-    if cal:
-        return ColourScale(float(cal["pixel_threshold"]), f"anomaly map ÷ pixel threshold (PASS/FAIL from the "
-                                                          f"{det.map_config.pooling} score)",
-                           ((1.0, "outline (pixel threshold)"),))
-    if det.map_in_score_units and "score_max" in ref:
-        return ColourScale(float(ref["score_max"]), "anomaly ÷ highest training-image score (not calibrated)",
-                           ((1.0, "highest training score"),))
-    return ColourScale(float(ref.get("pixel_p99", 1.0)), "anomaly map ÷ its 99th percentile on training images "
-                                                         "(not calibrated)", ((1.0, "training p99"),))
+        unit = float(cal["image_threshold"])
+        label, marks = "anomaly ÷ image threshold (above 1: FAIL)", [(1.0, "FAIL threshold")]
+        outline = float(cal["pixel_threshold"]) / unit if unit > 0 else None
+        if outline is not None and 0 < outline < 1.0 / AT_ONE:
+            marks.append((outline, "outline (pixel threshold)"))
+    elif cal:
+        unit, marks = float(cal["pixel_threshold"]), [(1.0, "outline (pixel threshold)")]
+        label = f"anomaly map ÷ pixel threshold (PASS/FAIL from the {det.map_config.pooling} score)"
+    elif det.map_in_score_units and "score_max" in ref:
+        unit, marks = float(ref["score_max"]), [(1.0, "highest training score")]
+        label = "anomaly ÷ highest training-image score (not calibrated)"
+    else:
+        unit, marks = float(ref.get("pixel_p99", 1.0)), [(1.0, "training p99")]
+        label = "anomaly map ÷ its 99th percentile on training images (not calibrated)"
+    floor = ref.get("pixel_p50", 0.0) / unit if unit > 0 else 0.0
+    return ColourScale(unit, label, tuple(marks), float(np.clip(floor, 0.0, 0.9)))
 
 
 def _scale(scale: ColourScale | float) -> ColourScale:
@@ -116,7 +125,7 @@ def heat_overlay(ax, image: np.ndarray, amap: np.ndarray, scale: ColourScale, ma
     """The heatmap over the image; ``mask``: the model's defect regions (white), ``truth``: the
     true defect (dashed green)."""
     _show_image(ax, image)
-    ax.imshow(scale.values(amap), cmap=HEAT_CMAP, alpha=0.45, vmin=0.0, vmax=scale.vmax)
+    ax.imshow(scale.values(amap), cmap=HEAT_CMAP, alpha=0.45, vmin=scale.vmin, vmax=scale.vmax)
     for outline, style in ((mask, REGION_STYLE), (truth, TRUTH_STYLE)):
         if outline is not None and outline.any():
             ax.contour(outline.astype(float), levels=[0.5], **style)
@@ -125,18 +134,22 @@ def heat_overlay(ax, image: np.ndarray, amap: np.ndarray, scale: ColourScale, ma
 def colour_bar(fig, scale: ColourScale, ax=None, cax=None):
     """The bar of ``scale`` beside ``ax`` (or in ``cax``), opaque so its colours can be read, with
     each mark as a line and a labelled tick of its own."""
-    mappable = ScalarMappable(Normalize(0.0, scale.vmax), HEAT_CMAP)
-    bar = fig.colorbar(mappable, ax=ax, cax=cax, fraction=0.046, pad=0.04, extend="max")
+    mappable = ScalarMappable(Normalize(scale.vmin, scale.vmax), HEAT_CMAP)
+    bar = fig.colorbar(mappable, ax=ax, cax=cax, fraction=0.046, pad=0.04, extend="both" if scale.vmin else "max")
     bar.set_label(scale.label)
-    ticks = [v for v in bar.get_ticks() if 0 <= v <= scale.vmax]
+    close = 0.12 * (scale.vmax - scale.vmin)   # ticks nearer than this would print over each other
+    marks = sorted(scale.marks)
+    ticks = [v for v in bar.get_ticks() if scale.vmin <= v <= scale.vmax
+             and all(abs(v - m) >= close for m, _ in marks)]
     labels = [f"{v:g}" for v in ticks]
-    for value, text in scale.marks:
+    for k, (value, text) in enumerate(marks):
         bar.ax.axhline(value, color="white", lw=3)
         bar.ax.axhline(value, color="black", lw=1.2, ls="--" if value == 1.0 else ":")
-        # auto ticks close to a mark's would print over its label
-        near = [abs(v - value) < 0.12 * scale.vmax for v in ticks]
-        ticks = [v for v, n in zip(ticks, near) if not n] + [value]
-        labels = [t for t, n in zip(labels, near) if not n] + [f"{value:.2g} {text}"]
+        # two marks close together: the lower label a line lower, the upper one a line higher
+        below = k > 0 and value - marks[k - 1][0] < close
+        above = k + 1 < len(marks) and marks[k + 1][0] - value < close
+        ticks.append(value)
+        labels.append(("\n" if above else "") + f"{value:.2g} {text}" + ("\n" if below else ""))
     bar.set_ticks(ticks, labels=labels)
     return bar
 
@@ -163,7 +176,7 @@ def save_overlay(path: str | Path, image: np.ndarray, amap: np.ndarray, scale: C
 
 def heat_rgb(amap: np.ndarray, scale: ColourScale) -> np.ndarray:
     """The heatmap alone, coloured as the colour bar colours it (RGB, uint8)."""
-    v = np.clip(scale.values(amap) / scale.vmax, 0.0, 1.0)
+    v = np.clip((scale.values(amap) - scale.vmin) / (scale.vmax - scale.vmin), 0.0, 1.0)
     return HEAT_LUT[(v * 255).round().astype(np.uint8)]
 
 
@@ -186,7 +199,7 @@ def save_curve(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]
         if label in (points or {}):
             point_label, xy = points[label]
             ax.plot(*xy, marker="o", ms=9, mfc="white", mew=2.5, color=line.get_color(), ls="none",
-                    label=point_label)
+                    label=point_label, clip_on=False)   # a point at FPR 0 sits on the axis
     if chance is not None:
         ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label=chance)
     if limit is not None:
@@ -208,7 +221,7 @@ def save_gallery(path: str | Path, rows: Sequence[tuple[str, np.ndarray, np.ndar
     overlay, one colour bar for all of them; ``info``: one :func:`shown` per column."""
     n = max(len(rows), 1)
     fig, axes = plt.subplots(2, n, figsize=(2.6 * n + 1.6, 5.6), squeeze=False,   # + 1.6 in: the colour bar
-                             gridspec_kw={"hspace": 0.08, "top": 0.82})             # room for 3-line captions
+                             gridspec_kw={"hspace": 0.08, "top": 0.82 - 0.04 * title.count("\n")})   # 3-line captions
     for j, (caption, image, amap, mask) in enumerate(rows):
         _show_image(axes[0, j], image)
         axes[0, j].set_title(caption, fontsize=CAPTION_PT)
