@@ -27,7 +27,7 @@ def _image_example(cfg) -> torch.Tensor:
 for _name in ("ae", "memae", "mmae"):
     _tiny = _TINY_IMAGE if _name == "memae" else {**_TINY_IMAGE, "num_scales": 3}   # memae is K = 1
     register_model(ModelSpec(_name, partial(build_config, _name), build_model, _tiny, _image_example,
-                             config_class=config_class))
+                             config_class=config_class, legacy={"align_grid": False}))   # feature MMAE's
 register_model(ModelSpec("patchcore", PatchCoreConfig, PatchCore, dict(image_size=32, stages=(1, 2)),
                          _image_example, legacy=PATCHCORE_LEGACY))
 

@@ -67,7 +67,8 @@ def make_config(name: str, **overrides):
 def saved_config(name: str, saved: dict):
     """The config of a saved model: the fields it was saved with, and for the fields added since,
     what they mean by their absence (``ModelSpec.legacy``), so an old bundle loads as it was made."""
-    return make_config(name, **{**get_spec(name).legacy, **saved})
+    valid = option_names_of(config_class(name, saved))   # the pixel and feature MMAE differ
+    return make_config(name, **{**{k: v for k, v in get_spec(name).legacy.items() if k in valid}, **saved})
 
 
 def option_names_of(config_cls: type) -> set:
