@@ -217,3 +217,18 @@ def test_a_failing_report_write_stops_the_run_with_its_error(qa_tree, tmp_path, 
     with pytest.raises(InspectError, match="disk full"):
         inspect_images(det, [root / "parts"], tmp_path / "rep", batch_size=2, progress=False)
     assert (tmp_path / "rep" / "summary.json").is_file()   # the rows written so far are summarised
+
+
+def test_photos_larger_and_smaller_than_the_calibration_images_get_the_same_regions(qa_tree, tmp_path):
+    import cv2
+    root, det = qa_tree
+    part = cv2.imread(str(root / "parts/line2/d0.png"), cv2.IMREAD_GRAYSCALE)   # 40 × 48, as calibrated
+    for name, f in (("small", 0.5), ("same", 1.0), ("large", 4.0)):
+        write_png(tmp_path / "parts" / f"{name}.png", cv2.resize(part, None, fx=f, fy=f, interpolation=cv2.INTER_AREA
+                                                                  if f < 1 else cv2.INTER_CUBIC))
+    inspect_images(det, [tmp_path / "parts"], tmp_path / "rep", progress=False)
+    rows = {Path(r["path"]).stem: r for r in read_rows(tmp_path / "rep" / JSONL)}
+    assert {r["decision"] for r in rows.values()} == {FAIL}
+    assert rows["small"]["n_regions"] == rows["same"]["n_regions"] == rows["large"]["n_regions"]
+    fraction = {k: rows[k]["defect_area"] / (f * f * 40 * 48) for k, f in (("small", 0.5), ("same", 1.0), ("large", 4.0))}
+    assert max(fraction.values()) < 1.3 * min(fraction.values())   # the same share of the photo at every size
