@@ -232,3 +232,18 @@ def test_photos_larger_and_smaller_than_the_calibration_images_get_the_same_regi
     assert rows["small"]["n_regions"] == rows["same"]["n_regions"] == rows["large"]["n_regions"]
     fraction = {k: rows[k]["defect_area"] / (f * f * 40 * 48) for k, f in (("small", 0.5), ("same", 1.0), ("large", 4.0))}
     assert max(fraction.values()) < 1.3 * min(fraction.values())   # the same share of the photo at every size
+
+
+def test_a_version_1_calibration_with_a_pixel_minimum_area_still_inspects(qa_tree, tmp_path):
+    root, _ = qa_tree
+    bundle = shutil.copytree(root / "model", tmp_path / "old")
+    meta = json.loads((bundle / "config.json").read_text())
+    cal = meta["calibration"]
+    cal.pop("min_area_fraction")     # as version 1 wrote it: pixels of the calibration images only
+    cal.update(version=1, min_area=5, normalized_score="u = s/(2t) for s <= t, 1 - t/(2s) above; t -> 0.5")
+    (bundle / "config.json").write_text(json.dumps(meta))
+    inspect_images(Detector.load(bundle, "cpu"), [root / "parts"], tmp_path / "rep", progress=False)
+    rows = [r for r in read_rows(tmp_path / "rep" / JSONL) if r["decision"] != "ERROR"]
+    assert {r["decision"] for r in rows} == {"PASS", FAIL}
+    assert all((r["n_regions"] > 0) == (r["decision"] == FAIL) for r in rows)
+    assert "5 px (a version-1 calibration" in (tmp_path / "rep" / "index.html").read_text()
