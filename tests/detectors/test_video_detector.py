@@ -76,8 +76,10 @@ def test_video_bundle_from_before_the_detector_loads_and_scores_identically():
     assert set(det.ranges_) == {"psnr", "distance"} and det.calibration_ is None
     scores = det.score_samples(make_synthetic_video_set(seed=0).test[0])
     assert np.isnan(scores[:4]).all()      # frames 0-3 have no 4-frame history
-    assert float(np.nansum(scores)) == 64.63366320038455   # that version's own scores, pinned
-    assert scores[4:7].tolist() == [0.8344350810933884, 0.7714279918749963, 0.8031549616653761]
+    # that version's own scores, pinned to float32 rounding: the sum moved in the 10th digit between
+    # dependency releases while the bundle and its code stayed the same
+    assert float(np.nansum(scores)) == pytest.approx(64.63366320038455, rel=1e-7)
+    assert scores[4:7] == pytest.approx([0.8344350810933884, 0.7714279918749963, 0.8031549616653761], rel=1e-7)
 
 
 def test_video_detector_fit_calibrate_save_load(tmp_path):
