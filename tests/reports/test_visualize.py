@@ -26,7 +26,10 @@ def test_a_calibrated_scale_is_in_units_of_the_image_threshold_with_both_thresho
     det = Detector.load(qa_bundles / "model", "cpu")
     cal = det.calibration_
     scale = colour_scale(det)
-    assert scale.unit == cal["image_threshold"] and scale.vmax == 1.5
+    assert scale.unit == cal["image_threshold"]
+    # from the training images' median map value, with the FAIL line at two thirds of the bar
+    assert scale.vmin == pytest.approx(min(0.9, det.reference_["pixel_p50"] / cal["image_threshold"]))
+    assert (1.0 - scale.vmin) / (scale.vmax - scale.vmin) == pytest.approx(2 / 3)
     assert dict((text, v) for v, text in scale.marks) == {
         "FAIL threshold": 1.0, "outline (pixel threshold)": pytest.approx(cal["pixel_threshold"] / cal["image_threshold"])}
     assert "image threshold" in scale.label
