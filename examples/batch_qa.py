@@ -29,7 +29,7 @@ def by_hand(det: Detector, inputs: list[str], out: Path) -> int:
             if p.error:                      # unreadable file: record it and go on
                 w.writerow([p.source, "ERROR", "", "", "", p.error])
                 continue
-            j = det.judge(p)                 # PASS/FAIL, normalised score (threshold = 0.5), mask, boxes
+            j = det.judge(p)                 # PASS/FAIL, normalised score (FAIL above 1), regions of a FAIL
             n_fail += j.decision == "FAIL"
             w.writerow([p.source, j.decision, f"{j.normalized:.4f}", j.defect_area, j.boxes, ""])
             f.flush()

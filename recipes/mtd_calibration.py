@@ -3,7 +3,8 @@
 Protocol (split.json): fit on 661 of the 761 training images, hold the other 100 out (chosen by
 the seed) and calibrate on them at each target false-reject rate; then count FAILs among the 191
 good test images (false-reject rate) and the 392 defective ones (recall), for the image decision
-(score > threshold) and for the mask decision (any defect region of at least min_area pixels).
+(score > threshold) and for the mask decision (any region above the pixel threshold of at least the
+minimum area: a second rule inspect-ad does not use, see recipes/decision_rule.py).
 
     OMP_NUM_THREADS=1 python recipes/mtd_calibration.py --data /work/shared/data/mtd \\
         --out runs/mtd_calibration --epochs 20
@@ -26,7 +27,7 @@ from scipy import stats
 
 from inspect_ad.scoring.anomaly_map import MapConfig
 from inspect_ad.atomic import atomic_write_text
-from inspect_ad.scoring.calibration import FAIL, holdout_split, judge
+from inspect_ad.scoring.calibration import FAIL, holdout_split, judge, largest_region_area, min_area_pixels
 from inspect_ad.data.datasets import from_manifest
 from inspect_ad.detectors.image import Detector, checkpoint_path
 from inspect_ad.scoring.metrics import image_auroc
@@ -101,9 +102,9 @@ def main(argv=None) -> int:
         labels.append(sample.label)
         scores.append(p.score)
         for a, cal in calibrations.items():
-            j = judge(p.score, p.map, cal)
-            fails[a]["image"].append(j.decision == FAIL)
-            fails[a]["mask"].append(bool(j.boxes))
+            fails[a]["image"].append(judge(p.score, p.map, cal).decision == FAIL)
+            fails[a]["mask"].append(largest_region_area(p.map, cal["pixel_threshold"])
+                                    >= min_area_pixels(cal, p.map.shape))
     t_test = time.perf_counter() - t1
     labels = np.array(labels)
     section = report(args, det, len(kept), calibrations, labels, np.array(scores), fails, t_fit, t_test)

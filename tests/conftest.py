@@ -37,6 +37,14 @@ def _keep_torch_threads():
     yield
     torch.set_num_threads(threads)
 
+@pytest.fixture(autouse=True)
+def _private_state(tmp_path_factory, monkeypatch):
+    """``fit`` records the last fitted bundle (the default --bundle) in a state folder: a test's own,
+    never the user's."""
+    monkeypatch.setenv("INSPECT_AD_STATE", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.delenv("INSPECT_AD_DATA", raising=False)
+
+
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"            # bundles saved by older versions, and the probe image they score
 RECIPES = TESTS.parent / "recipes"

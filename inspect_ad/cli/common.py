@@ -2,7 +2,10 @@
 stderr and exit code 2, never a traceback) and the options both take, under the same names."""
 from __future__ import annotations
 
+import logging
+import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -12,6 +15,8 @@ from inspect_ad.errors import InspectError, one_line
 from inspect_ad.models import parse_overrides
 
 CONFIG_FILE = "inspect_ad.config_file"   # ctx.meta key: the file a command's default map was read from
+STATE_ENV = "INSPECT_AD_STATE"           # where the last fitted bundle is recorded (default: XDG state folder)
+log = logging.getLogger(__name__)
 
 
 class Command(click.Command):
@@ -129,10 +134,43 @@ def model_options(f):
                         help="Model option, repeatable (e.g. -o num_scales=3); an unknown key lists the valid ones.")(f)
 
 
-def bundle_option(help: str = "Model bundle folder (written by fit).", **kwargs):
-    """``--bundle DIR``, given as ``bundle``; ``--model`` is the older name, still accepted."""
-    return click.option("--bundle", "bundle", cls=Option, hidden_names=("--model",), required=True,
+def bundle_option(help: str = "Model bundle folder (written by fit).", last: bool = False, **kwargs):
+    """``--bundle DIR``, given as ``bundle``; ``--model`` is the older name, still accepted.
+    ``last``: without it, the bundle that ``fit`` wrote last on this machine (:func:`last_bundle`)."""
+    if last:
+        kwargs.update(callback=lambda ctx, param, value: value or (None if ctx.resilient_parsing else last_bundle()))
+        help += " Default: the bundle fitted last on this machine."
+    return click.option("--bundle", "bundle", cls=Option, hidden_names=("--model",), required=not last,
                         type=click.Path(), help=help, **kwargs)
+
+
+def _last_bundle_file() -> Path:
+    state = os.environ.get(STATE_ENV) or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state",
+                                              "inspect-ad")
+    return Path(state) / "last_bundle"
+
+
+def remember_bundle(path: str | os.PathLike) -> None:
+    """Record ``path`` as the last fitted bundle; a state folder that cannot be written only costs
+    the default (a warning, not an error: the fit itself succeeded)."""
+    from inspect_ad.atomic import atomic_write_text
+    try:
+        atomic_write_text(_last_bundle_file(), os.path.abspath(path) + "\n")
+    except OSError as e:
+        log.warning("could not record the last fitted bundle in %s (%s)", _last_bundle_file(), e)
+
+
+def last_bundle() -> str:
+    """The bundle fitted last on this machine, with a one-line hint on stderr that it is used."""
+    try:
+        path = _last_bundle_file().read_text().strip()
+    except OSError:
+        path = ""
+    if not path or not (Path(path) / "config.json").is_file():
+        raise InspectError("no --bundle given and no fitted bundle recorded on this machine" + (
+            f" ({path} is gone)" if path else "") + "; pass --bundle DIR, or run 'inspect-ad fit' first")
+    click.echo(f"using the last fitted bundle {path} (--bundle chooses another)", err=True)
+    return path
 
 
 def device_option(f):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -15,8 +16,8 @@ from inspect_ad import __version__
 from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
-                                   model_options, option_errors, overwrite_option, quiet_option, runtime_options,
-                                   seed_option)
+                                   model_options, option_errors, overwrite_option, quiet_option, remember_bundle,
+                                   runtime_options, seed_option)
 from inspect_ad.cli.config_file import SECTION, config_option, resolved_options
 from inspect_ad.deploy.export import FORMATS
 from inspect_ad.errors import InspectError, printable
@@ -33,12 +34,48 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+DATA_ENV = "INSPECT_AD_DATA"   # the default --data-root
+
+
 def data_source_options(f):
     f = click.option("--train-dir", type=click.Path(), help="A plain folder of defect-free images.")(f)
     f = click.option("--manifest", type=click.Path(), help="Dataset manifest JSON (train list, labelled test list).")(f)
-    f = click.option("--category", help="MVTec AD category (with --data-root).")(f)
-    f = click.option("--data-root", type=click.Path(), help="Folder holding MVTec AD-layout categories.")(f)
+    f = click.option("--category", help=f"MVTec AD category (in --data-root, or ${DATA_ENV}).")(f)
+    f = click.option("--data-root", type=click.Path(),
+                     help=f"Folder holding MVTec AD-layout categories (default with --category: ${DATA_ENV}).")(f)
     return f
+
+
+def default_data_root(data_root, category, manifest, train_dir):
+    """``--category`` alone reads the categories' folder from $INSPECT_AD_DATA; without it, one line
+    says what to give."""
+    if data_root is not None or category is None or manifest is not None or train_dir is not None:
+        return data_root
+    if os.environ.get(DATA_ENV):
+        return os.environ[DATA_ENV]
+    raise InspectError(f"--category {category} needs the folder that holds the MVTec AD-layout categories: pass "
+                       f"--data-root DIR or set {DATA_ENV}=DIR")
+
+
+SOURCE_FOLDERS = {"good", "train", "ok", "images"}   # names that say nothing about the product
+
+
+def default_out(category, manifest, train_dir) -> Path:
+    """``models/<name>``: the category, the manifest's name, or the training folder's, skipping
+    folder names such as good and train (``data/bottle/train/good`` gives ``models/bottle``)."""
+    if category:
+        return Path("models", category)
+    path = Path(os.path.abspath(manifest or train_dir))
+    names = [path.stem] if manifest else [p.name for p in (path, *path.parents)]
+    return Path("models", next((n for n in names if n and n.lower() not in SOURCE_FOLDERS), "model"))
+
+
+MIN_AREA_HELP = ("Smallest defect region reported besides the peak's: a fraction of the image (e.g. 0.005), or "
+                 "pixels of the calibration images (e.g. 400), kept as a fraction (default: calibrated).")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def default_sigma(backbone: str) -> float:
@@ -97,7 +134,8 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
     "Calibration": ("calibration_split", "target_frr", "min_area"),
     "Output and run": ("config", "out", "overwrite", "resume", "checkpoint_every", "device", "nproc", "quiet")})
 @data_source_options
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the model bundle.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder for the model bundle (default: models/<category, or the training folder's name>).")
 @click.option("--model", "model_name", default="patchcore", show_default=True,
               help=f"One of: {', '.join(IMAGE_MODELS)} (mmae, memae, ae: on --backbone features, or pixels with 'none').")
 @click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
@@ -149,7 +187,7 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
               help="Hold out this fraction of the training images (chosen by --seed) and calibrate on them.")
 @click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="With --calibration-split: target false-reject rate.")
-@click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
+@click.option("--min-area", default=None, type=click.FloatRange(0), help=MIN_AREA_HELP)
 @quiet_option()
 @config_option
 def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size, lr, device,
@@ -164,7 +202,8 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
     from inspect_ad.engine.device import resolve_device
     from inspect_ad.engine.distributed import is_main, process_group
 
-    out = Path(out)
+    data_root = default_data_root(data_root, category, manifest, train_dir)
+    out = Path(out) if out is not None else default_out(category, manifest, train_dir)
     if (out / "config.json").exists() and not (resume or overwrite):
         raise InspectError(f"{out} already holds a model bundle; pass --overwrite to replace it, "
                            f"--resume to continue it, or choose another --out")
@@ -192,9 +231,11 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
         if is_main():
             update_bundle_sections(out, **{SECTION: resolved_options(click.get_current_context(), FIT_RUN_ONLY)})
             info = det.training_info_
+            remember_bundle(out)
             what = (f"filled a memory bank of {det.model_.memory.num_slots} patches" if info["final_loss"] is None
-                    else f"trained for {epochs} epochs (final loss {info['final_loss']:.5f})")
-            click.echo(f"{det.describe()} on {info['n_train']} images of {images.name}: {what} in "
+                    else f"trained for {plural(epochs, 'epoch')} (final loss {info['final_loss']:.5f})")
+            source = f"from {train_dir}" if train_dir else f"of {images.name}"
+            click.echo(f"{det.describe()} on {plural(info['n_train'], 'image')} {source}: {what} in "
                        f"{info['seconds']:.0f}s; bundle: {out}")
             if det.calibration_:
                 click.echo(format_calibration(det.calibration_))
@@ -226,19 +267,21 @@ def fit_on_processes(nproc: int, n_images: int, batch_size: int, device: str) ->
 # --- calibrate -------------------------------------------------------------------------------
 
 def format_calibration(cal: dict) -> str:
+    from inspect_ad.scoring.calibration import min_area_text
     return (f"calibrated on {cal['n']} good images at target false-reject rate {cal['target_frr']:g}: "
-            f"image threshold {cal['image_threshold']:.6g} (normalised score 0.5), pixel threshold "
-            f"{cal['pixel_threshold']:.6g}, min defect area {cal['min_area']} px\nguarantee: {cal['guarantee']}")
+            f"image threshold {cal['image_threshold']:.6g} (normalised score 1: a part FAILs above it), pixel "
+            f"threshold {cal['pixel_threshold']:.6g} (region outlines), min defect area {min_area_text(cal)}\n"
+            f"guarantee: {cal['guarantee']}")
 
 
 @main.command(sections={"Model and data": ("bundle", "good"), "Calibration": ("target_frr", "min_area", "force"),
                         "Run": ("batch_size", "device", "quiet")})
-@bundle_option()
+@bundle_option(last=True)
 @click.option("--good", required=True, multiple=True, type=click.Path(),
               help="Defect-free images (folders or files) NOT used for training; repeatable.")
 @click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Target false-reject rate on good parts.")
-@click.option("--min-area", default=None, type=click.IntRange(0), help="Smallest defect region in pixels (default: calibrated).")
+@click.option("--min-area", default=None, type=click.FloatRange(0), help=MIN_AREA_HELP)
 @click.option("--force", is_flag=True,
               help="Calibrate on images that do not look like the training images (other channels, grey levels "
                    "or size), which are refused otherwise.")
@@ -267,8 +310,9 @@ SEGMENT_OUTPUTS = ("_map.npy", "_overlay.png", "_mask.png", "_contour.png")
 @main.command(sections={"Model": ("bundle",), "Output": ("out", "overwrite", "quiet"),
                         "Run": ("batch_size", "device", "runtime", "precision", "compile_graph")})
 @click.argument("inputs", nargs=-1, required=True)
-@bundle_option()
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for overlays and maps.")
+@bundle_option(last=True)
+@click.option("--out", default="segmented", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for overlays and maps.")
 @batch_size_option(8, help="Images scored per batch.")
 @device_option
 @runtime_options
@@ -282,7 +326,7 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
     from inspect_ad.reports.batch import contour_overlay, write_mask, write_rgb
     from inspect_ad.data.datasets import named_inputs
     from inspect_ad.detectors.image import Detector
-    from inspect_ad.reports.visualize import colour_scale, save_overlay
+    from inspect_ad.reports.visualize import colour_scale, save_overlay, verdict
 
     det = Detector.load(bundle, device, runtime, precision, compile_graph)
     named = named_inputs(inputs)
@@ -309,12 +353,13 @@ def segment(inputs, bundle, out, batch_size, device, runtime, precision, compile
         with atomic_path(out / f"{stem}_map.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, p.map)
         if not det.calibration_:
-            save_overlay(out / f"{stem}_overlay.png", p.image, p.map, scale, f"score {p.score:.5g}")
+            save_overlay(out / f"{stem}_overlay.png", p.image, p.map, scale, f"score {p.score:.5g} (not calibrated)")
             say(f"{p.source}\tscore={p.score:.6g}" + (f"\tINVALID input: {p.invalid}" if p.invalid else ""))
             continue
         j = det.judge(p)
-        save_overlay(out / f"{stem}_overlay.png", p.image, p.map, scale,
-                     f"{j.decision} {j.normalized:.3f} (score {p.score:.5g})", mask=j.mask)
+        title = (f"{j.decision}: {j.reason}" if j.reason else
+                 f"{verdict(j.decision, j.normalized)} (score {p.score:.5g})" + ("; white: regions" if j.boxes else ""))
+        save_overlay(out / f"{stem}_overlay.png", p.image, p.map, scale, title, mask=j.mask)
         write_mask(out / f"{stem}_mask.png", j.mask)
         write_rgb(out / f"{stem}_contour.png", contour_overlay(p.image, j.mask))
         say(f"{p.source}\tscore={p.score:.6g}\tnormalised={j.normalized:.4f}\t{j.decision}"
@@ -354,10 +399,10 @@ def prepare_outputs(out: Path, stems: list[str]) -> None:
 
 @main.command("inspect", sections={
     "Model": ("bundle",), "Report": ("out", "resume", "overwrite", "fail_exit_code", "quiet"),
-    "Sorting": ("sort_into", "copy"),
+    "Sorting": ("sort_into", "copy"), "Pictures": ("copy_photos",),
     "Run": ("engine", "address", "workers", "batch_size", "device", "runtime", "precision", "compile_graph")})
 @click.argument("inputs", nargs=-1, required=True)
-@bundle_option("Calibrated model bundle folder.")
+@bundle_option("Calibrated model bundle folder.", last=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (results.csv/.jsonl, index.html).")
 @batch_size_option(16, help="Images scored per batch (with --engine ray: per chunk a worker is given).")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
@@ -377,6 +422,9 @@ def prepare_outputs(out: Path, stems: list[str]) -> None:
 @click.option("--sort-into", type=click.Path(file_okay=False),
               help="Link each image into DIR/pass, DIR/fail, DIR/invalid or DIR/error.")
 @click.option("--copy", is_flag=True, help="With --sort-into: copy the images instead of symlinking them.")
+@click.option("--copy-photos", is_flag=True,
+              help="Copy every photo into the report (OUT/photos/) and link the copies, so the report folder "
+                   "can be moved or sent on its own.")
 @click.option("--resume", is_flag=True, help="Continue a report: skip images already in it.")
 @overwrite_option("Replace an existing report in --out.")
 @click.option("--fail-exit-code", is_flag=True,
@@ -385,7 +433,7 @@ def prepare_outputs(out: Path, stems: list[str]) -> None:
 @quiet_option()
 @click.pass_context
 def inspect_cmd(ctx, inputs, bundle, out, batch_size, engine, address, workers, device, runtime, precision,
-                compile_graph, sort_into, copy, resume, overwrite, fail_exit_code, quiet):
+                compile_graph, sort_into, copy, copy_photos, resume, overwrite, fail_exit_code, quiet):
     """Batch QA: PASS/FAIL every image under INPUTS (files, folders searched recursively, list files:
     .txt, one path a line) into a CSV/JSONL/HTML report."""
     from functools import partial
@@ -394,7 +442,7 @@ def inspect_cmd(ctx, inputs, bundle, out, batch_size, engine, address, workers, 
 
     load = partial(Detector.load, bundle, device, runtime, precision, compile_graph)
     run = dict(batch_size=batch_size, resume=resume, overwrite=overwrite, sort_into=sort_into, copy=copy,
-               progress=not quiet, **({} if workers is None else {"workers": workers}))   # else each engine's default
+               copy_photos=copy_photos, progress=not quiet, **({} if workers is None else {"workers": workers}))   # else each engine's default
     if engine == "ray":
         from inspect_ad.reports.ray_engine import inspect_images_ray
         s = inspect_images_ray(load, inputs, out, address=address, **run)
@@ -471,7 +519,7 @@ def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigm
     if len(set(names)) < len(names):
         raise InspectError(f"the bundles' folder names name their reports and must differ: {', '.join(bundle)}")
     reports = {name: Path(out) / name for name in names} if len(bundle) > 1 else {names[0]: Path(out)}
-    data = load_image_set(data_root, category, manifest, train_dir)
+    data = load_image_set(default_data_root(data_root, category, manifest, train_dir), category, manifest, train_dir)
     overrides = {k: v for k, v in (("sigma", sigma), ("metric", map_metric), ("scales", map_scales),
                                    ("pooling", pooling), ("standardize", standardize)) if v is not None}
     for b, report in zip(bundle, reports.values()):

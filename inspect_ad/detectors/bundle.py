@@ -32,7 +32,7 @@ from inspect_ad.atomic import (atomic_write_json, current_umask, finish_file, fs
 from inspect_ad.deploy.export import FORMATS, MODEL_FILES
 from inspect_ad.errors import InspectError, one_line
 from inspect_ad.memory.config import DOTTED, FIELD_RULES, FLAT_NAMES
-from inspect_ad.models import IMAGE_MODELS, create_model, get_spec, list_models, make_config, model_config_class
+from inspect_ad.models import IMAGE_MODELS, create_model, get_spec, list_models, model_config_class, saved_config
 from inspect_ad.models.registry import MOVED
 
 log = logging.getLogger(__name__)
@@ -253,10 +253,11 @@ def _image_rules() -> dict[str, tuple[set, dict]]:
         "calibration": ({"image_threshold", "pixel_threshold", "min_area", "target_frr", "n"}, {
             "version": _int_in(1), "target_frr": _number_in(0, 1, open_ends=True), "n": _int_in(1),
             "rank": _int_in(1), "image_threshold": _NUMBER, "pixel_threshold": _NUMBER, "min_area": _int_in(0),
+            "min_area_fraction": _number_in(0, 1),
             "expected_frr_bound": _NUMBER, "prob_frr_within_target": _NUMBER, "frr_95": _NUMBER,
             **{k: _TEXT for k in ("min_area_source", "guarantee", "normalized_score", "source", "date",
                                   "inspect_ad_version")}}),
-        "reference": (set(), {"n": _int_in(0), "pixel_p99": _number_in(0), "score_median": _NUMBER,
+        "reference": (set(), {"n": _int_in(0), "pixel_p50": _NUMBER, "pixel_p99": _number_in(0), "score_median": _NUMBER,
                               "score_max": _NUMBER, "input": _NUMBERS}),
         "training": (set(), {}),
         "export": ({"format", "file", "anomaly_map"}, {
@@ -399,7 +400,7 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
                            f"--runtime {fmt} (inspect, segment), or pass --bundle the bundle it was exported from")
     name, cfg = meta["model"]["name"], meta["model"].get("config", {})
     try:
-        config = make_config(name, **cfg)
+        config = saved_config(name, cfg)
     except (ValueError, TypeError) as e:
         raise InspectError(f"{path / CONFIG}: model.config is invalid ({e}); the bundle was edited: "
                            f"re-run 'inspect-ad fit'")

@@ -37,7 +37,7 @@ from inspect_ad.engine.distributed import (check_shares, is_main, on_rank0, per_
 from inspect_ad.engine.loop import TrainConfig, train
 from inspect_ad.engine.objectives import feature_objective, memae_objective
 from inspect_ad.errors import ConfigError, InspectError, printable
-from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config
+from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config, saved_config
 from inspect_ad.models.protocols import FrozenFeatureModel, MemoryBankModel
 from inspect_ad.data.io import distinct_images, to_uint8
 from inspect_ad.data.sanity import calibration_problem, input_problem, input_stats
@@ -168,7 +168,7 @@ class Detector(BaseDetector):
 
     def fit(self, images: Sequence[Path], out: str | Path | None = None, resume: bool = False,
             progress: bool = True, dataset: str = "", calibration_split: float = 0.0,
-            target_frr: float = 0.01, min_area: int | None = None, reference_split: float = 0.0) -> "Detector":
+            target_frr: float = 0.01, min_area: float | None = None, reference_split: float = 0.0) -> "Detector":
         """``calibration_split`` > 0 holds out that fraction (or count, if ≥ 1) of ``images``,
         chosen by the seed, and calibrates on them at the end (see :meth:`calibrate`).
         ``reference_split`` > 0 (standardized maps only) holds out another part of the rest for
@@ -321,18 +321,20 @@ class Detector(BaseDetector):
         preds = [p for p in self.predict_iter(images[:: max(1, len(images) // n)][:n], keep_image=True)
                  if not p.error]
         pixels = np.concatenate([p.map.ravel() for p in preds])
-        return {"n": len(preds), "pixel_p99": float(np.quantile(pixels, 0.99)),
+        return {"n": len(preds), "pixel_p50": float(np.median(pixels)), "pixel_p99": float(np.quantile(pixels, 0.99)),
                 "score_median": float(np.median([p.score for p in preds])),
                 "score_max": float(max(p.score for p in preds)),
                 "input": input_stats([p.image for p in preds])}
 
     # --- calibration -------------------------------------------------------------------
 
-    def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: int | None = None,
+    def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: float | None = None,
                   source: str = "", batch_size: int = 16, progress: bool = True, save: bool | None = None,
                   force: bool = False) -> dict:
         """Set thresholds from defect-free images not used for training (see
         :mod:`inspect_ad.scoring.calibration` for the guarantee); returns the calibration section.
+        ``min_area``: the smallest defect region reported besides the peak's, a fraction of the
+        image (< 1) or pixels of these images (≥ 1); None calibrates it.
 
         Each image counts once (a file given twice, links to one file, copies of one photo are
         dropped, so that n is honest), and each must look like the training images: the same
@@ -381,7 +383,13 @@ class Detector(BaseDetector):
 
     def judge(self, prediction: Prediction) -> Judgement:
         """PASS/FAIL, normalised score, defect mask and boxes for one successful prediction."""
-        return judge(prediction.score, prediction.map, check_calibration(self.calibration_), prediction.invalid)
+        return judge(prediction.score, prediction.map, check_calibration(self.calibration_), prediction.invalid,
+                     self.map_in_score_units)
+
+    @property
+    def map_in_score_units(self) -> bool:
+        """Whether map values compare with the image threshold: the score is the map's maximum."""
+        return self.map_config.pooling == "max" and self.map_config.standardize != "score"
 
     # --- persistence -------------------------------------------------------------------
 
@@ -482,7 +490,7 @@ class Detector(BaseDetector):
             raise InspectError(f"{path} is not an exported image model; export it first with 'inspect-ad export "
                                f"--bundle {path} --format {runtime} --out EXPORT' and pass --bundle EXPORT")
         det = cls._from_sections(name, meta)
-        det.model_config_ = make_config(name, **meta["model"].get("config", {}))
+        det.model_config_ = saved_config(name, meta["model"].get("config", {}))
         det.bundle_path_, det.export_ = path, meta["export"]
         det.runtime_ = open_runtime(path, runtime, resolve_device(device), precision)
         return det

@@ -6,8 +6,8 @@ import torch
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
 from inspect_ad.models.mmae import MMAE, MMAEConfig, ablation_options, build_config, build_model, config_class
 from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
-from inspect_ad.models.patchcore import PatchCore, PatchCoreConfig
-from inspect_ad.models.registry import (ModelSpec, config_class as model_config_class, create_model, get_spec, list_models, make_config, parse_overrides,
+from inspect_ad.models.patchcore import LEGACY as PATCHCORE_LEGACY, PatchCore, PatchCoreConfig
+from inspect_ad.models.registry import (ModelSpec, config_class as model_config_class, create_model, get_spec, list_models, make_config, parse_overrides, saved_config,
                        register_model)
 
 IMAGE_MODELS = ("ae", "memae", "mmae", "patchcore")
@@ -27,13 +27,13 @@ def _image_example(cfg) -> torch.Tensor:
 for _name in ("ae", "memae", "mmae"):
     _tiny = _TINY_IMAGE if _name == "memae" else {**_TINY_IMAGE, "num_scales": 3}   # memae is K = 1
     register_model(ModelSpec(_name, partial(build_config, _name), build_model, _tiny, _image_example,
-                             config_class=config_class))
+                             config_class=config_class, legacy={"align_grid": False}))   # feature MMAE's
 register_model(ModelSpec("patchcore", PatchCoreConfig, PatchCore, dict(image_size=32, stages=(1, 2)),
-                         _image_example))
+                         _image_example, legacy=PATCHCORE_LEGACY))
 
 __all__ = ["MMAE", "MMAEConfig", "ablation_options", "FeatureMMAE", "FeatureMMAEConfig", "PatchCore", "PatchCoreConfig",
            "FeatureOutput", "ReconstructionOutput", "BACKBONE_MODELS", "TINY_FEATURE", "model_config_class", "ModelSpec", "create_model", "get_spec",
-           "list_models", "make_config", "parse_overrides", "register_model", "IMAGE_MODELS"]
+           "list_models", "make_config", "parse_overrides", "saved_config", "register_model", "IMAGE_MODELS"]
 from inspect_ad.models import oneclass  # noqa: E402,F401  (registers one-class models)
 from inspect_ad.models import video  # noqa: E402,F401  (registers the video models)
 from inspect_ad.models import tabular  # noqa: E402,F401  (registers tabular models)

@@ -30,6 +30,8 @@ class FeatureOutput:
     reconstructions: per-scale reconstructions of ``features`` (empty for ``patchcore``).
     weights: addressing weights of each memory, as in :class:`ReconstructionOutput`.
     attention: fuser weights over scales (B, K, h, w), or None.
+    stride: cell i of ``anomaly_map`` is centred on input pixel stride·i (see
+        :mod:`inspect_ad.ops.grid`); None: in the middle of its block (bundles made before that).
     """
 
     anomaly_map: Tensor
@@ -37,3 +39,4 @@ class FeatureOutput:
     reconstructions: list[Tensor] = field(default_factory=list)
     weights: list[Tensor] = field(default_factory=list)
     attention: Tensor | None = None
+    stride: int | None = None

@@ -3,7 +3,7 @@ tiny variant for tests (the timm habit: one parametrised test checks each regist
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from torch import nn
@@ -25,6 +25,8 @@ class ModelSpec:
     # overrides -> the config dataclass they build, for families whose options choose it (the image
     # models' ``backbone``: pixel MMAEConfig or FeatureMMAEConfig); default: build_config()'s type
     config_class: Callable[[dict], type] | None = None
+    # config fields added later -> what a config saved before them means by their absence
+    legacy: dict = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -62,6 +64,13 @@ def make_config(name: str, **overrides):
         raise ConfigError(f"model {name!r} has no option {', '.join(unknown)}{moved}; "
                           f"valid options: {', '.join(sorted(valid))}")
     return spec.build_config(**overrides)
+
+
+def saved_config(name: str, saved: dict):
+    """The config of a saved model: the fields it was saved with, and for the fields added since,
+    what they mean by their absence (``ModelSpec.legacy``), so an old bundle loads as it was made."""
+    valid = option_names_of(config_class(name, saved))   # the pixel and feature MMAE differ
+    return make_config(name, **{**{k: v for k, v in get_spec(name).legacy.items() if k in valid}, **saved})
 
 
 def option_names_of(config_cls: type) -> set:

@@ -5,16 +5,22 @@
 - ``results.jsonl`` — one JSON object per input (the source of truth), appended and flushed row
   by row, so an interrupted run loses at most the row being written;
 - ``results.csv`` — the same rows (``boxes`` as JSON), appended alongside;
-- ``thumbs/`` — image and heatmap thumbnails (JPEG, ≤ 160 px) of the failures and of the passes
-  nearest the threshold (:class:`Pictures`), and a heat overlay of each failure at up to 1024 px
-  a side, for a closer look than the thumbnail gives;
+- ``thumbs/`` — for the failures and the passes nearest the threshold (:class:`Pictures`): the
+  photo and its heatmap alone (JPEG, ≤ 160 px; colours of :func:`~inspect_ad.reports.visualize.colour_scale`,
+  1.0 the image threshold), and the heatmap over the photo at up to 1024 px a side, for a closer
+  look; the defect regions outlined in white (FAILs only);
+- ``photos/`` — with ``copy_photos``, a copy of every input photo, which the page links instead of
+  the original, so the report folder holds everything it shows and can be moved or sent alone;
 - ``summary.json`` and ``index.html`` (:mod:`inspect_ad.reports.html`), rewritten atomically at the
   end, also after an interruption.
 
-Rows: ``path, score, normalized_score, decision (PASS/FAIL/INVALID/ERROR), defect_area (pixels),
-n_regions, boxes ([[x0, y0, x1, y1], ...], x1/y1 exclusive, largest region first), error``;
+Rows: ``path, score, normalized_score (score ÷ image threshold: FAIL above 1), decision
+(PASS/FAIL/INVALID/ERROR), defect_area (pixels), n_regions, boxes ([[x0, y0, x1, y1], ...], pixels
+of the photo, x1/y1 exclusive, largest region first), error``; the regions (area, count, boxes)
+are those of a FAIL, and a PASS has none (:func:`~inspect_ad.scoring.calibration.judge`);
 results.jsonl also holds ``resolved`` (the absolute path), ``folder`` (the input's folder relative
-to the folder it was found in, ``.`` at its top) and ``thumb`` (where the pictures are, if any).
+to the folder it was found in, ``.`` at its top), ``thumb`` (where the pictures are, if any) and
+``photo`` (the copy, with ``copy_photos``).
 A file that cannot be read is a row with decision ERROR and the reason; the run goes on. An image
 that is not a plausible part photo (blank, saturated, far outside the training images' grey
 levels: :mod:`inspect_ad.data.sanity`) is INVALID, with the reason; a non-finite score is a FAIL with
@@ -55,18 +61,19 @@ from tqdm.auto import tqdm
 
 from inspect_ad.atomic import (atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, open_nofollow,
                                refuse_symlinks, remove_leftovers)
-from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS, Judgement, check_calibration
+from inspect_ad.scoring.calibration import (ERROR, FAIL, INVALID, NORMALIZED_TEXT, NORMALIZED_THRESHOLD, PASS,
+                                            Judgement, check_calibration)
 from inspect_ad.data.io import inside, scan_images, warn_skipped
 from inspect_ad.detectors.image import Detector, Prediction
 from inspect_ad.engine.device import check_workers
 from inspect_ad.errors import InspectError, printable
 from inspect_ad.reports.html import HEAT, IMAGE, NEAR, OVERLAY, render_html
-from inspect_ad.reports.visualize import color_overlay, colour_scale
+from inspect_ad.reports.visualize import ColourScale, color_overlay, colour_scale, heat_rgb
 
 log = logging.getLogger(__name__)
 COLUMNS = ("path", "score", "normalized_score", "decision", "defect_area", "n_regions", "boxes", "error")
-JSONL, CSV, HTML, SUMMARY, THUMBS, LOCK = ("results.jsonl", "results.csv", "index.html", "summary.json", "thumbs",
-                                           ".lock")
+JSONL, CSV, HTML, SUMMARY, THUMBS, PHOTOS, LOCK = ("results.jsonl", "results.csv", "index.html", "summary.json",
+                                                   "thumbs", "photos", ".lock")
 THUMB_SIDE, OVERLAY_SIDE = 160, 1024
 
 
@@ -291,7 +298,7 @@ def contour_overlay(image: np.ndarray, mask: np.ndarray, color=(255, 0, 0)) -> n
     """RGB image with the outlines of the defect regions drawn on it."""
     rgb = np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image)
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return cv2.drawContours(rgb, contours, -1, color, max(1, round(max(image.shape[:2]) / 200)))
+    return cv2.drawContours(rgb, contours, -1, color, max(2, round(max(image.shape[:2]) / 150)))   # visible in a thumbnail
 
 
 def write_mask(path: Path, mask: np.ndarray) -> None:
@@ -328,10 +335,10 @@ class Pictures:
     NEAR·ln(N/NEAR) passes get one). A NaN map (reason "invalid score") has no picture."""
 
     def __init__(self, rows: list[dict]):
-        self.nearest: list[float] = []  # a heap of minus the distances to 0.5 of the nearest passes so far
+        self.nearest: list[float] = []  # a heap of minus the distances to 1 of the nearest passes so far
         for r in rows:
             if r["decision"] == PASS and r.get("normalized_score") is not None:
-                self._offer(0.5 - r["normalized_score"])
+                self._offer(NORMALIZED_THRESHOLD - r["normalized_score"])
 
     def _offer(self, distance: float) -> bool:
         if len(self.nearest) < NEAR:
@@ -354,7 +361,7 @@ class Pictures:
     @staticmethod
     def worth_drawing(j: Judgement | None, bar: float) -> bool:
         return j is not None and j.reason is None and (j.decision == FAIL or j.decision == PASS
-                                                       and 0.5 - j.normalized < bar)
+                                                       and NORMALIZED_THRESHOLD - j.normalized < bar)
 
     def wants_row(self, row: dict) -> bool:
         """:meth:`wants` for a row judged elsewhere (by a Ray worker)."""
@@ -363,17 +370,20 @@ class Pictures:
     def _wants(self, decision: str, normalized: float | None, reason: str | None) -> bool:
         if reason is not None:
             return False
-        return decision == FAIL or decision == PASS and self._offer(0.5 - normalized)
+        return decision == FAIL or decision == PASS and self._offer(NORMALIZED_THRESHOLD - normalized)
 
 
-def thumb_jpegs(p: Prediction, j: Judgement, vmax: float) -> dict[str, bytes]:
-    """A row's pictures, encoded: {file suffix: JPEG bytes}."""
+WHITE = (255, 255, 255)
+
+
+def thumb_jpegs(p: Prediction, j: Judgement, scale: ColourScale) -> dict[str, bytes]:
+    """A row's pictures, encoded: {file suffix: JPEG bytes}: the photo and the heatmap alone as
+    thumbnails, and the heatmap over the photo, larger; the regions outlined in white on both."""
     image = np.repeat(p.image, 3, axis=2) if p.image.shape[2] == 1 else p.image
-    heat = contour_overlay(color_overlay(image, p.map, vmax), j.mask, (255, 255, 255))
-    out = {IMAGE: _encoded(IMAGE, _shrink(image, THUMB_SIDE)), HEAT: _encoded(HEAT, _shrink(heat, THUMB_SIDE))}
-    if j.decision == FAIL:
-        out[OVERLAY] = _encoded(OVERLAY, _shrink(heat, OVERLAY_SIDE))
-    return out
+    heat = contour_overlay(heat_rgb(p.map, scale), j.mask, WHITE)
+    overlay = contour_overlay(color_overlay(image, p.map, scale), j.mask, WHITE)
+    return {IMAGE: _encoded(IMAGE, _shrink(image, THUMB_SIDE)), HEAT: _encoded(HEAT, _shrink(heat, THUMB_SIDE)),
+            OVERLAY: _encoded(OVERLAY, _shrink(overlay, OVERLAY_SIDE))}
 
 
 def write_jpegs(folder: Path, name: str, jpegs: dict[str, bytes]) -> None:
@@ -382,8 +392,8 @@ def write_jpegs(folder: Path, name: str, jpegs: dict[str, bytes]) -> None:
         atomic_write_bytes(folder / f"{name}{suffix}", data, durable=False)
 
 
-def write_thumbs(folder: Path, name: str, p: Prediction, j: Judgement, vmax: float) -> None:
-    write_jpegs(folder, name, thumb_jpegs(p, j, vmax))
+def write_thumbs(folder: Path, name: str, p: Prediction, j: Judgement, scale: ColourScale) -> None:
+    write_jpegs(folder, name, thumb_jpegs(p, j, scale))
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -434,16 +444,18 @@ class RowWriter:
 
 def inspect_images(det: Detector, inputs: Iterable[str | Path], out: str | Path, batch_size: int = 16,
                    resume: bool = False, overwrite: bool = False, sort_into: str | Path | None = None,
-                   copy: bool = False, progress: bool = True, workers: int = 0) -> Summary:
+                   copy: bool = False, progress: bool = True, workers: int = 0,
+                   copy_photos: bool = False) -> Summary:
     """Judge every image under ``inputs``, streaming (memory bounded by ``batch_size``); ``workers``
-    processes read and preprocess images ahead of the model, and one thread writes the report."""
+    processes read and preprocess images ahead of the model, and one thread writes the report.
+    ``copy_photos``: copy every photo into the report (``photos/``) and link the copies."""
     cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
     check_workers(workers)
     names = expand_lists(inputs)   # before anything is written: an input inside --out, or none, is an error
     found = find_names(names, exclude=own_folders(out, sort_into))
     require_images(len(found.files), names, found.skipped)
     with locked_report(out, sort_into):
-        report = Report(Path(out), resume, overwrite, sort_into, copy)
+        report = Report(Path(out), resume, overwrite, sort_into, copy, colour_scale(det), copy_photos)
         report.skipped = found.skipped
         todo = [(p, rel) for p, rel in found.files if row_key(p) not in report.done]
         return _inspect_locked(det, cal, report, todo, batch_size, progress, workers)
@@ -471,9 +483,11 @@ def locked_report(out: str | Path, sort_into: str | Path | None) -> Iterator[Non
 class Report:
     """A report being written, whatever scores its images: the rows so far (a resumed report's
     first), their files, which rows get pictures, and where ``sort_into`` puts the images. Build it
-    inside :func:`locked_report`, then :meth:`start`, :meth:`add` each row, :meth:`close`."""
+    inside :func:`locked_report`, then :meth:`start`, :meth:`add` each row, :meth:`close`. ``scale``
+    is the pictures' colour scale, which the page's legend shows."""
 
-    def __init__(self, out: Path, resume: bool, overwrite: bool, sort_into: str | Path | None, copy: bool):
+    def __init__(self, out: Path, resume: bool, overwrite: bool, sort_into: str | Path | None, copy: bool,
+                 scale: ColourScale, copy_photos: bool = False):
         if (out / JSONL).exists() and not (resume or overwrite):
             raise InspectError(f"{out} already holds a report; pass --resume to continue it, --overwrite to "
                                f"replace it, or choose another --out")
@@ -481,7 +495,7 @@ class Report:
         (out / THUMBS).mkdir(parents=True, exist_ok=True)
         remove_leftovers(out, (JSONL, CSV, HTML, SUMMARY))   # a killed run's temporary files
         remove_leftovers(out / THUMBS)
-        self.out, self.sort_into, self.copy = out, sort_into, copy
+        self.out, self.sort_into, self.copy, self.scale, self.copy_photos = out, sort_into, copy, scale, copy_photos
         self.skipped: list[tuple[Path, str]] = []   # what the input folders held that is not an image
         self.rows = read_rows(out / JSONL) if resume else []
         self.done = {Path(r["resolved"]) if r.get("resolved") else row_key(r["path"]) for r in self.rows}
@@ -500,6 +514,8 @@ class Report:
         if draw is not None:
             row["thumb"] = f"{THUMBS}/{len(self.rows):06d}"
             draw(row["thumb"])
+        if self.copy_photos:
+            self._copy_photo(row)
         if self.sort_into is not None:
             folder = Path(self.sort_into) / row["decision"].lower()
             refuse_symlinks((folder / rel).parent, below=Path(self.sort_into))
@@ -507,6 +523,17 @@ class Report:
         self.files.write(row)
         self.rows.append(row)
         self.done.add(Path(row["resolved"]))
+
+    def _copy_photo(self, row: dict) -> None:
+        """``photos/NNNNNN_name``: the number keeps photos of the same name from different folders apart."""
+        src = Path(row["path"])
+        if not src.is_file():   # an unreadable row's file may be gone, or a URL
+            return
+        name = f"{PHOTOS}/{len(self.rows):06d}_{src.name}"
+        (self.out / PHOTOS).mkdir(exist_ok=True)
+        with atomic_path(self.out / name, durable=False) as tmp:
+            shutil.copyfile(src, tmp)
+        row["photo"] = name
 
     def close(self, cal: dict, by_path: bool = False) -> Summary:
         """Close the files (``by_path``: rewritten in path order), then write the summary and page."""
@@ -516,19 +543,18 @@ class Report:
             ReportFiles(self.out, self.rows).close()
         summary = _summary(self.rows, len(self.rows) - self.n_before, time.perf_counter() - self.t0, self.out,
                            len(self.skipped))
-        write_summary(self.out, summary, cal, self.rows, self.skipped)
+        write_summary(self.out, summary, cal, self.rows, self.scale, self.skipped)
         return summary
 
 
 def _inspect_locked(det, cal, report: Report, todo: list[tuple[Path, Path]], batch_size, progress,
                     workers) -> Summary:
-    vmax = colour_scale(det).vmax
     report.start()
 
     def record(rel: Path, p: Prediction) -> None:
         row, j = make_row(det, p)
         wanted = report.pictures.wants(j)
-        report.add(row, rel, (lambda name: write_thumbs(report.out, name, p, j, vmax)) if wanted else None)
+        report.add(row, rel, (lambda name: write_thumbs(report.out, name, p, j, report.scale)) if wanted else None)
 
     writer = RowWriter(record, ahead=2 * batch_size)
     try:
@@ -551,10 +577,12 @@ def _summary(rows: list[dict], n_new: int, seconds: float, out: Path, skipped: i
 
 # --- summary.json and index.html -------------------------------------------------------------
 
-def write_summary(out: Path, summary: Summary, cal: dict, rows: list[dict],
+def write_summary(out: Path, summary: Summary, cal: dict, rows: list[dict], scale: ColourScale,
                   skipped: list[tuple[Path, str]] = (), gallery: int = 200) -> None:
-    keys = ("target_frr", "n", "image_threshold", "pixel_threshold", "min_area", "guarantee", "date")
+    keys = ("target_frr", "n", "image_threshold", "pixel_threshold", "min_area", "min_area_fraction", "guarantee",
+            "date")
     atomic_write_json(out / SUMMARY, {**asdict(summary), "calibration": {k: cal.get(k) for k in keys},
+                                      "normalized_score": NORMALIZED_TEXT, "colour_scale": scale.to_dict(),
                                       "skipped_files": [[str(p), why] for p, why in skipped[:1000]]})
-    atomic_write_text(out / HTML, render_html(rows, cal, out, gallery))
+    atomic_write_text(out / HTML, render_html(rows, cal, out, scale.to_dict(), gallery))
 

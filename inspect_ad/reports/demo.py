@@ -1,8 +1,14 @@
 """The end-to-end demo: built-in data -> train each model the same way -> evaluate -> heatmaps ->
-calibrate the first model on held-out good images -> an ``inspect`` QA report of the test images."""
+calibrate the first model on held-out good images -> an ``inspect`` QA report of the test images.
+
+A rerun into the same folder keeps the data and replaces the rest: what an earlier run made for a
+model or category this run does not make (its bundle, checkpoint, report, heatmaps, QA report) is
+removed, as the earlier run's ``metrics.json`` lists them; nothing else in the folder is touched."""
 from __future__ import annotations
 
+import json
 import platform
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,7 +29,7 @@ from inspect_ad.reports.evaluation import evaluate, save_comparison_plots
 from inspect_ad.engine.device import describe_device, resolve_device
 from inspect_ad.engine.loop import TrainConfig
 from inspect_ad.models import ablation_options
-from inspect_ad.reports.visualize import colour_scale, save_overlay
+from inspect_ad.reports.visualize import colour_scale, save_overlay, shown, verdict
 from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS
 
 # Small enough for a 2-core laptop CPU in a few minutes, large enough to show the memory's effect;
@@ -61,14 +67,47 @@ def one_per_defect(samples: list[Sample]) -> list[Sample]:
 
 
 def _heatmaps(det: Detector, samples: list[Sample], folder: Path) -> None:
-    """One heatmap per defect kind, with the true defect's outline (its ground-truth mask) in white."""
+    """One heatmap per defect kind: the model's regions in white (a calibrated model's FAILs), the
+    true defect (its ground-truth mask) dashed green."""
     folder.mkdir(parents=True, exist_ok=True)
     chosen = one_per_defect(samples)
+    scale = colour_scale(det)
     for s, p in zip(chosen, det.predict_iter([s.image for s in chosen], keep_image=True)):
-        verdict = f" {det.judge(p).decision}" if det.calibration_ else ""
-        save_overlay(folder / f"{s.label}_{s.image.stem}_overlay.png", p.image, p.map, colour_scale(det),
-                     f"{det.model} on {s.label}: score {p.score:.4g}{verdict}\n(white: true defect outline)",
-                     mask=read_mask(s.mask, p.map.shape))
+        j = det.judge(p) if det.calibration_ else None
+        judged = {"decision": str(j.decision), "normalized": j.normalized} if j else {}
+        said = verdict(**judged) if j else "not calibrated"
+        save_overlay(folder / f"{s.label}_{s.image.stem}_overlay.png", p.image, p.map, scale,
+                     f"{det.model} on {s.label}: {said} (score {p.score:.4g})\n"
+                     f"{'white: its regions, ' if j else ''}dashed green: the true defect",
+                     mask=j.mask if j else None, truth=read_mask(s.mask, p.map.shape),
+                     info=shown(p.map, scale, j.mask if j else None, **judged))
+
+
+def made_by(out: Path, category: str, model: str) -> list[Path]:
+    """What the demo makes for one model of one category (the QA report is the category's)."""
+    return [out / "models" / category / model, out / "models" / category / f"{model}.checkpoint",
+            out / "reports" / category / model, out / "heatmaps" / category / model]
+
+
+def remove_stale(out: Path, categories: list[str], models: list[str]) -> list[Path]:
+    """Remove what the previous run into ``out`` made (as its metrics.json lists) and this one will
+    not: models and categories dropped since, the QA report of a category no longer run and the
+    model comparison of one left with a single model. Returns what was removed."""
+    try:
+        before = json.loads((out / "metrics.json").read_text())["categories"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []   # no earlier demo here: nothing of ours to remove
+    stale = []
+    for cat, runs in before.items():
+        stale += [p for name in runs if cat not in categories or name not in models for p in made_by(out, cat, name)]
+        if cat not in categories:
+            stale.append(out / "inspect" / cat)
+        if cat not in categories or len(models) < 2:
+            stale += [out / "reports" / cat / f for f in ("roc_models.png", "pro_models.png")]
+    removed = [p for p in stale if p.exists()]
+    for p in removed:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return removed
 
 
 def decisions_by_label(rows: list[dict], labels: dict[Path, str]) -> dict[str, dict[str, int]]:
@@ -124,6 +163,9 @@ def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | 
     """``backbone=None`` trains the pixel models from scratch (``patchcore`` needs a backbone). The
     first of ``models`` is calibrated and inspects the test images (``qa`` in the result)."""
     t0 = time.perf_counter()
+    removed = remove_stale(out, categories, models)
+    if removed:
+        echo("removed what the earlier run made and this one does not: " + ", ".join(map(str, removed)))
     p = FEATURE_PRESET if backbone else PIXEL_PRESET
     options = {**p["model_options"], **({"backbone": backbone} if backbone else {})}
     train_cfg = TrainConfig(epochs or p["epochs"], p["batch_size"], p["lr"], seed=seed, device=device,

@@ -5,6 +5,9 @@ Writes ``metrics.json`` (image/pixel AUROC, AUPRO@30%, image/pixel F1-max, per d
 (the ROC and PRO curves, for :func:`save_comparison_plots`), ``roc.png``, ``pro_curve.png`` and
 ``gallery.png`` (the highest-scoring good images and the lowest-scoring defective ones — where the
 model is closest to being wrong; colours as in :func:`~inspect_ad.reports.visualize.colour_scale`).
+A calibrated detector's operating point (its image threshold's false-positive and true-positive
+rates on this test set) goes into ``metrics.json`` and onto the ROC; the gallery's captions then
+carry each image's decision and normalised score.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from inspect_ad.data.datasets import GOOD, ImageSet, Sample
 from inspect_ad.data.io import read_image, read_mask, to_uint8
 from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
-from inspect_ad.reports.visualize import ColourScale, colour_scale, save_curve, save_gallery
+from inspect_ad.reports.visualize import ColourScale, colour_scale, save_curve, save_gallery, shown, verdict
+from inspect_ad.scoring.calibration import FAIL, decide, normalized_score
 
 log = logging.getLogger(__name__)
 FPR_LIMIT = 0.3
@@ -98,10 +102,12 @@ def save_curve_plots(out: Path, runs: dict[str, tuple[dict, dict]], roc_name: st
     covers the same fraction of every region as of the good pixels), whose area up to the limit,
     normalised by the limit like :func:`~inspect_ad.scoring.metrics.aupro`, is limit / 2."""
     written = [out / roc_name]
-    save_curve(written[0], {f"{name} (AUROC {m['image_auroc']:.3f})": (c["roc_fpr"], c["roc_tpr"])
-                            for name, (m, c) in runs.items()},
+    roc = {f"{name} (AUROC {m['image_auroc']:.3f})": (name, m, c) for name, (m, c) in runs.items()}
+    points = {label: _point_label(name, m["operating_point"]) for label, (name, m, _) in roc.items()
+              if m.get("operating_point")}
+    save_curve(written[0], {label: (c["roc_fpr"], c["roc_tpr"]) for label, (_, _, c) in roc.items()},
                "false positive rate (good images)", "true positive rate (defective images)", "image ROC",
-               chance="chance (AUROC 0.500)")
+               chance="chance (AUROC 0.500)", points=points)
     with_pro = {name: (m, c) for name, (m, c) in runs.items() if "pro" in c}
     if with_pro:
         written.append(out / pro_name)
@@ -111,6 +117,20 @@ def save_curve_plots(out: Path, runs: dict[str, tuple[dict, dict]], roc_name: st
                    f"PRO curve; AUPRO@{FPR_LIMIT:.0%} = area up to FPR {FPR_LIMIT:g}, ÷ {FPR_LIMIT:g}",
                    chance=f"chance: PRO = FPR (AUPRO@{FPR_LIMIT:.0%} {FPR_LIMIT / 2:.3f})", limit=FPR_LIMIT)
     return written
+
+
+def operating_point(samples: list[Sample], scores: np.ndarray, calibration: dict) -> dict:
+    """Where the calibrated image threshold puts this test set: its false-positive rate on the
+    good images and true-positive rate on the defective ones (a non-finite score FAILs)."""
+    labels = np.array([s.is_anomalous for s in samples])
+    fail = np.array([decide(s, calibration["image_threshold"]) == FAIL for s in scores])
+    return {"image_threshold": calibration["image_threshold"], "target_frr": calibration["target_frr"],
+            "fpr": float(fail[~labels].mean()), "tpr": float(fail[labels].mean())}
+
+
+def _point_label(name: str, point: dict) -> tuple[str, tuple[float, float]]:
+    return (f"{name} at its threshold (target FRR {point['target_frr']:g}): FPR {point['fpr']:.3f}, "
+            f"TPR {point['tpr']:.3f}", (point["fpr"], point["tpr"]))
 
 
 def save_comparison_plots(reports: dict[str, str | Path], out: str | Path) -> list[Path]:
@@ -147,16 +167,25 @@ def write_plots(out: Path, name: str, samples, scores, maps, masks, scale: Colou
     labels = np.array([s.is_anomalous for s in samples])
     good = sorted((i for i in range(len(samples)) if not labels[i]), key=lambda i: -scores[i])[: n_gallery // 2]
     bad = sorted((i for i in range(len(samples)) if labels[i]), key=lambda i: scores[i])[: n_gallery - len(good)]
-    rows = [(_caption(samples[i], scores[i]), to_uint8(read_image(samples[i].image)), maps[i], masks[i])
+    threshold = (result.get("operating_point") or {}).get("image_threshold")
+    rows = [(_caption(samples[i], scores[i], threshold), to_uint8(read_image(samples[i].image)), maps[i], masks[i])
             for i in good + bad]
-    save_gallery(out / "gallery.png", rows, scale, "hardest cases: highest-scoring good | lowest-scoring defective")
+    info = [shown(maps[i], scale, **({} if threshold is None else _judged(scores[i], threshold))) for i in good + bad]
+    save_gallery(out / "gallery.png", rows, scale, "hardest cases: highest-scoring good | lowest-scoring defective"
+                                                   "\n(dashed green: the true defect)", info)
 
 
-def _caption(sample: Sample, score: float, width: int = 24) -> str:
+def _judged(score: float, threshold: float) -> dict:
+    return {"decision": str(decide(score, threshold)), "normalized": normalized_score(score, threshold)}
+
+
+def _caption(sample: Sample, score: float, threshold: float | None = None, width: int = 24) -> str:
+    """Label, then the decision and normalised score when calibrated (else the raw score), then the name."""
     name = sample.image.name
     if len(name) > width:       # keep the end: numbered files differ there
         name = "…" + name[1 - width:]
-    return f"{sample.label}\nscore {score:.4g}\n{name}"
+    judged = f"score {score:.4g}" if threshold is None else verdict(**_judged(score, threshold))
+    return f"{sample.label}\n{judged}\n{name}"
 
 
 def scores_csv(samples: list[Sample], scores: np.ndarray) -> str:
@@ -173,6 +202,8 @@ def evaluate(det: Detector, data: ImageSet, out: str | Path | None = None, progr
     scores, maps, masks = collect(det, data.test, progress)
     result = {"model": det.model, "dataset": data.name, **compute_metrics(data.test, scores, maps, masks),
               "seconds": round(time.perf_counter() - t0, 2)}
+    if det.calibration_:
+        result["operating_point"] = operating_point(data.test, scores, det.calibration_)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,7 @@ class Scorer:
             os.chdir(cwd)
         torch.set_num_threads(threads)
         self.det = load()
-        self.vmax = colour_scale(self.det).vmax
+        self.scale = colour_scale(self.det)
 
     def pid(self) -> int:
         return os.getpid()
@@ -149,7 +149,7 @@ class Scorer:
                     p.source = source
                     p.error = failed.get(source) or p.error and p.error.replace(read, source)
                 row, j = make_row(self.det, p)
-                out.append((row, thumb_jpegs(p, j, self.vmax) if Pictures.worth_drawing(j, bar) else None))
+                out.append((row, thumb_jpegs(p, j, self.scale) if Pictures.worth_drawing(j, bar) else None))
             return out
 
 
@@ -295,7 +295,7 @@ def worker_threads(ray, workers: int) -> int:
 def inspect_images_ray(load: Callable[[], Detector], inputs: Iterable[str | Path], out: str | Path,
                        workers: int = 1, address: str | None = None, batch_size: int = 16, resume: bool = False,
                        overwrite: bool = False, sort_into: str | Path | None = None, copy: bool = False,
-                       progress: bool = True, pool: ScorerPool | None = None) -> Summary:
+                       progress: bool = True, pool: ScorerPool | None = None, copy_photos: bool = False) -> Summary:
     """:func:`~inspect_ad.reports.batch.inspect_images` with ``workers`` Ray workers, each of which
     calls ``load`` (a picklable function, e.g. a ``functools.partial`` of ``Detector.load``) once
     and scores chunks of ``batch_size`` images; or with ``pool``, workers already running ``load``'s
@@ -304,13 +304,13 @@ def inspect_images_ray(load: Callable[[], Detector], inputs: Iterable[str | Path
         raise InspectError(f"--workers {workers}: with --engine ray it counts Ray workers; pass 1 or more")
     ray = require_ray()
     det = load()   # here first: a bundle that cannot be used is one line before any worker starts
-    cal = check_calibration(det.calibration_, str(det.bundle_path_ or "the model"))
+    cal, scale = check_calibration(det.calibration_, str(det.bundle_path_ or "the model")), colour_scale(det)
     del det
     found, skipped = find_items(inputs, own_folders(out, sort_into))   # before anything is written or started
     with connected(ray, address), ray_errors(ray):
         threads = worker_threads(ray, workers) if pool is None else 0
         with locked_report(out, sort_into):
-            report = Report(Path(out), resume, overwrite, sort_into, copy)
+            report = Report(Path(out), resume, overwrite, sort_into, copy, scale, copy_photos)
             report.skipped = skipped
             items = [i for i in found if Path(i.key) not in report.done]
             if sort_into is not None and any(is_url(i.source) for i in items):

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from inspect_ad.errors import ConfigError, InspectError
 from inspect_ad.ops.gms import msgms_map
+from inspect_ad.ops.grid import resize_grid
 from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
 from inspect_ad.ops.ssim import ssim_map
 
@@ -175,10 +176,12 @@ def anomaly_maps(x: Tensor, recon: Tensor, cfg: MapConfig,
 def model_maps(x: Tensor, out: ReconstructionOutput | FeatureOutput, cfg: MapConfig,
                reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """:func:`anomaly_maps` from a model's output: a reconstruction is compared with ``x`` by
-    ``cfg.metric``; a feature model's own map is resized (bilinear) to the input."""
+    ``cfg.metric``; a feature model's own map is resized (bilinear) to the input, from where its
+    cells are (:func:`~inspect_ad.ops.grid.resize_grid`) when the model says."""
     if isinstance(out, FeatureOutput):
-        raw = F.interpolate(out.anomaly_map.unsqueeze(1), size=x.shape[-2:], mode="bilinear",
-                            align_corners=False).squeeze(1)
+        grid = out.anomaly_map.unsqueeze(1)
+        raw = (resize_grid(grid, x.shape[-2:], out.stride) if out.stride else
+               F.interpolate(grid, size=x.shape[-2:], mode="bilinear", align_corners=False)).squeeze(1)
         return finish_maps(raw, cfg, reference)
     return anomaly_maps(x, out.reconstruction, cfg, reference)
 

@@ -16,18 +16,30 @@ and FRR(τ) ≤ the 95% quantile of Beta(n+1−k, k) in 95% of calibrations. Bot
 guarantee text. k ≤ n needs n ≥ (1−α)/α (99 images for 1%, 19 for 5%); smaller sets are refused.
 
 Pixel threshold: the smallest value such that at most a fraction α of the calibration pixels lie
-above it (pixels of one image are correlated, so this is an empirical rate, not a guarantee).
-Defect mask: pixels above the pixel threshold, keeping only 8-connected regions of at least
-``min_area`` pixels. By default ``min_area`` is calibrated like the image threshold, on the area
-of each calibration image's largest region, so a good part shows any defect region with
-probability ≤ α as well.
+above it (pixels of one image are correlated, so this is an empirical rate, not a guarantee). It
+outlines the defect regions: 8-connected regions of pixels above it.
 
-Normalised score (portable between models and thresholds): with τ the image threshold,
+Minimum area, as a fraction of the image (so it means the same on photos larger or smaller than the
+calibration images): by default calibrated like the image threshold, on the fraction of each
+calibration image that its largest region covers, so a good part shows a region that large with
+probability ≤ α as well. Calibrations of version 1 gave it in pixels of the calibration images
+(``min_area`` only); they load and keep counting pixels.
 
-    u(s) = s / (2τ)        for s ≤ τ        (0 .. 0.5)
-    u(s) = 1 − τ / (2s)    for s > τ        (0.5 .. 1)
+The decision rule (one rule, everywhere: :func:`judge`):
 
-monotone, continuous with a continuous slope at τ, u(τ) = 0.5, so FAIL ⇔ u > 0.5.
+* a part FAILs when its image score is above the image threshold (or is not a number), else it
+  PASSes; so the false-reject guarantee above is the guarantee of the decision itself;
+* the normalised score is the score divided by the image threshold, u = s / τ, so FAIL ⇔ u > 1;
+  heatmaps use the same unit (the map ÷ the image threshold: with ``pooling="max"`` the score is
+  the map's maximum, so a PASS has no pixel above 1);
+* defect regions are reported on FAILs only: the regions above the pixel threshold that hold the
+  map's peak, reach the image threshold, or cover at least the minimum area. A PASS has none.
+
+Why regions do not decide too ("FAIL when a region covers the minimum area" as a second rule):
+each rule alone rejects a good part with probability ≤ α, so both together would only promise
+2α, and the threshold the report marks would no longer be the whole rule. On three demo runs
+(recipes/results/decision_rule.md) the second rule would have failed 1, 1 and 5 more of 56
+defective parts, and 0, 1 and 0 more of 40 good ones.
 """
 from __future__ import annotations
 
@@ -43,7 +55,9 @@ import numpy as np
 from inspect_ad import __version__
 from inspect_ad.errors import InspectError
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2     # 2: min_area_fraction; the normalised score is s / τ (1 at the threshold)
+NORMALIZED_THRESHOLD = 1.0  # the normalised score of a part at the image threshold
+NORMALIZED_TEXT = "u = s / t: the score divided by the image threshold; FAIL when u > 1"
 
 
 class Decision(str, Enum):
@@ -161,12 +175,17 @@ def largest_region_area(amap: np.ndarray, threshold: float) -> int:
     return int(areas.max()) if areas.size else 0
 
 
-def defect_regions(amap: np.ndarray, threshold: float, min_area: int = 1) -> tuple[np.ndarray, list[list[int]]]:
+def defect_regions(amap: np.ndarray, threshold: float, min_area: int = 1,
+                   keep_above: float | None = None) -> tuple[np.ndarray, list[list[int]]]:
     """The mask of the pixels above ``threshold`` in 8-connected regions of at least ``min_area``
     pixels, and those regions' boxes [x0, y0, x1, y1] (x1, y1 exclusive), largest first; regions of
-    one size in raster order of their first pixel."""
+    one size in raster order of their first pixel. ``keep_above``: also keep, whatever its size,
+    the region holding the map's peak and every region with a pixel above this value."""
     labels, props = _components(amap > threshold)
     keep = props[:, cv2.CC_STAT_AREA] >= max(1, min_area)
+    if keep_above is not None and len(props) > 1:
+        keep[labels.flat[int(np.argmax(amap))]] = True
+        keep[np.unique(labels[amap > keep_above])] = True
     keep[0] = False
     kept = np.flatnonzero(keep)
     area, top, left, width, height = (props[:, c] for c in (cv2.CC_STAT_AREA, cv2.CC_STAT_TOP, cv2.CC_STAT_LEFT,
@@ -178,21 +197,38 @@ def defect_regions(amap: np.ndarray, threshold: float, min_area: int = 1) -> tup
     return (keep[labels] if boxes else np.zeros(labels.shape, bool)), boxes
 
 
+def min_area_pixels(calibration: dict, shape: tuple[int, ...]) -> int:
+    """The minimum region area on an image of ``shape`` (H, W): the calibrated fraction of its
+    area, or, for a version-1 calibration, the pixels it was given in."""
+    fraction = calibration.get("min_area_fraction")
+    if fraction is None:
+        return int(calibration["min_area"])
+    return max(1, math.ceil(fraction * shape[0] * shape[1] - 1e-9))
+
+
 # --- normalised score and decision -----------------------------------------------------------
 
 def normalized_score(score: float | np.ndarray, threshold: float) -> float | np.ndarray:
-    """Monotone map with threshold -> 0.5 (see the module docstring)."""
-    s = np.maximum(np.asarray(score, dtype=np.float64), 0.0)
-    t = max(float(threshold), 1e-12)
-    out = np.where(s <= t, s / (2 * t), 1.0 - t / (2 * np.maximum(s, t)))
+    """The score in units of the image threshold, s / τ: 1 at the threshold, FAIL above. A
+    threshold ≤ 0 (possible for z-scored maps) cannot be divided by: there u = 1 + s − τ."""
+    s = np.asarray(score, dtype=np.float64)
+    t = float(threshold)
+    out = s / t if t > 0 else 1.0 + s - t
     return float(out) if out.ndim == 0 else out
+
+
+def decide(score: float, threshold: float) -> Decision:
+    """The decision rule on the score alone: FAIL above the threshold, and when the score is not a
+    number (NaN compares False with any threshold: a broken model must never pass a part)."""
+    return PASS if score <= threshold else FAIL
 
 
 @dataclass
 class Judgement:
-    """One part's decision: FAIL when the image score is above the calibrated threshold, or is not
-    a number at all (a diverged model must never pass a part); INVALID when the input is not a
-    plausible photo of a part (``reason`` says why)."""
+    """One part's decision (the rule in the module docstring): FAIL when the image score is above
+    the calibrated threshold, or is not a number at all (a diverged model must never pass a part);
+    INVALID when the input is not a plausible photo of a part (``reason`` says why). ``mask`` and
+    ``boxes`` are the defect regions, on a FAIL only."""
 
     decision: Decision
     normalized: float
@@ -205,16 +241,24 @@ class Judgement:
         return int(self.mask.sum())
 
 
-def judge(score: float, amap: np.ndarray, calibration: dict, invalid_input: str | None = None) -> Judgement:
-    """``invalid_input``: why the image is not a plausible input (see :mod:`inspect_ad.data.sanity`), if it is not."""
-    mask, boxes = defect_regions(amap, calibration["pixel_threshold"], calibration["min_area"])
+def judge(score: float, amap: np.ndarray, calibration: dict, invalid_input: str | None = None,
+          map_in_score_units: bool = True) -> Judgement:
+    """``invalid_input``: why the image is not a plausible input (see :mod:`inspect_ad.data.sanity`),
+    if it is not. ``map_in_score_units``: whether the map's values compare with the image threshold
+    (the score is the map's maximum), so that every region above the threshold is kept."""
+    none = np.zeros(amap.shape, bool)
     if invalid_input:
-        return Judgement(INVALID, float("nan"), mask, boxes, f"invalid input: {invalid_input}")
+        return Judgement(INVALID, float("nan"), none, [], f"invalid input: {invalid_input}")
+    threshold = calibration["image_threshold"]
     if not math.isfinite(score):
         # NaN compares False with any threshold: without this a broken model passes every part
-        return Judgement(FAIL, 1.0, mask, boxes, f"{INVALID_SCORE} ({score})")
-    decision = FAIL if score > calibration["image_threshold"] else PASS
-    return Judgement(decision, normalized_score(score, calibration["image_threshold"]), mask, boxes)
+        return Judgement(FAIL, float("nan"), none, [], f"{INVALID_SCORE} ({score})")
+    u = normalized_score(score, threshold)
+    if decide(score, threshold) == PASS:
+        return Judgement(PASS, u, none, [])
+    mask, boxes = defect_regions(amap, calibration["pixel_threshold"], min_area_pixels(calibration, amap.shape),
+                                 keep_above=threshold if map_in_score_units else math.inf)
+    return Judgement(FAIL, u, mask, boxes)
 
 
 def decisions(fail: Sequence[bool], invalid: Sequence[bool] | None = None) -> np.ndarray:
@@ -228,9 +272,17 @@ def decisions(fail: Sequence[bool], invalid: Sequence[bool] | None = None) -> np
 
 # --- calibration record ----------------------------------------------------------------------
 
+def area_fraction(min_area: float, areas: Sequence[int]) -> float:
+    """A minimum area the user gave: a fraction of the image (< 1) as it is; pixels (≥ 1) of the
+    calibration images, whose median area ``areas`` turns them into a fraction."""
+    return float(min_area) if min_area < 1 else float(min_area) / float(np.median(areas))
+
+
 def calibrate(scores: Sequence[float], maps: Sequence[np.ndarray], target_frr: float = 0.01,
-              min_area: int | None = None, source: str = "") -> dict:
-    """The bundle's "calibration" section from good images' scores and maps (at their own size)."""
+              min_area: float | None = None, source: str = "") -> dict:
+    """The bundle's "calibration" section from good images' scores and maps (at their own size).
+    ``min_area``: a fraction of the image (< 1) or pixels of the calibration images (≥ 1); None
+    calibrates it."""
     g = guarantee(len(scores), target_frr)
     bad = int(np.sum(~np.isfinite(np.asarray(scores, dtype=np.float64))))
     bad += sum(not np.isfinite(m).all() for m in maps)
@@ -240,18 +292,30 @@ def calibrate(scores: Sequence[float], maps: Sequence[np.ndarray], target_frr: f
                            f"fit it again, e.g. with a lower --lr")
     image_t = conformal_threshold(scores, target_frr)
     pixel_t = pixel_threshold(maps, target_frr)
+    areas = [m.shape[0] * m.shape[1] for m in maps]
     auto = min_area is None
     if auto:
-        # +1: a good part must show a region strictly larger than the k-th largest calibration region to be flagged
-        min_area = int(conformal_threshold([largest_region_area(m, pixel_t) for m in maps], target_frr)) + 1
+        # + one pixel: a good part must show a region strictly larger than the k-th largest calibration region
+        largest = [largest_region_area(m, pixel_t) / a for m, a in zip(maps, areas)]
+        fraction = conformal_threshold(largest, target_frr) + 1.0 / float(np.median(areas))
+    else:
+        fraction = area_fraction(min_area, areas)
     return {"version": CALIBRATION_VERSION, "target_frr": target_frr, "n": g.n, "rank": g.rank,
-            "image_threshold": image_t, "pixel_threshold": pixel_t, "min_area": int(min_area),
+            "image_threshold": image_t, "pixel_threshold": pixel_t, "min_area_fraction": min(fraction, 1.0),
+            "min_area": math.ceil(fraction * float(np.median(areas)) - 1e-9),
             "min_area_source": "calibrated" if auto else "user",
             "expected_frr_bound": g.expected_frr_bound, "prob_frr_within_target": g.prob_within_target,
-            "frr_95": g.frr_95, "guarantee": g.text(),
-            "normalized_score": "u = s/(2t) for s <= t, 1 - t/(2s) above; t -> 0.5",
+            "frr_95": g.frr_95, "guarantee": g.text(), "normalized_score": NORMALIZED_TEXT,
             "source": source, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "inspect_ad_version": __version__}
+
+
+def min_area_text(calibration: dict) -> str:
+    """'2.71% of the image (444 px at the calibration images' size)', or a version-1 calibration's pixels."""
+    fraction = calibration.get("min_area_fraction")
+    if fraction is None:
+        return f"{calibration['min_area']} px (a version-1 calibration: pixels; calibrate again for a fraction)"
+    return f"{fraction:.3%} of the image ({calibration['min_area']} px at the calibration images' size)"
 
 
 def check_calibration(calibration: dict | None, where: str = "the model") -> dict:

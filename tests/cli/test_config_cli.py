@@ -38,7 +38,7 @@ def test_json_and_yaml_configs_record_the_same_options_as_the_flags(tiny_mvtec, 
 def test_a_flag_given_overrides_the_file(tiny_mvtec, tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data-root": str(tiny_mvtec), **TINY, "epochs": 3, "seed": 5}))
     r = fit("--config", tmp_path / "c.yaml", "--out", tmp_path / "m", "--epochs", "1")
-    assert "trained for 1 epochs" in r.output
+    assert "trained for 1 epoch (" in r.output
     assert recorded(tmp_path / "m")["epochs"] == 1 and recorded(tmp_path / "m")["seed"] == 5
 
 

@@ -1,5 +1,6 @@
 """The image commands (inspect_ad/cli/image.py): fit, segment, evaluate, and their one-line errors."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -267,3 +268,43 @@ def test_demo_runs_on_the_device_asked_for_and_ends_with_a_qa_report(tmp_path):
     report = tmp_path / "d" / "inspect" / "brick" / "index.html"
     assert f"[brick] QA report: {report}" in r.output and report.is_file()
     assert "of 40 good images PASS" in r.output and "of 56 defective FAIL" in r.output
+
+
+# --- the headline usage, as typed: fit --category NAME, segment IMAGE -----------------------------
+
+def test_fit_with_a_category_alone_reads_the_data_root_from_the_environment_and_picks_the_out(
+        tiny_mvtec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INSPECT_AD_DATA", str(tiny_mvtec))
+    r = run("fit", "--category", "widget", *FAST)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "models/widget/config.json").is_file() and "bundle: models/widget" in r.output
+    # the last fitted bundle is segment's default, and its --out has one too
+    image = tiny_mvtec / "widget/test/good/000.png"
+    r = run_cli("segment", image)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "segmented/000_overlay.png").is_file()
+    assert "using the last fitted bundle" in r.stderr and str(tmp_path / "models/widget") in r.stderr
+
+
+def test_a_category_without_a_data_root_says_where_to_give_it(tmp_path):
+    one_line_error(run_cli("fit", "--category", "bottle"), "--category bottle", "--data-root DIR", "INSPECT_AD_DATA")
+
+
+def test_segment_without_a_bundle_and_nothing_fitted_says_what_to_do(tiny_mvtec, tmp_path):
+    one_line_error(run_cli("segment", tiny_mvtec / "widget/test/good/000.png", "--out", tmp_path / "s"),
+                   "no --bundle given", "inspect-ad fit")
+
+
+def test_the_default_out_names_the_product_not_the_good_folder():
+    from inspect_ad.cli.image import default_out
+    assert default_out(None, None, "demo/data/brick/train/good") == Path("models/brick")
+    assert default_out("bottle", None, None) == Path("models/bottle")
+    assert default_out(None, "runs/mtd.json", None) == Path("models/mtd")
+
+
+def test_fit_says_where_the_images_came_from_and_counts_epochs_in_words(tiny_mvtec, tmp_path):
+    r = run("fit", "--train-dir", tiny_mvtec / "widget/train/good", "--out", tmp_path / "m",
+            *fast_fit_args(epochs=1))
+    assert r.exit_code == 0, r.output
+    assert f"on 6 images from {tiny_mvtec / 'widget/train/good'}:" in r.output and "for 1 epoch (" in r.output

@@ -33,8 +33,9 @@ def test_report_has_one_row_per_input_bad_files_included(qa_tree, tmp_path):
         if r["decision"] == "FAIL":
             assert (tmp_path / "rep" / f"{r['thumb']}_heat.jpg").stat().st_size > 100
         if r["decision"] != "ERROR":
-            assert (r["normalized_score"] > 0.5) == (r["decision"] == "FAIL")
+            assert (r["normalized_score"] > 1) == (r["decision"] == "FAIL")
             assert r["n_regions"] == len(r["boxes"])
+            assert (r["n_regions"] > 0) == (r["decision"] == "FAIL")   # regions on the failures only
     page = (tmp_path / "rep" / "index.html").read_text()
     assert page.count("<tr data-decision=") == 5 and "broken.png" in page
     assert json.loads((tmp_path / "rep" / "summary.json").read_text())["total"] == 5
@@ -45,6 +46,18 @@ def test_defects_fail_and_good_parts_pass(qa_tree, tmp_path):
     inspect_images(det, [root / "parts"], tmp_path / "rep", progress=False)
     decision = {os.path.basename(r["path"]): r["decision"] for r in read_rows(tmp_path / "rep" / JSONL)}
     assert decision["d0.png"] == decision["d1.png"] == "FAIL"
+
+
+def test_copied_photos_travel_with_the_report(qa_tree, tmp_path):
+    root, det = qa_tree
+    inspect_images(det, [root / "parts"], tmp_path / "rep", progress=False, copy_photos=True)
+    rows = read_rows(tmp_path / "rep" / JSONL)
+    copied = [r for r in rows if r.get("photo")]
+    assert len(copied) == 5   # the unreadable file too: it is there, only not an image
+    assert all((tmp_path / "rep" / r["photo"]).read_bytes() == Path(r["path"]).read_bytes() for r in copied)
+    shutil.move(tmp_path / "rep", tmp_path / "moved")
+    page = (tmp_path / "moved" / "index.html").read_text()
+    assert all(f'href="{r["photo"]}"' in page for r in copied) and "../" not in page
 
 
 def test_resume_adds_nothing_twice(qa_tree, tmp_path):
@@ -328,3 +341,33 @@ def test_a_killed_runs_temporary_files_are_removed(qa, tmp_path):
     (tmp_path / "rep" / ".mine.abcd1234.tmp").write_bytes(b"a user's file of the same shape, not ours")
     inspect_images(det, [tmp_path / "parts"], tmp_path / "rep", resume=True, progress=False)
     assert sorted(p.name for p in (tmp_path / "rep").rglob(".*.tmp")) == [".mine.abcd1234.tmp"]
+
+
+def test_photos_larger_and_smaller_than_the_calibration_images_get_the_same_regions(qa_tree, tmp_path):
+    import cv2
+    root, det = qa_tree
+    part = cv2.imread(str(root / "parts/line2/d0.png"), cv2.IMREAD_GRAYSCALE)   # 40 × 48, as calibrated
+    for name, f in (("small", 0.5), ("same", 1.0), ("large", 4.0)):
+        write_png(tmp_path / "parts" / f"{name}.png", cv2.resize(part, None, fx=f, fy=f, interpolation=cv2.INTER_AREA
+                                                                  if f < 1 else cv2.INTER_CUBIC))
+    inspect_images(det, [tmp_path / "parts"], tmp_path / "rep", progress=False)
+    rows = {Path(r["path"]).stem: r for r in read_rows(tmp_path / "rep" / JSONL)}
+    assert {r["decision"] for r in rows.values()} == {FAIL}
+    assert rows["small"]["n_regions"] == rows["same"]["n_regions"] == rows["large"]["n_regions"]
+    fraction = {k: rows[k]["defect_area"] / (f * f * 40 * 48) for k, f in (("small", 0.5), ("same", 1.0), ("large", 4.0))}
+    assert max(fraction.values()) < 1.3 * min(fraction.values())   # the same share of the photo at every size
+
+
+def test_a_version_1_calibration_with_a_pixel_minimum_area_still_inspects(qa_tree, tmp_path):
+    root, _ = qa_tree
+    bundle = shutil.copytree(root / "model", tmp_path / "old")
+    meta = json.loads((bundle / "config.json").read_text())
+    cal = meta["calibration"]
+    cal.pop("min_area_fraction")     # as version 1 wrote it: pixels of the calibration images only
+    cal.update(version=1, min_area=5, normalized_score="u = s/(2t) for s <= t, 1 - t/(2s) above; t -> 0.5")
+    (bundle / "config.json").write_text(json.dumps(meta))
+    inspect_images(Detector.load(bundle, "cpu"), [root / "parts"], tmp_path / "rep", progress=False)
+    rows = [r for r in read_rows(tmp_path / "rep" / JSONL) if r["decision"] != "ERROR"]
+    assert {r["decision"] for r in rows} == {"PASS", FAIL}
+    assert all((r["n_regions"] > 0) == (r["decision"] == FAIL) for r in rows)
+    assert "5 px (a version-1 calibration" in (tmp_path / "rep" / "index.html").read_text()

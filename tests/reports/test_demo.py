@@ -1,13 +1,22 @@
-"""The demo (inspect_ad/reports/demo.py) ends in PASS/FAIL: a calibrated model and an inspect report."""
+"""The demo (inspect_ad/reports/demo.py) ends in PASS/FAIL: a calibrated model and an inspect report;
+every picture and row it makes agrees with the decision; a rerun leaves nothing it no longer makes."""
 import json
+import re
+import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from PIL import Image
 
 from inspect_ad.data.datasets import Sample
 from inspect_ad.data.synthetic import DEFECT_TYPES, write_mvtec
 from inspect_ad.errors import InspectError
+from inspect_ad.reports.batch import JSONL, read_rows
 from inspect_ad.reports.demo import decisions_by_label, one_per_defect, pass_fail_text, qa_lines, run_demo
+from inspect_ad.reports.visualize import HEAT_LUT, PICTURE_INFO
+from inspect_ad.scoring.calibration import FAIL, PASS
 
 # Every defect kind once, and the fewest calibration images the default 1% target accepts.
 TINY_DATA = dict(size=48, n_train=4, n_test_good=3, n_test_per_defect=1, n_calibration=99)
@@ -53,3 +62,66 @@ def test_demo_data_without_calibration_images_is_refused_before_training(tmp_pat
     write_mvtec(tmp_path / "data", ["brick"], **{**TINY_DATA, "n_calibration": 0})
     with pytest.raises(InspectError, match=r"calibration is missing .*delete .*brick to have it written again"):
         run_demo(tmp_path, ["brick"], ["ae"], epochs=1, progress=False, backbone=None, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    """A tiny demo of two pixel models (the first calibrated): its folder."""
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, ["brick"], ["ae", "memae"], epochs=1, progress=False, backbone=None, device="cpu",
+             data_spec=TINY_DATA)
+    return out
+
+
+def heat_values(jpeg: Path, scale: dict) -> np.ndarray:
+    """A heatmap thumbnail read back into scale units: each pixel's nearest colour of the table."""
+    rgb = cv2.cvtColor(cv2.imread(str(jpeg)), cv2.COLOR_BGR2RGB).reshape(-1, 1, 3).astype(int)
+    index = np.abs(rgb - HEAT_LUT[None].astype(int)).sum(axis=2).argmin(axis=1)
+    return scale["vmin"] + index / 255 * (scale["vmax"] - scale["vmin"])
+
+
+def test_no_picture_or_row_of_the_demo_shows_a_pass_above_the_threshold_or_with_regions(tiny_demo):
+    report = tiny_demo / "inspect/brick"
+    rows = read_rows(report / JSONL)
+    scale = json.loads((report / "summary.json").read_text())["colour_scale"]
+    assert {r["decision"] for r in rows} == {PASS, FAIL}
+    for r in rows:   # the rows
+        assert (r["normalized_score"] > 1) == (r["decision"] == FAIL)
+        assert (r["decision"] == FAIL) or (r["n_regions"], r["defect_area"], r["boxes"]) == (0, 0, [])
+    pictured = [r for r in rows if r.get("thumb") and r["decision"] == PASS]
+    assert pictured
+    for r in pictured:   # the thumbnails of the passes: nothing coloured above 1, no outline
+        values = heat_values(report / f"{r['thumb']}_heat.jpg", scale)
+        assert np.mean(values > 1.03) < 0.002, r["path"]
+        overlay = cv2.imread(str(report / f"{r['thumb']}_overlay.jpg"))
+        assert np.mean(overlay.min(axis=2) > 235) < 0.002   # no white outline
+    page = (report / "index.html").read_text()   # the page's cards
+    for decision, u in re.findall(r'<span class="(PASS|FAIL)">\1</span> ([\d.]+)', page):
+        assert (float(u) > 1) == (decision == FAIL)
+    pictures = list(tiny_demo.glob("heatmaps/brick/*/*.png")) + list(tiny_demo.glob("reports/brick/*/gallery.png"))
+    assert len(pictures) == 2 * (len(DEFECT_TYPES) + 1)
+    judged = 0
+    for png in pictures:   # the demo's heatmaps and evaluate's galleries say what they show
+        info = json.loads(Image.open(png).text[PICTURE_INFO])
+        for shown in info if isinstance(info, list) else [info]:
+            if shown.get("decision") == PASS:
+                assert shown["normalized"] <= 1 and shown["max_shown"] <= 1 + 1e-6 and not shown["regions"]
+            judged += "decision" in shown
+    assert judged >= len(DEFECT_TYPES)   # the calibrated model's pictures carry decisions
+
+
+def test_a_rerun_with_fewer_models_removes_what_it_no_longer_makes(tiny_demo, tmp_path):
+    out = tmp_path / "demo"
+    shutil.copytree(tiny_demo, out)
+    assert (out / "reports/brick/roc_models.png").is_file() and (out / "heatmaps/brick/memae").is_dir()
+    run_demo(out, ["brick"], ["ae"], epochs=1, progress=False, backbone=None, device="cpu", data_spec=TINY_DATA)
+    for gone in ("models/brick/memae", "reports/brick/memae", "heatmaps/brick/memae", "reports/brick/roc_models.png"):
+        assert not (out / gone).exists(), gone
+    assert (out / "models/brick/ae/config.json").is_file() and (out / "heatmaps/brick/ae").is_dir()
+    assert list(json.loads((out / "metrics.json").read_text())["categories"]["brick"]) == ["ae"]
+
+
+def test_a_rerun_leaves_what_it_did_not_make(tmp_path):
+    (tmp_path / "models/brick/mine").mkdir(parents=True)   # not recorded by an earlier demo: the user's
+    run_demo(tmp_path, ["brick"], ["ae"], epochs=1, progress=False, backbone=None, device="cpu", data_spec=TINY_DATA)
+    assert (tmp_path / "models/brick/mine").is_dir()

@@ -20,7 +20,7 @@ METRICS = {"image_auroc": 0.923, "aupro": 0.71, "dataset": "widget", "n_images":
 def figures(monkeypatch):
     """The figures that would have been saved, by file name, kept open to be inspected."""
     kept = {}
-    monkeypatch.setattr(visualize, "_save", lambda fig, path: kept.setdefault(path.name, fig))
+    monkeypatch.setattr(visualize, "_save", lambda fig, path, info=None: kept.setdefault(path.name, fig))
     yield kept
     for fig in kept.values():
         visualize.plt.close(fig)
@@ -89,3 +89,24 @@ def test_thinned_curve_keeps_its_ends_and_about_n_points():
     keep = _plot_points(fpr, n=500)
     assert keep[0] == 0 and keep[-1] == fpr.size - 1 and len(keep) <= 502
     assert np.all(np.diff(keep) > 0)
+
+
+def test_a_calibrated_run_marks_its_operating_point_on_the_roc(figures, tmp_path):
+    point = {"image_threshold": 2.0, "target_frr": 0.01, "fpr": 0.025, "tpr": 0.857}
+    save_curve_plots(tmp_path, {"patchcore": ({**METRICS, "operating_point": point}, CURVES)})
+    ax = figures["roc.png"].axes[0]
+    assert legend(figures["roc.png"])[1] == "patchcore at its threshold (target FRR 0.01): FPR 0.025, TPR 0.857"
+    marker = ax.lines[1]
+    assert marker.get_marker() == "o" and (marker.get_xdata()[0], marker.get_ydata()[0]) == (0.025, 0.857)
+    assert marker.get_color() == ax.lines[0].get_color()
+
+
+def test_the_operating_point_counts_the_threshold_s_decisions_on_the_test_set():
+    from pathlib import Path
+    from inspect_ad.data.datasets import Sample
+    from inspect_ad.reports.evaluation import operating_point
+    samples = [Sample(Path(f"{i}.png"), None, "good") for i in range(4)] + \
+              [Sample(Path(f"d{i}.png"), Path(f"m{i}.png"), "crack") for i in range(2)]
+    scores = np.array([0.1, 0.5, 1.2, 0.3, 1.5, float("nan")])   # a good part above, a NaN defect: both FAIL
+    p = operating_point(samples, scores, {"image_threshold": 1.0, "target_frr": 0.05})
+    assert (p["fpr"], p["tpr"]) == (0.25, 1.0)

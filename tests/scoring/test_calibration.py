@@ -7,7 +7,8 @@ import pytest
 from inspect_ad.errors import InspectError
 from inspect_ad.scoring.calibration import (FAIL, PASS, calibrate, conformal_rank, conformal_threshold,
                                             defect_regions, guarantee, holdout_split, judge, largest_region_area,
-                                            min_calibration_size, normalized_score, pixel_threshold)
+                                            min_area_pixels, min_area_text, min_calibration_size, normalized_score,
+                                            pixel_threshold)
 
 
 def test_rank_is_the_split_conformal_order_statistic():
@@ -91,12 +92,76 @@ def test_regions_equal_scikit_images_labelling_ties_in_raster_order():
         assert largest_region_area(amap, threshold) == (areas[1:].max() if areas.size > 1 else 0)
 
 
-def test_normalized_score_is_monotone_and_maps_threshold_to_half():
+def test_normalized_score_is_the_score_in_units_of_the_threshold():
     s = np.linspace(0, 50, 1001)
     u = normalized_score(s, 5.0)
-    assert normalized_score(5.0, 5.0) == 0.5 and normalized_score(0.0, 5.0) == 0.0
-    assert np.all(np.diff(u) > 0) and u.max() < 1
-    assert normalized_score(10.0, 5.0) == pytest.approx(0.75) and normalized_score(2.5, 5.0) == 0.25
+    assert normalized_score(5.0, 5.0) == 1.0 and normalized_score(0.0, 5.0) == 0.0
+    assert np.all(np.diff(u) > 0) and normalized_score(12.5, 5.0) == 2.5
+    # a threshold of 0 or below (z-scored maps) cannot be divided by: 1 at the threshold, still monotone
+    assert normalized_score(-1.0, -1.0) == 1.0 and normalized_score(0.5, -1.0) > 1.0 > normalized_score(-2.0, -1.0)
+
+
+def _cal(image_threshold=1.0, pixel_threshold=0.5, min_area_fraction=0.1):
+    return {"image_threshold": image_threshold, "pixel_threshold": pixel_threshold, "min_area": 0,
+            "min_area_fraction": min_area_fraction}
+
+
+def test_a_pass_has_no_regions_however_much_of_it_is_above_the_pixel_threshold():
+    amap = np.full((20, 20), 0.9, np.float32)   # all above the pixel threshold, below the image threshold
+    j = judge(0.9, amap, _cal())
+    assert j.decision == PASS and j.normalized == pytest.approx(0.9)
+    assert j.boxes == [] and j.defect_area == 0
+
+
+def test_a_fail_reports_the_peak_region_however_small_and_the_large_ones():
+    amap = np.zeros((40, 40), np.float32)
+    amap[2:4, 2:4] = 2.0        # the peak: 4 px, below the minimum area (0.1 of 1600 px)
+    amap[20:35, 20:35] = 0.8    # large, above the pixel threshold only
+    amap[10, 30] = 0.7          # a speck: neither
+    j = judge(2.0, amap, _cal())
+    assert j.decision == FAIL and j.normalized == 2.0
+    assert j.boxes == [[20, 20, 35, 35], [2, 2, 4, 4]] and j.defect_area == 225 + 4
+
+
+def test_every_region_above_the_image_threshold_is_kept_when_the_map_is_in_score_units():
+    amap = np.zeros((40, 40), np.float32)
+    amap[2:4, 2:4], amap[30, 30] = 2.0, 1.5   # two small regions above the image threshold
+    assert len(judge(2.0, amap, _cal()).boxes) == 2
+    assert judge(2.0, amap, _cal(), map_in_score_units=False).boxes == [[2, 2, 4, 4]]   # the peak's only
+
+
+def test_the_minimum_area_is_a_fraction_of_each_image():
+    cal = _cal(min_area_fraction=0.02)   # 2% of the image
+    small, large = np.zeros((50, 50), np.float32), np.zeros((200, 200), np.float32)
+    small[0, 0] = large[0, 0] = 2.0      # the peaks, kept whatever their size
+    small[20:27, 20:27] = 0.8            # 49 px of 2500: 1.96%, under 2%
+    large[80:108, 80:108] = 0.8          # the same region 4 times larger each way: 784 px of 40000, 1.96%
+    assert min_area_pixels(cal, small.shape) == 50 and min_area_pixels(cal, large.shape) == 800
+    assert len(judge(2.0, small, cal).boxes) == len(judge(2.0, large, cal).boxes) == 1
+    small[27, 20:27] = large[108:112, 80:108] = 0.8   # now 56 px and 896 px: 2.24%, both reported
+    assert len(judge(2.0, small, cal).boxes) == len(judge(2.0, large, cal).boxes) == 2
+
+
+def test_a_version_1_calibration_keeps_its_pixel_minimum_area():
+    old = {"version": 1, "image_threshold": 1.0, "pixel_threshold": 0.5, "min_area": 30}
+    assert min_area_pixels(old, (1000, 1000)) == 30
+    assert "px" in min_area_text(old) and "version-1" in min_area_text(old)
+
+
+def test_calibrated_minimum_area_is_the_same_fraction_at_any_calibration_size():
+    rng = np.random.default_rng(0)
+    maps = [rng.random((16, 16)).astype(np.float32) for _ in range(20)]
+    big = [np.kron(m, np.ones((4, 4), np.float32)) for m in maps]   # the same maps on 64² images
+    small_cal, big_cal = calibrate([1.0] * 20, maps, 0.05), calibrate([1.0] * 20, big, 0.05)
+    assert small_cal["min_area_fraction"] == pytest.approx(big_cal["min_area_fraction"], abs=1 / 256)
+    # the largest good region scales with the image; the one pixel more is a pixel of each size
+    assert big_cal["min_area"] - 1 == 16 * (small_cal["min_area"] - 1)
+
+
+def test_a_minimum_area_in_pixels_is_kept_as_a_fraction_of_the_calibration_images():
+    maps = [np.zeros((10, 20), np.float32)] * 20
+    assert calibrate([1.0] * 20, maps, 0.05, min_area=50)["min_area_fraction"] == 0.25
+    assert calibrate([1.0] * 20, maps, 0.05, min_area=0.01)["min_area_fraction"] == 0.01
 
 
 def test_calibrate_record_and_judge():
@@ -105,7 +170,8 @@ def test_calibrate_record_and_judge():
     scores = [float(m.max()) for m in maps]
     cal = calibrate(scores, maps, 0.05, source="unit")
     assert cal["n"] == 20 and cal["rank"] == 20 and cal["image_threshold"] == max(scores)
-    for key in ("version", "target_frr", "pixel_threshold", "min_area", "guarantee", "date", "inspect_ad_version"):
+    for key in ("version", "target_frr", "pixel_threshold", "min_area", "min_area_fraction", "guarantee", "date",
+                "inspect_ad_version"):
         assert key in cal
     # calibrated min area: larger than the 20th-smallest "largest region" of the calibration maps
     assert cal["min_area_source"] == "calibrated" and cal["min_area"] >= 2
