@@ -17,7 +17,7 @@ _PUBLIC = {
     "VideoDetector": "inspect_ad.detectors.video",
     "TabularDetector": "inspect_ad.detectors.tabular",
     "OneClassDetector": "inspect_ad.detectors.oneclass",
-    "TrainConfig": "inspect_ad.engine.loop",
+    "TrainConfig": "inspect_ad.training.loop",
     "MapConfig": "inspect_ad.scoring.anomaly_map",
     "Decision": "inspect_ad.scoring.calibration",
 }

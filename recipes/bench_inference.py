@@ -39,7 +39,7 @@ import torch
 from inspect_ad import Detector, TrainConfig
 from inspect_ad.data.datasets import from_manifest, from_mvtec
 from inspect_ad.data.synthetic import write_mvtec
-from inspect_ad.engine.device import describe_device, resolve_device, torch_threads_from_env
+from inspect_ad.training.device import describe_device, resolve_device, torch_threads_from_env
 from inspect_ad.reports.batch import inspect_images
 from bench_images import jpeg_inputs
 from results_file import publish

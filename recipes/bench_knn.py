@@ -20,7 +20,7 @@ import torch
 
 from inspect_ad.atomic import atomic_write_text
 from inspect_ad.memory import nearest
-from inspect_ad.engine.device import describe_device
+from inspect_ad.training.device import describe_device
 
 
 def best_of(fn, repeats: int) -> float:

@@ -26,8 +26,8 @@ from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
 from inspect_ad.detectors.image import Detector
 from inspect_ad.reports.evaluation import evaluate
 from inspect_ad.models import ablation_options, parse_overrides
-from inspect_ad.engine.device import describe_device, resolve_device
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.device import describe_device, resolve_device
+from inspect_ad.training.loop import TrainConfig
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
 

@@ -32,7 +32,7 @@ from inspect_ad.data.datasets import from_manifest
 from inspect_ad.detectors.image import Detector, checkpoint_path
 from inspect_ad.scoring.metrics import image_auroc
 from inspect_ad.models import ablation_options, parse_overrides
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.loop import TrainConfig
 
 TARGETS = (0.01, 0.05)
 N_CALIBRATION = 100

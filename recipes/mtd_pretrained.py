@@ -34,8 +34,8 @@ from inspect_ad.data.datasets import from_manifest
 from inspect_ad.detectors.image import Detector
 from inspect_ad.reports.evaluation import collect, compute_metrics
 from inspect_ad.models import parse_overrides
-from inspect_ad.engine.device import describe_device, resolve_device
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.device import describe_device, resolve_device
+from inspect_ad.training.loop import TrainConfig
 
 TARGETS = (0.01, 0.05)
 # Today's best from scratch, for comparison (run K-s-z-pad in recipes/results/mtd.md: 128 px, all 761

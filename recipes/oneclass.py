@@ -36,7 +36,7 @@ from inspect_ad.scoring.metrics import auroc, auroc_per_group
 from inspect_ad.models import get_spec, make_config, parse_overrides
 from inspect_ad.detectors.oneclass import (ERRORS, OneClassDetector, oneclass_train_config,
                                            scale_scores, slots_read)
-from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_device
+from inspect_ad.training.device import DEVICE_HELP, describe_device, resolve_device
 from inspect_ad.models.oneclass import VARIANTS, decode_slots, model_name
 
 # MemAE paper, Table 1 (mean AUROC over the 10 one-class tasks).

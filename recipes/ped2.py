@@ -1,7 +1,7 @@
-"""Video anomaly detection on UCSD Ped2 (or the built-in synthetic set): train each recipe with and
-without memory, evaluate frame-level AUC, and write a results table.
+"""Video anomaly detection on UCSD Ped2 (or the built-in synthetic set): train each video model with
+and without memory, evaluate frame-level AUC, and write a results table.
 
-    OMP_NUM_THREADS=1 python recipes/ped2.py --data /work/shared/data/ped2 --setting cpu \
+    OMP_NUM_THREADS=1 python recipes/ped2.py --data /work/shared/data/ped2 --preset cpu \
         --out runs/ped2 --table recipes/results/ped2.md
 
 Each run appends its metrics to <out>/results.jsonl (a rerun skips finished runs), and the table
@@ -20,8 +20,9 @@ import torch
 from inspect_ad.data.synthetic_video import ANOMALY_KINDS
 from inspect_ad.data.video import load_video_dataset
 from inspect_ad.models import create_model, parse_overrides
-from inspect_ad.engine.device import DEVICE_HELP, describe_device, resolve_device, torch_threads_from_env
-from inspect_ad.detectors.video import RECIPES, VideoDetector, recipe_setting, video_train_config
+from inspect_ad.training.device import DEVICE_HELP, describe_device, resolve_device, torch_threads_from_env
+from inspect_ad.detectors.video import PRESET_NAMES, VIDEO_MODELS, VideoDetector, video_preset, video_train_config
+from inspect_ad.reports.video import evaluate
 from inspect_ad.reports.visualize import save_score_plot
 
 PAPER = {"memae3d": (0.941, 0.917, "MemAE Table 2 (AE row)"),
@@ -33,15 +34,15 @@ PAPER_FPS = {"memae3d": "38 (1080 Ti)", "mnad-recon": "67 (Titan Xp)", "mnad-pre
 
 
 def run_one(recipe: str, memory: bool, args, ds) -> dict:
-    st = recipe_setting(recipe, args.setting)
+    st = video_preset(recipe, args.setting)
     overrides = {**st["model"], **parse_overrides(args.option), "use_memory": memory}
     epochs = args.epochs or st["epochs"]
     start = time.perf_counter()
     det = VideoDetector(recipe, overrides, video_train_config(recipe, args.setting, epochs=epochs, seed=args.seed,
                                                               device=args.device,
                                                               max_steps_per_epoch=args.max_steps_per_epoch))
-    det.fit(ds.train, progress=False, data=str(args.data), setting=args.setting)
-    metrics, results = det.evaluate(ds.test)
+    det.fit(ds.train, progress=False, data=str(args.data), preset=args.setting)
+    metrics, results = evaluate(det, ds.test)
     # one folder per distinct run, so a rerun with another seed or option never overwrites a bundle
     tag = (f"{recipe}{'' if memory else '-nomem'}" + "".join(f"-{o}" for o in args.option)
            + (f"-seed{args.seed}" if args.seed else ""))
@@ -79,7 +80,7 @@ def write_table(rows: list[dict], path: Path, command: str, data_name: str) -> N
              + (" paper fps |" if ped2 else "") + " epochs × steps | train s | wall s |",
              "|---|---|---|---|" + ("---|" if ped2 else "") + "---|---|" + "---|" * len(kinds) + "---|---|"
              + ("---|" if ped2 else "") + "---|---|---|"]
-    for r in sorted(rows, key=lambda r: (RECIPES.index(r["recipe"]), r.get("options", []), r["seed"], not r["memory"])):
+    for r in sorted(rows, key=lambda r: (VIDEO_MODELS.index(r["recipe"]), r.get("options", []), r["seed"], not r["memory"])):
         mem_paper, nomem_paper, _ = PAPER[r["recipe"]]
         steps = r["max_steps_per_epoch"] or "all"
         name = " ".join([r["recipe"], *(f"`{o}`" for o in r.get("options", []))]
@@ -105,7 +106,7 @@ def write_table(rows: list[dict], path: Path, command: str, data_name: str) -> N
 
 def measure_fps(recipe: str, setting: str, frames: int = 3) -> float:
     """Scoring speed of one model size on random clips (batch 1, forward pass only)."""
-    model = create_model(recipe, **recipe_setting(recipe, setting)["model"]).eval()
+    model = create_model(recipe, **video_preset(recipe, setting)["model"]).eval()
     c = model.config
     x, _ = model.split_clip(torch.rand(1, c.clip_length, c.in_channels, c.image_size, c.image_size) * 2 - 1)
     with torch.no_grad():
@@ -121,7 +122,7 @@ def write_speed(path: Path, threads: int) -> None:
              f"{threads} torch thread(s), same shared machine; papers' numbers are on one GPU.", "",
              "| recipe | fps, paper-size model (256×256) | fps, cpu setting (64×64) | paper fps (GPU) |",
              "|---|---|---|---|"]
-    for recipe in RECIPES:
+    for recipe in VIDEO_MODELS:
         lines.append(f"| {recipe} | {measure_fps(recipe, 'paper'):.2f} | {measure_fps(recipe, 'cpu', 20):.0f} "
                      f"| {PAPER_FPS[recipe]} |")
     with path.open("a") as fh:
@@ -131,15 +132,16 @@ def write_speed(path: Path, threads: int) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.environ.get("INSPECT_AD_PED2", "synthetic"))
-    p.add_argument("--setting", default="cpu", choices=("paper", "cpu", "tiny"))
-    p.add_argument("--recipes", default=",".join(RECIPES))
+    # --setting and --recipes: the names in the recorded results' command lines
+    p.add_argument("--preset", "--setting", dest="setting", default="cpu", choices=PRESET_NAMES)
+    p.add_argument("--models", "--recipes", dest="recipes", default=",".join(VIDEO_MODELS))
     p.add_argument("--memory", default="both", choices=("both", "yes", "no"))
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-steps-per-epoch", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="model option for every recipe run, e.g. -o logit_scale=10 (repeatable)")
+                   help="model option for every run, e.g. -o logit_scale=10 (repeatable)")
     p.add_argument("--out", default="runs/ped2")
     p.add_argument("--table", help="markdown table to (re)write from <out>/results.jsonl")
     p.add_argument("--speed", action="store_true", help="append a CPU fps table for paper-size models")

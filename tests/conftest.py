@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from inspect_ad.cli.image import main as cli_main
 from inspect_ad.data.tabular import TabularData
 from inspect_ad.detectors.image import Detector
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.loop import TrainConfig
 from inspect_ad.models import ablation_options, get_spec
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))

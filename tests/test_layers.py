@@ -1,5 +1,5 @@
 """The package's layering, read from the code's own imports: data flows one way
-(ops → data, memory → models → engine, scoring → detectors → reports → cli) and no modules
+(ops → data, memory → models → training, scoring → detectors → reports → pipelines → cli) and no modules
 import each other in a loop. A failure names the import that breaks it."""
 import ast
 from pathlib import Path
@@ -8,8 +8,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "inspect_ad"
 # lowest first; a module may import from its own layer and the ones below
-LAYERS = [{"errors", "atomic", "checks"}, {"ops"}, {"data", "memory"}, {"models"}, {"engine", "scoring"}, {"deploy"}, {"detectors"},
-          {"reports"}, {"cli", "__main__"}]
+LAYERS = [{"errors", "atomic", "checks"}, {"ops"}, {"data", "memory"}, {"models"}, {"training", "scoring"}, {"deploy"}, {"detectors"},
+          {"reports"}, {"pipelines"}, {"cli", "__main__"}]
 
 
 def _module(path: Path) -> str:

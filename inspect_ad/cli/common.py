@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from inspect_ad.engine.device import DEVICE_HELP
+from inspect_ad.training.device import DEVICE_HELP
 from inspect_ad.errors import InspectError, one_line
 from inspect_ad.models import parse_overrides
 
@@ -37,6 +37,10 @@ class Command(click.Command):
             raise ValueError(f"command {self.name!r}: sections name unknown or repeated options {wrong}")
 
     def parse_args(self, ctx, args):
+        for p in self.params:
+            for name in getattr(p, "deprecated_names", ()):
+                if any(a == name or a.startswith(name + "=") for a in args):
+                    click.echo(f"warning: {name} is deprecated; use {p.opts[0]}", err=True)
         try:
             return super().parse_args(ctx, args)
         except click.BadParameter as e:
@@ -107,12 +111,15 @@ def option_errors():
 
 class Option(click.Option):
     """A click option with extra names that are accepted but left out of ``--help`` (old spellings
-    kept working, e.g. ``--model`` for ``--bundle``), and optionally its key in a ``--config`` file
-    where the flag's own name would read badly there (``model-options`` for ``-o/--option``)."""
+    kept working, e.g. ``--model`` for ``--bundle``; a ``deprecated_names`` one also warns on
+    stderr), and optionally its key in a ``--config`` file where the flag's own name would read
+    badly there (``model-options`` for ``-o/--option``)."""
 
-    def __init__(self, param_decls, hidden_names: tuple[str, ...] = (), config_key: str | None = None, **kwargs):
-        super().__init__([*param_decls, *hidden_names], **kwargs)
-        self.hidden_names = set(hidden_names)
+    def __init__(self, param_decls, hidden_names: tuple[str, ...] = (), config_key: str | None = None,
+                 deprecated_names: tuple[str, ...] = (), **kwargs):
+        super().__init__([*param_decls, *hidden_names, *deprecated_names], **kwargs)
+        self.hidden_names = {*hidden_names, *deprecated_names}
+        self.deprecated_names = tuple(deprecated_names)
         self.config_key = config_key
 
     def get_help_record(self, ctx):

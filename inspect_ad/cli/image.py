@@ -23,7 +23,7 @@ from inspect_ad.deploy.export import FORMATS
 from inspect_ad.errors import InspectError, printable
 from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
 from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.loop import TrainConfig
 
 
 @click.group(cls=Group)
@@ -199,8 +199,8 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
     from inspect_ad.detectors.bundle import check_model_options, update_bundle_sections
     from inspect_ad.data.datasets import load_image_set
     from inspect_ad.detectors.image import Detector, checkpoint_path
-    from inspect_ad.engine.device import resolve_device
-    from inspect_ad.engine.distributed import is_main, process_group
+    from inspect_ad.training.device import resolve_device
+    from inspect_ad.training.distributed import is_main, process_group
 
     data_root = default_data_root(data_root, category, manifest, train_dir)
     out = Path(out) if out is not None else default_out(category, manifest, train_dir)
@@ -243,9 +243,9 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
 
 def fit_on_processes(nproc: int, n_images: int, batch_size: int, device: str) -> None:
     """``fit`` with the same options (passed as a --config file) in ``nproc`` processes of this
-    machine, which train as one (inspect_ad.engine.distributed); this process waits for them."""
-    from inspect_ad.engine.device import resolve_device
-    from inspect_ad.engine.distributed import check_shares, launch, launched
+    machine, which train as one (inspect_ad.training.distributed); this process waits for them."""
+    from inspect_ad.training.device import resolve_device
+    from inspect_ad.training.distributed import check_shares, launch, launched
 
     if launched():
         raise InspectError("--nproc starts processes of its own; under torchrun drop it (torchrun's "
@@ -444,7 +444,7 @@ def inspect_cmd(ctx, inputs, bundle, out, batch_size, engine, address, workers, 
     run = dict(batch_size=batch_size, resume=resume, overwrite=overwrite, sort_into=sort_into, copy=copy,
                copy_photos=copy_photos, progress=not quiet, **({} if workers is None else {"workers": workers}))   # else each engine's default
     if engine == "ray":
-        from inspect_ad.reports.ray_engine import inspect_images_ray
+        from inspect_ad.pipelines.ray_qa import inspect_images_ray
         s = inspect_images_ray(load, inputs, out, address=address, **run)
     elif address is not None:
         raise InspectError("--address is the Ray cluster of --engine ray; add --engine ray or leave out --address")
@@ -556,7 +556,7 @@ def format_metrics(m: dict) -> str:
 @quiet_option("No progress bars.")
 def demo(out, categories, models, backbone, epochs, seed, device, quiet):
     """Built-in data -> train -> evaluate -> heatmaps -> calibrate -> inspect report, in a few minutes on a laptop CPU."""
-    from inspect_ad.reports.demo import qa_lines, run_demo
+    from inspect_ad.pipelines.demo import qa_lines, run_demo
     names = models.split(",")
     for name in names:
         backbone_options(name, backbone, {})  # refuses patchcore without a backbone, in one line

@@ -1,5 +1,5 @@
 """``inspect-ad video``: fit, evaluate and score the video anomaly models (a thin layer over
-:mod:`inspect_ad.detectors.video`)."""
+:mod:`inspect_ad.detectors.video` and :mod:`inspect_ad.reports.video`)."""
 from __future__ import annotations
 
 import csv
@@ -13,9 +13,10 @@ import numpy as np
 from inspect_ad.atomic import atomic_path, atomic_write_json
 from inspect_ad.data.video import load_clip_folder, load_video_dataset
 from inspect_ad.detectors.bundle import CONFIG, check_model_options
-from inspect_ad.detectors.video import (RECIPES, SETTINGS, VideoDetector, VideoResult, anomaly_score, recipe_setting,
-                                        video_train_config)
-from inspect_ad.engine.device import resolve_device, torch_threads_from_env
+from inspect_ad.detectors.video import PRESET_NAMES, VIDEO_MODELS, VideoDetector, video_preset, video_train_config
+from inspect_ad.reports.video import VideoResult, evaluate as evaluate_videos
+from inspect_ad.scoring.video import anomaly_score
+from inspect_ad.training.device import resolve_device, torch_threads_from_env
 from inspect_ad.errors import InspectError
 from inspect_ad.models import make_config
 from inspect_ad.cli.common import (Group, Option, batch_size_option, bundle_option, device_option, epochs_option,
@@ -34,18 +35,18 @@ def data_option(help: str):
 
 
 @video.command("fit", sections={
-    "Model": ("recipe", "setting", "no_memory", "options"), "Data": ("data",),
+    "Model": ("model", "preset", "no_memory", "options"), "Data": ("data",),
     "Training": ("epochs", "batch_size", "lr", "max_steps_per_epoch", "seed"),
     "Output and run": ("out", "overwrite", "device", "quiet")})
-@click.option("--model", "recipe", cls=Option, hidden_names=("--recipe",), type=click.Choice(RECIPES), required=True,
+@click.option("--model", "model", cls=Option, hidden_names=("--recipe",), type=click.Choice(VIDEO_MODELS), required=True,
               help="MemAE-3D, MNAD reconstruction or prediction, or the prototype memory (Lai et al. 2021).")
 @data_option("Dataset folder (frame folders or UCSD original) or 'synthetic'.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the model bundle.")
-@click.option("--setting", type=click.Choice(SETTINGS), default="cpu", show_default=True,
-              help="paper: the papers' sizes (GPU); cpu: 64×64 grey, narrow nets; tiny: tests.")
-@epochs_option(help="Override the setting's epochs.")
-@batch_size_option(help="Override the setting's batch size.")
-@lr_option(help="Override the setting's learning rate (paper: the paper's).")
+@click.option("--preset", cls=Option, deprecated_names=("--setting",), type=click.Choice(PRESET_NAMES), default="cpu",
+              show_default=True, help="paper: the papers' sizes (GPU); cpu: 64×64 grey, narrow nets; tiny: tests.")
+@epochs_option(help="Override the preset's epochs.")
+@batch_size_option(help="Override the preset's batch size.")
+@lr_option(help="Override the preset's learning rate (paper: the paper's).")
 @click.option("--max-steps-per-epoch", type=click.IntRange(1), help="Cap each epoch (for quick CPU runs).")
 @click.option("--no-memory", is_flag=True, help="Train the paper's no-memory ablation.")
 @model_options
@@ -53,23 +54,23 @@ def data_option(help: str):
 @device_option
 @overwrite_option()
 @quiet_option()
-def fit(recipe, data, out, setting, epochs, batch_size, lr, max_steps_per_epoch, no_memory, options, seed, device,
+def fit(model, data, out, preset, epochs, batch_size, lr, max_steps_per_epoch, no_memory, options, seed, device,
         overwrite, quiet):
-    """Train a recipe on the normal training videos under --data-root and save a bundle."""
+    """Train a video model on the normal training videos under --data-root and save a bundle."""
     if (Path(out) / CONFIG).exists() and not overwrite:
         raise InspectError(f"{out} already holds a model bundle; pass --overwrite to replace it, or choose another --out")
     resolve_device(device)  # before the data: a missing GPU should not cost a dataset load
-    st = recipe_setting(recipe, setting)
+    st = video_preset(model, preset)
     model_over = {**st["model"], **options, **({"use_memory": False} if no_memory else {})}
-    check_model_options(recipe, model_over)
+    check_model_options(model, model_over)
     with option_errors():
-        train_config = video_train_config(recipe, setting, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        train_config = video_train_config(model, preset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                           device=device, max_steps_per_epoch=max_steps_per_epoch)
-        det = VideoDetector(recipe, model_over, train_config)
-        make_config(recipe, **model_over)   # a bad option fails here, before the data are read
+        det = VideoDetector(model, model_over, train_config)
+        make_config(model, **model_over)   # a bad option fails here, before the data are read
     ds = load_video_dataset(data).require_train()
-    click.echo(f"training {recipe} ({setting}) on {len(ds.train)} videos of {ds.name} for {train_config.epochs} epochs")
-    det.fit(ds.train, progress=not quiet, data=str(data), setting=setting).save(out)
+    click.echo(f"training {model} ({preset}) on {len(ds.train)} videos of {ds.name} for {train_config.epochs} epochs")
+    det.fit(ds.train, progress=not quiet, data=str(data), preset=preset).save(out)
     click.echo(f"saved {out} ({det.training_info_['seconds']:.0f} s training)")
 
 
@@ -87,7 +88,7 @@ def evaluate(bundle, data, out, no_update, device):
     det = VideoDetector.load(bundle, device)
     det.test_time_update = not no_update
     ds = load_video_dataset(data).require_test()
-    metrics, results = det.evaluate(ds.test)
+    metrics, results = evaluate_videos(det, ds.test)
     metrics.update(model=det.model, data=str(data), training=det.training_info_)
     out = Path(out or Path(bundle) / "eval")
     out.mkdir(parents=True, exist_ok=True)

@@ -95,25 +95,3 @@ def protocol_split(data: TabularData, seed: int, train_fraction: float = 0.5) ->
     train_idx = train_idx[~data.anomaly[train_idx]]
     return ProtocolSplit(data.features[train_idx], data.features[test_idx], data.anomaly[test_idx],
                          train_idx, test_idx, seed)
-
-
-def flag_top_fraction(scores: np.ndarray, fraction: float = KDD_ANOMALY_RATIO) -> np.ndarray:
-    """Boolean mask flagging exactly round(fraction · n) highest scores (ties broken by order)."""
-    scores = np.asarray(scores)
-    if not 0 <= fraction <= 1:
-        raise ValueError("fraction must lie in [0, 1]")
-    n_flag = int(round(fraction * len(scores)))
-    flagged = np.zeros(len(scores), dtype=bool)
-    if n_flag:
-        flagged[np.argsort(-scores, kind="stable")[:n_flag]] = True
-    return flagged
-
-
-def precision_recall_f1(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float, float]:
-    """Precision, recall and F1 of the positive (anomaly) class from boolean arrays; 0 if undefined."""
-    predicted, actual = np.asarray(predicted, bool), np.asarray(actual, bool)
-    tp = float(np.sum(predicted & actual))
-    precision = tp / predicted.sum() if predicted.any() else 0.0
-    recall = tp / actual.sum() if actual.any() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1

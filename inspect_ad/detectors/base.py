@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from inspect_ad.detectors.bundle import Bundle, load_bundle
-from inspect_ad.engine.device import resolve_device
+from inspect_ad.training.device import resolve_device
 from inspect_ad.errors import ConfigError, InspectError, NotFittedError
 from inspect_ad.models import list_models
 from inspect_ad.scoring.calibration import conformal_threshold, decisions

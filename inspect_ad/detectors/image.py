@@ -30,12 +30,12 @@ from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.data.preprocess import (CachedTargets, InputImages, Preprocessing, TrainImages, augmentation,
                                         check_choices, decoded_inputs, detect_channels)
-from inspect_ad.engine.batches import LoaderBatches
-from inspect_ad.engine.device import check_workers, model_device, resolve_device
-from inspect_ad.engine.distributed import (check_shares, is_main, on_rank0, per_rank_batch, rank,
+from inspect_ad.training.batches import LoaderBatches
+from inspect_ad.training.device import check_workers, model_device, resolve_device
+from inspect_ad.training.distributed import (check_shares, is_main, on_rank0, per_rank_batch, rank,
                                           world_size)
-from inspect_ad.engine.loop import TrainConfig, train
-from inspect_ad.engine.objectives import feature_objective, memae_objective
+from inspect_ad.training.loop import TrainConfig, train
+from inspect_ad.training.objectives import feature_objective, memae_objective
 from inspect_ad.errors import ConfigError, InspectError, printable
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config, saved_config
 from inspect_ad.models.protocols import FrozenFeatureModel, MemoryBankModel
@@ -176,7 +176,7 @@ class Detector(BaseDetector):
         than a new good part gets (at 20 epochs on MTD the difference did not show; run E in
         recipes/results/mtd.md).
 
-        In a torch.distributed group (torchrun, see :mod:`inspect_ad.engine.distributed`) every
+        In a torch.distributed group (torchrun, see :mod:`inspect_ad.training.distributed`) every
         process calls fit with the same arguments: each trains on its share of every batch, or
         fills PatchCore's bank from its share of the images; rank 0 alone shows progress and
         writes ``out``, and the others wait until it is written."""

@@ -17,10 +17,10 @@ from torch import Tensor, nn
 
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.detectors.bundle import save_bundle
-from inspect_ad.engine.batches import TensorBatches
-from inspect_ad.engine.device import model_device, resolve_device
-from inspect_ad.engine.loop import TrainConfig, train
-from inspect_ad.engine.objectives import memae_objective
+from inspect_ad.training.batches import TensorBatches
+from inspect_ad.training.device import model_device, resolve_device
+from inspect_ad.training.loop import TrainConfig, train
+from inspect_ad.training.objectives import memae_objective
 from inspect_ad.errors import ConfigError, InspectError
 from inspect_ad.models import create_model, make_config
 from inspect_ad.scoring.normalize import minmax

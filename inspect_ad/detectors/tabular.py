@@ -11,14 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspect_ad.data.tabular import KDD_ANOMALY_RATIO, ProtocolSplit, flag_top_fraction, precision_recall_f1
+from inspect_ad.data.tabular import KDD_ANOMALY_RATIO, ProtocolSplit
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.detectors.bundle import save_bundle
-from inspect_ad.engine.batches import TensorBatches
-from inspect_ad.engine.device import model_device, seed_everything
-from inspect_ad.engine.loop import TrainConfig, train
-from inspect_ad.engine.objectives import memae_objective
+from inspect_ad.training.batches import TensorBatches
+from inspect_ad.training.device import model_device, seed_everything
+from inspect_ad.training.loop import TrainConfig, train
+from inspect_ad.training.objectives import memae_objective
 from inspect_ad.models import create_model, make_config
+from inspect_ad.scoring.metrics import flag_top_fraction, precision_recall_f1
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ the report and ``sort_into`` folders are never scanned as inputs. ``resume`` ski
 already in the report (after dropping a half-written last line).
 
 :class:`Report` writes the rows whatever scores them: this process (:func:`inspect_images`) or Ray
-workers (:mod:`inspect_ad.reports.ray_engine`, whose report is sorted by path at the end).
+workers (:mod:`inspect_ad.pipelines.ray_qa`, whose report is sorted by path at the end).
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ from inspect_ad.scoring.calibration import (ERROR, FAIL, INVALID, NORMALIZED_TEX
                                             Judgement, check_calibration)
 from inspect_ad.data.io import inside, scan_images, warn_skipped
 from inspect_ad.detectors.image import Detector, Prediction
-from inspect_ad.engine.device import check_workers
+from inspect_ad.training.device import check_workers
 from inspect_ad.errors import InspectError, printable
 from inspect_ad.reports.html import HEAT, IMAGE, NEAR, OVERLAY, render_html
 from inspect_ad.reports.visualize import ColourScale, color_overlay, colour_scale, heat_rgb

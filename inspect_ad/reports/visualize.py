@@ -237,7 +237,7 @@ def save_gallery(path: str | Path, rows: Sequence[tuple[str, np.ndarray, np.ndar
 
 
 def save_score_plot(path, results: Sequence, title: str = "") -> None:
-    """One panel per video (:class:`~inspect_ad.detectors.video.VideoResult`): the anomaly score
+    """One panel per video (:class:`~inspect_ad.reports.video.VideoResult`): the anomaly score
     with anomalous frames shaded."""
     cols = min(4, len(results))
     rows = math.ceil(len(results) / cols)

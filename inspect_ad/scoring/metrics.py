@@ -1,4 +1,5 @@
-"""Evaluation metrics as pure numpy functions: ROC/AUROC, F1-max, PSNR and the MVTec AD AU-PRO.
+"""Evaluation metrics as pure numpy functions: ROC/AUROC, F1-max, PSNR, the MVTec AD AU-PRO, and the
+tabular protocol's top-fraction flags with their precision / recall / F1.
 
 Every curve is exact: each distinct score is one threshold, a sample counts as positive when
 ``score >= threshold``, and tied scores enter the curve together (one point per distinct score).
@@ -28,6 +29,8 @@ __all__ = [
     "pro_curve",
     "aupro",
     "aupro_reference",
+    "flag_top_fraction",
+    "precision_recall_f1",
 ]
 
 
@@ -339,3 +342,28 @@ def aupro_reference(masks, maps, fpr_limit: float = 0.3) -> float:
         fpr.append(np.count_nonzero(good >= t) / good.size)
         pro.append(np.mean([np.count_nonzero(r >= t) / r.size for r in region_scores]))
     return _area_to_limit(np.array(fpr), np.array(pro), fpr_limit)
+
+
+# ---------------------------------------------------------------------------------------------
+# a fixed-fraction decision (the DAGMM / MemAE tabular protocol flags the top 20 % of test scores)
+
+def flag_top_fraction(scores: np.ndarray, fraction: float) -> np.ndarray:
+    """Boolean mask flagging exactly round(fraction · n) highest scores (ties broken by order)."""
+    scores = np.asarray(scores)
+    if not 0 <= fraction <= 1:
+        raise ValueError("fraction must lie in [0, 1]")
+    n_flag = int(round(fraction * len(scores)))
+    flagged = np.zeros(len(scores), dtype=bool)
+    if n_flag:
+        flagged[np.argsort(-scores, kind="stable")[:n_flag]] = True
+    return flagged
+
+
+def precision_recall_f1(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float, float]:
+    """Precision, recall and F1 of the positive (anomaly) class from boolean arrays; 0 if undefined."""
+    predicted, actual = np.asarray(predicted, bool), np.asarray(actual, bool)
+    tp = float(np.sum(predicted & actual))
+    precision = tp / predicted.sum() if predicted.any() else 0.0
+    recall = tp / actual.sum() if actual.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1

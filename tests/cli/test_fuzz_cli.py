@@ -19,10 +19,10 @@ from conftest import (TINY_MODEL_OPTIONS as TINY, encoded, fast_fit_args, frames
 
 from inspect_ad.cli.image import main
 from inspect_ad.deploy.export import FORMATS
-from inspect_ad.engine.device import usable_cpus
+from inspect_ad.training.device import usable_cpus
 from inspect_ad.reports.batch import read_rows
 from inspect_ad.detectors.image import Detector
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.loop import TrainConfig
 from inspect_ad.scoring.anomaly_map import MapConfig
 
 FAST = fast_fit_args(epochs=1)
@@ -209,14 +209,14 @@ def _cases(n_manifests: int) -> list[tuple[str, list[str], str]]:
               ("video fit batch 0", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic", "--out", "{out}/v",
                                      "--batch-size", "0"], "--batch-size"),
               ("video fit memory_slots -1", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic",
-                                             "--setting", "tiny", "--out", "{out}/v", "--set", "memory_slots=-1"],
+                                             "--preset", "tiny", "--out", "{out}/v", "--set", "memory_slots=-1"],
                "memory_slots"),
               ("video fit unknown option", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic",
-                                            "--setting", "tiny", "--out", "{out}/v", "--set", "nope=1"], "nope"),
+                                            "--preset", "tiny", "--out", "{out}/v", "--set", "nope=1"], "nope"),
               ("no such command", ["nosuchcommand"], "nosuchcommand"),
               ("fit unknown flag", fit + ["--no-such-flag"], "--no-such-flag"),
               ("video fit over a bundle", ["video", "fit", "--recipe", "memae3d", "--data", "synthetic",
-                                           "--setting", "tiny", "--out", "{root}/model"], "--overwrite")]
+                                           "--preset", "tiny", "--out", "{root}/model"], "--overwrite")]
     bundles = [(f"{prefix}{i}", name) for prefix, edits in (("c", CONFIG_EDITS), ("f", FILE_EDITS), ("r", REFERENCE_EDITS))
                for i, name in enumerate(edits)]
     for folder, name in bundles:

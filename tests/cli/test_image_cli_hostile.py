@@ -17,8 +17,8 @@ from conftest import (TINY_IMAGE_SIZE, TINY_MODEL_OPTIONS, encoded, fast_fit_arg
 from inspect_ad import atomic
 from inspect_ad.detectors import bundle
 from inspect_ad.detectors.image import Detector
-from inspect_ad.engine.loop import TrainConfig
-from inspect_ad.reports import ray_engine
+from inspect_ad.training.loop import TrainConfig
+from inspect_ad.pipelines import ray_qa
 from inspect_ad.reports.batch import JSONL, read_rows
 
 FAST = fast_fit_args(epochs=1)
@@ -190,8 +190,8 @@ def test_a_ray_address_where_nothing_listens_is_one_line_within_seconds(qa, tmp_
 def test_a_ray_client_address_without_ray_client_is_one_line(qa, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     root, _ = qa
-    real = ray_engine.importlib.util.find_spec
-    monkeypatch.setattr(ray_engine.importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else
+    real = ray_qa.importlib.util.find_spec
+    monkeypatch.setattr(ray_qa.importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else
                         real(name, *a))
     one_line_error(run("inspect", parts_copy(qa, tmp_path), "--bundle", root / "model", "--out", tmp_path / "rep",
                        "--engine", "ray", "--address", "ray://127.0.0.1:10001"), "ray[client]")

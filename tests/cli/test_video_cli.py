@@ -20,6 +20,7 @@ def test_cli_fit_evaluate_score(tmp_path):
                                   "--setting", "tiny", "--epochs", "1", "--max-steps-per-epoch", "2",
                                   "--device", "cpu"])
     assert r.exit_code == 0, r.output
+    assert "warning: --setting is deprecated; use --preset" in r.output
     assert json.loads((out / "config.json").read_text())["training"]["ran_on"].startswith("CPU (")
     r = runner.invoke(video_cli, ["evaluate", "--model", str(out), "--data", str(data)])
     assert r.exit_code == 0, r.output
@@ -38,7 +39,7 @@ def test_cli_fit_evaluate_score(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_cli_fit_names_a_missing_gpu_in_one_line():
     r = CliRunner().invoke(main, ["video", "fit", "--recipe", "mnad-pred", "--data", "synthetic", "--out", "x",
-                                      "--setting", "tiny", "--epochs", "1", "--device", "cuda"])
+                                      "--preset", "tiny", "--epochs", "1", "--device", "cuda"])
     assert r.exit_code == 2 and "no CUDA GPU" in r.output and "--device cpu" in r.output
 
 
@@ -49,9 +50,9 @@ def test_cli_unknown_recipe_lists_choices():
 
 def test_video_cli_takes_the_image_commands_option_names(tmp_path):
     """--model, --data-root, -o, --quiet as in the image commands (test_cli_fit_evaluate_score uses
-    the older --recipe and --data, still accepted)."""
+    the older --recipe, --data and --setting, still accepted)."""
     runner = CliRunner()
-    base = ["fit", "--model", "mnad-recon", "--data-root", "synthetic", "--out", str(tmp_path / "m"), "--setting",
+    base = ["fit", "--model", "mnad-recon", "--data-root", "synthetic", "--out", str(tmp_path / "m"), "--preset",
             "tiny", "--epochs", "1", "--max-steps-per-epoch", "1", "--device", "cpu", "--quiet"]
     r = runner.invoke(video_cli, [*base, "-o", "memory_slots=3", "--set", "score_weight=0.5"])
     assert r.exit_code == 0, r.output
@@ -70,12 +71,13 @@ def test_video_help_shows_the_shared_names_only():
     for command in ("fit", "evaluate"):
         text = run("video", command, "--help").output
         assert "--data-root" in text and "--data " not in text and "--recipe" not in text, command
+    assert "--preset" in run("video", "fit", "--help").output and "--setting" not in run("video", "fit", "--help").output
 
 
 def test_video_fit_refuses_to_replace_a_bundle(tmp_path):
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "config.json").write_text("{}")
-    one_line_error(run("video", "fit", "--recipe", "memae3d", "--data", "synthetic", "--setting", "tiny",
+    one_line_error(run("video", "fit", "--recipe", "memae3d", "--data", "synthetic", "--preset", "tiny",
                        "--out", tmp_path / "v"), "--overwrite")
     assert (tmp_path / "v" / "config.json").read_text() == "{}"
 

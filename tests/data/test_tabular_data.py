@@ -1,11 +1,10 @@
-"""KDDCUP99 protocol (DAGMM / MemAE §4.3) on small in-memory tables: loading, split, top-fraction flags and
-scores (inspect_ad/data/tabular.py)."""
+"""KDDCUP99 protocol (DAGMM / MemAE §4.3) on small in-memory tables: loading and split (inspect_ad/data/tabular.py)."""
 import numpy as np
 import pytest
 
 from conftest import toy_table as toy
 
-from inspect_ad.data.tabular import flag_top_fraction, load_kddcup99, precision_recall_f1, protocol_split
+from inspect_ad.data.tabular import load_kddcup99, protocol_split
 from inspect_ad.errors import InspectError
 
 
@@ -23,20 +22,6 @@ def test_split_depends_on_seed_only():
     data = toy()
     a, b, c = protocol_split(data, 1), protocol_split(data, 1), protocol_split(data, 2)
     assert np.array_equal(a.test, b.test) and not np.array_equal(a.test, c.test)
-
-
-def test_flag_top_fraction_flags_exactly_k_highest():
-    flagged = flag_top_fraction(np.array([0.1, 5.0, 0.3, 2.0, 0.2, 0.0, 0.5, 0.4, 0.6, 0.7]), 0.2)
-    assert flagged.tolist() == [False, True, False, True] + [False] * 6
-    assert flag_top_fraction(np.zeros(7), 0.2).sum() == 1  # ties: still round(0.2 * 7)
-
-
-def test_precision_recall_f1_of_positive_class():
-    pred = np.array([1, 1, 1, 0, 0, 0], bool)
-    true = np.array([1, 1, 0, 1, 0, 0], bool)
-    p, r, f1 = precision_recall_f1(pred, true)
-    assert (p, r) == pytest.approx((2 / 3, 2 / 3)) and f1 == pytest.approx(2 / 3)
-    assert precision_recall_f1(np.zeros(3, bool), np.ones(3, bool)) == (0.0, 0.0, 0.0)
 
 
 def test_load_errors_name_the_file(tmp_path):

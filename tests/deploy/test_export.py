@@ -10,7 +10,7 @@ import pytest
 
 from inspect_ad import Detector
 from inspect_ad.deploy.export import require
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.loop import TrainConfig
 from inspect_ad.errors import InspectError
 from inspect_ad.scoring.anomaly_map import MapConfig
 from conftest import noise, one_line_error, run_cli, tiny_model_options, write_png

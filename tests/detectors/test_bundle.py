@@ -15,7 +15,7 @@ from inspect_ad.detectors import bundle
 from inspect_ad.detectors.bundle import (BUNDLE_VERSION, check_model_options, load_bundle, read_bundle_config,
                                          save_bundle)
 from inspect_ad.detectors.image import Detector
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.loop import TrainConfig
 from inspect_ad.errors import InspectError
 
 TINY_AE = tiny_model_options("ae")   # the registered tiny variant

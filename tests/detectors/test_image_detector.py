@@ -13,7 +13,7 @@ import inspect_ad
 from inspect_ad.data import from_mvtec
 from inspect_ad.detectors.bundle import BUNDLE_FILES
 from inspect_ad.detectors.image import Detector, checkpoint_path
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.loop import TrainConfig
 from inspect_ad.errors import InspectError
 from inspect_ad.models import FeatureMMAEConfig, TINY_FEATURE
 from inspect_ad.scoring.anomaly_map import MapConfig
@@ -216,7 +216,7 @@ def test_a_finished_fit_leaves_only_the_bundle_in_its_folder(mvtec_bundle):
 def test_a_fit_resumes_from_the_checkpoint_beside_its_bundle(tiny_mvtec, tmp_path, caplog):
     paths = sorted((tiny_mvtec / "widget" / "train" / "good").glob("*.png"))
     tiny_detector(epochs=1).fit(paths, out=tmp_path / "m", progress=False)   # "interrupted" after 1 epoch
-    with caplog.at_level(logging.INFO, "inspect_ad.engine.loop"):
+    with caplog.at_level(logging.INFO, "inspect_ad.training.loop"):
         det = tiny_detector(epochs=2).fit(paths, out=tmp_path / "m", resume=True, progress=False)
     assert f"resumed from {tmp_path / 'm.checkpoint'} at epoch 1" in caplog.text
     assert [h["epoch"] for h in det.history_] == [1, 2]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inspect_ad.detectors.image import Detector
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.loop import TrainConfig
 
 SIZE, STRIP = 64, 4   # lite0 stages 2, 3 (the default) on 64 px: an 8 × 8 grid; the outer 4 px
 

@@ -1,7 +1,7 @@
 """recipes/decision_rule.py counts each rule's FAILs per label on a demo folder."""
 from conftest import RECIPES, load_recipe
 
-from inspect_ad.reports.demo import run_demo
+from inspect_ad.pipelines.demo import run_demo
 
 TINY_DATA = dict(size=48, n_train=4, n_test_good=3, n_test_per_defect=1, n_calibration=99)
 

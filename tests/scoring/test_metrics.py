@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from inspect_ad.errors import InspectError
-from inspect_ad.scoring.metrics import (aupro, aupro_reference, auroc, auroc_per_group, f1_max, image_auroc,
-                                        image_f1max, pixel_auroc, pixel_f1max, pro_curve, psnr, roc_curve)
+from inspect_ad.scoring.metrics import (aupro, aupro_reference, auroc, auroc_per_group, f1_max, flag_top_fraction,
+                                        image_auroc, image_f1max, pixel_auroc, pixel_f1max, precision_recall_f1,
+                                        pro_curve, psnr, roc_curve)
 
 
 @pytest.fixture
@@ -254,3 +255,17 @@ def test_metrics_module_does_not_import_torch():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "torch" not in imported
+
+
+def test_flag_top_fraction_flags_exactly_k_highest():
+    flagged = flag_top_fraction(np.array([0.1, 5.0, 0.3, 2.0, 0.2, 0.0, 0.5, 0.4, 0.6, 0.7]), 0.2)
+    assert flagged.tolist() == [False, True, False, True] + [False] * 6
+    assert flag_top_fraction(np.zeros(7), 0.2).sum() == 1  # ties: still round(0.2 * 7)
+
+
+def test_precision_recall_f1_of_positive_class():
+    pred = np.array([1, 1, 1, 0, 0, 0], bool)
+    true = np.array([1, 1, 0, 1, 0, 0], bool)
+    p, r, f1 = precision_recall_f1(pred, true)
+    assert (p, r) == pytest.approx((2 / 3, 2 / 3)) and f1 == pytest.approx(2 / 3)
+    assert precision_recall_f1(np.zeros(3, bool), np.ones(3, bool)) == (0.0, 0.0, 0.0)

@@ -1,8 +1,8 @@
-"""Training checkpoints (inspect_ad/engine/checkpoint.py)."""
+"""Training checkpoints (inspect_ad/training/checkpoint.py)."""
 import pytest
 import torch
 
-from inspect_ad.engine import checkpoint
+from inspect_ad.training import checkpoint
 
 
 def test_disk_full_checkpoint_leaves_no_debris(qa, tmp_path, monkeypatch):

@@ -1,11 +1,11 @@
 """The one training loop: Adam on an objective over batches, for every model family.
 
 What differs between families is kept out of the loop: *where batches come from and in which
-order* (:mod:`inspect_ad.engine.batches`) and *what a step minimises* (an objective, see
-:mod:`inspect_ad.engine.objectives`). The loop adds what every family gets the same way: seeding,
+order* (:mod:`inspect_ad.training.batches`) and *what a step minimises* (an objective, see
+:mod:`inspect_ad.training.objectives`). The loop adds what every family gets the same way: seeding,
 the device, an optional cosine schedule, a validation pass that keeps the best epoch,
 checkpoints with resume, progress and a per-epoch history, and on several processes
-DistributedDataParallel (:mod:`inspect_ad.engine.distributed`).
+DistributedDataParallel (:mod:`inspect_ad.training.distributed`).
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from inspect_ad.engine.checkpoint import load_checkpoint, save_checkpoint
-from inspect_ad.engine.distributed import all_sum, is_main, on_rank0, world_size
-from inspect_ad.engine.device import resolve_device, seed_everything
+from inspect_ad.training.checkpoint import load_checkpoint, save_checkpoint
+from inspect_ad.training.distributed import all_sum, is_main, on_rank0, world_size
+from inspect_ad.training.device import resolve_device, seed_everything
 from inspect_ad.errors import ConfigError, InspectError
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ and the local launcher behind ``fit --nproc``.
 ``torchrun --nproc_per_node N -m inspect_ad fit ...`` starts N copies of the command with RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set, and :func:`process_group` joins them:
 gloo between CPU processes; between GPUs NCCL, each process on the GPU of its LOCAL_RANK
-(:func:`~inspect_ad.engine.device.resolve_device`), with gloo beside it for the few CPU tensors
+(:func:`~inspect_ad.training.device.resolve_device`), with gloo beside it for the few CPU tensors
 exchanged (epoch statistics, PatchCore's coresets). Outside a process group every function here
 sees one process, rank 0 of 1, and the single-process code paths stay as they were.
 

@@ -26,8 +26,8 @@ from inspect_ad.detectors.image import Detector
 from inspect_ad.errors import InspectError
 from inspect_ad.reports.batch import HTML, JSONL, inspect_images, read_rows
 from inspect_ad.reports.evaluation import evaluate, save_comparison_plots
-from inspect_ad.engine.device import describe_device, resolve_device
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.device import describe_device, resolve_device
+from inspect_ad.training.loop import TrainConfig
 from inspect_ad.models import ablation_options
 from inspect_ad.reports.visualize import colour_scale, save_overlay, shown, verdict
 from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS

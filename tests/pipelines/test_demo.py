@@ -1,4 +1,4 @@
-"""The demo (inspect_ad/reports/demo.py) ends in PASS/FAIL: a calibrated model and an inspect report;
+"""The demo (inspect_ad/pipelines/demo.py) ends in PASS/FAIL: a calibrated model and an inspect report;
 every picture and row it makes agrees with the decision; a rerun leaves nothing it no longer makes."""
 import json
 import re
@@ -14,7 +14,7 @@ from inspect_ad.data.datasets import Sample
 from inspect_ad.data.synthetic import DEFECT_TYPES, write_mvtec
 from inspect_ad.errors import InspectError
 from inspect_ad.reports.batch import JSONL, read_rows
-from inspect_ad.reports.demo import decisions_by_label, one_per_defect, pass_fail_text, qa_lines, run_demo
+from inspect_ad.pipelines.demo import decisions_by_label, one_per_defect, pass_fail_text, qa_lines, run_demo
 from inspect_ad.reports.visualize import HEAT_LUT, PICTURE_INFO
 from inspect_ad.scoring.calibration import FAIL, PASS
 

@@ -1,4 +1,4 @@
-"""Training on several processes (inspect_ad/engine/distributed.py): two gloo processes on this
+"""Training on several processes (inspect_ad/training/distributed.py): two gloo processes on this
 machine take the steps one process takes on the same global batches, rank 0 alone writes, a
 resume reads rank 0's checkpoint, PatchCore's per-rank coresets merge into one bank."""
 import itertools
@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from conftest import fast_fit_args, noise, one_line_error, run_cli, write_png
 from inspect_ad.detectors.bundle import read_bundle_config
 from inspect_ad.detectors.image import Detector
-from inspect_ad.engine.batches import LoaderBatches
-from inspect_ad.engine.distributed import check_shares
+from inspect_ad.training.batches import LoaderBatches
+from inspect_ad.training.distributed import check_shares
 from inspect_ad.errors import InspectError
 from test_distributed_ranks import make, run_rank, trained
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from inspect_ad.engine import distributed
+from inspect_ad.training import distributed
 
 
 class LoaderBatches:

@@ -1,4 +1,4 @@
-"""Batch QA on Ray (inspect_ad/reports/ray_engine.py): the local engine's rows from Ray workers, a
+"""Batch QA on Ray (inspect_ad/reports/ray_qa.py): the local engine's rows from Ray workers, a
 killed worker's chunks run again, bad files and resumed reports. One local Ray for the module."""
 import csv
 import os
@@ -13,10 +13,11 @@ import torch
 from conftest import frames_file, noise_after_qa_training, noise, one_line_error, png_claiming, run_cli, write_png
 
 from inspect_ad.detectors.image import Detector
-from inspect_ad.reports import batch, ray_engine
+from inspect_ad.pipelines import ray_qa
+from inspect_ad.reports import batch
 from inspect_ad.reports.batch import COLUMNS, CSV, JSONL, inspect_images, read_rows
 from inspect_ad.reports.html import NEAR, near_threshold
-from inspect_ad.reports.ray_engine import inspect_images_ray
+from inspect_ad.pipelines.ray_qa import inspect_images_ray
 
 N_IMAGES, BATCH = 200, 8
 
@@ -24,7 +25,7 @@ N_IMAGES, BATCH = 200, 8
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'inspect-ad[ray]'")
-    ray_engine.init_ray(ray, None, num_cpus=4)   # the shared pool's 2 workers, and 2 for the command's
+    ray_qa.init_ray(ray, None, num_cpus=4)   # the shared pool's 2 workers, and 2 for the command's
     yield ray
     ray.shutdown()
 
@@ -32,7 +33,7 @@ def ray_local():
 @pytest.fixture(scope="module")
 def pool(ray_local, qa_bundles):
     """Two workers with the tiny bundle, one thread each, shared by the module's runs."""
-    with ray_engine.ScorerPool(ray_local, partial(Detector.load, qa_bundles / "model", "cpu"), 2, 1) as running:
+    with ray_qa.ScorerPool(ray_local, partial(Detector.load, qa_bundles / "model", "cpu"), 2, 1) as running:
         yield running
 
 

@@ -1,9 +1,9 @@
-"""Training objectives (inspect_ad/engine/objectives.py)."""
+"""Training objectives (inspect_ad/training/objectives.py)."""
 import pytest
 import torch
 
 from inspect_ad.data.corruption import SyntheticDefects
-from inspect_ad.engine.objectives import memae_objective
+from inspect_ad.training.objectives import memae_objective
 from inspect_ad.models.outputs import ReconstructionOutput
 
 

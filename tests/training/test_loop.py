@@ -1,11 +1,11 @@
-"""The training loop: determinism, resume, settings (inspect_ad/engine/loop.py)."""
+"""The training loop: determinism, resume, settings (inspect_ad/training/loop.py)."""
 import pytest
 import torch
 
 from inspect_ad.data.preprocess import Preprocessing, TrainImages
-from inspect_ad.engine.batches import LoaderBatches
-from inspect_ad.engine.loop import TrainConfig, train
-from inspect_ad.engine.objectives import memae_objective
+from inspect_ad.training.batches import LoaderBatches
+from inspect_ad.training.loop import TrainConfig, train
+from inspect_ad.training.objectives import memae_objective
 from inspect_ad.errors import InspectError
 from inspect_ad.models import create_model, get_spec
 

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from inspect_ad.detectors.image import Detector
-from inspect_ad.engine.distributed import process_group
-from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.training.distributed import process_group
+from inspect_ad.training.loop import TrainConfig
 from inspect_ad.models import TINY_FEATURE, get_spec
 
 PIXEL = get_spec("mmae").tiny   # conftest's TINY_MODEL_OPTIONS, with its image size
