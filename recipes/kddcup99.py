@@ -26,7 +26,8 @@ import torch
 from inspect_ad.data.tabular import load_kddcup99, protocol_split, subsample
 from inspect_ad.errors import InspectError
 from inspect_ad.models import list_models, make_config
-from inspect_ad.detectors.tabular import TabularDetector, evaluate_on_split, tabular_train_config
+from inspect_ad.detectors.presets import tabular_train_config
+from inspect_ad.detectors.tabular import TabularDetector, evaluate_on_split
 from inspect_ad.training.device import torch_threads_from_env
 
 DEFAULT_DATA = os.environ.get("INSPECT_AD_KDDCUP99", "../shared/data/kddcup99/kdd_cup.npz")

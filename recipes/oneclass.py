@@ -34,8 +34,8 @@ from inspect_ad.data.oneclass import (LabelledImages, load_cifar10, load_image_f
 from inspect_ad.errors import InspectError
 from inspect_ad.scoring.metrics import auroc, auroc_per_group
 from inspect_ad.models import get_spec, make_config, parse_overrides
-from inspect_ad.detectors.oneclass import (ERRORS, OneClassDetector, oneclass_train_config,
-                                           scale_scores, slots_read)
+from inspect_ad.detectors.oneclass import ERRORS, OneClassDetector, scale_scores, slots_read
+from inspect_ad.detectors.presets import oneclass_train_config
 from inspect_ad.training.device import DEVICE_HELP, describe_device, resolve_device
 from inspect_ad.models.oneclass import VARIANTS, decode_slots, model_name
 

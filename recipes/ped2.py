@@ -21,7 +21,8 @@ from inspect_ad.data.synthetic_video import ANOMALY_KINDS
 from inspect_ad.data.video import load_video_dataset
 from inspect_ad.models import create_model, parse_overrides
 from inspect_ad.training.device import DEVICE_HELP, describe_device, resolve_device, torch_threads_from_env
-from inspect_ad.detectors.video import PRESET_NAMES, VIDEO_MODELS, VideoDetector, video_preset, video_train_config
+from inspect_ad.detectors.presets import PRESET_NAMES, VIDEO_MODELS, video_preset, video_train_config
+from inspect_ad.detectors.video import VideoDetector
 from inspect_ad.reports.video import evaluate
 from inspect_ad.reports.visualize import save_score_plot
 

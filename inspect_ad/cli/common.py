@@ -2,6 +2,8 @@
 stderr and exit code 2, never a traceback) and the options both take, under the same names."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import os
 from contextlib import contextmanager
@@ -131,6 +133,15 @@ class Option(click.Option):
 
 
 # --- the shared options: one name, type and check for one thing in every command -------------
+
+def default(owner, name: str):
+    """The default of field ``name`` of a config dataclass, or of parameter ``name`` of a function:
+    an option's default is the library's, so a command without options does what the API does."""
+    if dataclasses.is_dataclass(owner):
+        f = owner.__dataclass_fields__[name]
+        return f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return inspect.signature(owner).parameters[name].default
+
 
 def model_options(f):
     """``-o/--option KEY=VALUE`` (repeatable), given to the command as a dict ``options``; ``--set``

@@ -13,15 +13,17 @@ from tqdm.auto import tqdm
 import numpy as np
 
 from inspect_ad import __version__
-from inspect_ad.scoring.anomaly_map import METRICS, STANDARDIZE, MapConfig, parse_scales
+from inspect_ad.scoring.anomaly_map import METRICS, POOLINGS, STANDARDIZE, MapConfig, parse_scales
 from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
-from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, device_option, epochs_option, lr_option,
+from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, default, device_option, epochs_option, lr_option,
                                    model_options, option_errors, overwrite_option, quiet_option, remember_bundle,
                                    runtime_options, seed_option)
 from inspect_ad.cli.config_file import SECTION, config_option, resolved_options
 from inspect_ad.deploy.export import FORMATS
 from inspect_ad.errors import InspectError, printable
-from inspect_ad.models.backbones import DEFAULT_BACKBONE, WHEELS
+from inspect_ad.detectors.image import Detector
+from inspect_ad.detectors.presets import IMAGE_BACKBONE, IMAGE_MODEL, IMAGE_SIZE, image_map_config
+from inspect_ad.models.backbones import WHEELS
 from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
 from inspect_ad.training.loop import TrainConfig
 
@@ -78,19 +80,13 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def default_sigma(backbone: str) -> float:
-    """Feature maps come on a stride-8 grid: σ = 8 (one cell) beat 2 and 4 on MTD for every metric
-    (recipes/results/mtd.md); the pixel models keep the papers' finer σ = 4."""
-    return 4.0 if backbone.lower() == "none" else 8.0
-
-
 def backbone_options(model: str, backbone: str, options: dict) -> dict:
     """``--backbone`` as the model option it is; 'none' is the pixel model (no option at all)."""
     if backbone.lower() != "none":
         return {"backbone": backbone, **options}
     if model in BACKBONE_MODELS:
         raise InspectError(f"--model {model} works on pretrained features; choose a --backbone "
-                           f"(e.g. {DEFAULT_BACKBONE}) instead of 'none'")
+                           f"(e.g. {IMAGE_BACKBONE}) instead of 'none'")
     return options
 
 
@@ -136,57 +132,57 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
 @data_source_options
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for the model bundle (default: models/<category, or the training folder's name>).")
-@click.option("--model", "model_name", default="patchcore", show_default=True,
+@click.option("--model", "model_name", default=IMAGE_MODEL, show_default=True,
               help=f"One of: {', '.join(IMAGE_MODELS)} (mmae, memae, ae: on --backbone features, or pixels with 'none').")
-@click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
+@click.option("--backbone", default=IMAGE_BACKBONE, show_default=True,
               help=f"Pretrained feature extractor ({', '.join(WHEELS)}, or any timm model with --backbone-weights); "
                    "'none' trains the pixel model from scratch (mmae, memae, ae only).")
 @click.option("--backbone-weights", type=click.Path(dir_okay=False),
               help="Weights of --backbone from a file (safetensors or a state dict); default: the installed ImageNet wheel.")
-@epochs_option(100, help="Training epochs (trained models; patchcore is filled in one pass).")
-@batch_size_option(16, help="Images per training step (and per feature pass).")
-@click.option("--image-size", default=256, show_default=True, type=click.IntRange(8, 4096),
+@epochs_option(default(TrainConfig, "epochs"), help="Training epochs (trained models; patchcore is filled in one pass).")
+@batch_size_option(default(TrainConfig, "batch_size"), help="Images per training step (and per feature pass).")
+@click.option("--image-size", default=IMAGE_SIZE, show_default=True, type=click.IntRange(8, 4096),
               help="Side of the square model input.")
-@lr_option(1e-4)
+@lr_option(default(TrainConfig, "lr"))
 @device_option
 @seed_option
-@click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "flip", "light"]),
+@click.option("--augment", default=default(Detector, "augment"), show_default=True, type=click.Choice(["none", "flip", "light"]),
               help="Training augmentation of the pixel models: flips, or flips with light brightness/contrast jitter.")
-@click.option("--normalization", default="divide_by_255", show_default=True, type=click.Choice(NORMALIZATIONS),
+@click.option("--normalization", default=default(Detector, "normalization"), show_default=True, type=click.Choice(NORMALIZATIONS),
               help="Pixel scaling; 'stretch' also maps each image's 1st-99th percentile to 0-1 (uneven exposure).")
-@click.option("--resize", "resize_mode", default="squash", show_default=True, type=click.Choice(RESIZE_MODES),
+@click.option("--resize", "resize_mode", default=default(Detector, "resize_mode"), show_default=True, type=click.Choice(RESIZE_MODES),
               help="Non-square images: 'squash' to the square input, or 'pad' (keep the aspect ratio, reflect).")
 @click.option("--sigma", default=None, type=click.FloatRange(0, 1000),
               help="Gaussian smoothing of anomaly maps (pixels; default: 8 on pretrained features, 4 on pixels).")
-@click.option("--pooling", default="max", show_default=True, type=click.Choice(["max", "mean"]),
+@click.option("--pooling", default=default(MapConfig, "pooling"), show_default=True, type=click.Choice(POOLINGS),
               help="Image score from the smoothed map: its maximum (one small defect fails a part) or mean.")
-@click.option("--map-scales", default="1", show_default=True, callback=lambda ctx, param, v: parse_scales(v),
+@click.option("--map-scales", default=",".join(map(str, default(MapConfig, "scales"))), show_default=True, callback=lambda ctx, param, v: parse_scales(v),
               help="Comma-separated pooling factors whose squared errors are averaged (e.g. 1,2,4).")
-@click.option("--map-metric", default="l2", show_default=True, type=click.Choice(METRICS),
+@click.option("--map-metric", default=default(MapConfig, "metric"), show_default=True, type=click.Choice(METRICS),
               help="Anomaly map: squared error (the papers'), 1 - SSIM, or 1 - multi-scale gradient similarity.")
-@click.option("--ssim-weight", default=0.0, show_default=True, type=click.FloatRange(0),
+@click.option("--ssim-weight", default=default(TrainConfig, "ssim_weight"), show_default=True, type=click.FloatRange(0),
               help="Weight of an SSIM term added to the loss.")
-@click.option("--gms-weight", default=0.0, show_default=True, type=click.FloatRange(0),
+@click.option("--gms-weight", default=default(TrainConfig, "gms_weight"), show_default=True, type=click.FloatRange(0),
               help="Weight of a multi-scale gradient-similarity term added to the loss.")
-@click.option("--synthetic-defects", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--synthetic-defects", default=default(TrainConfig, "synthetic_defects"), show_default=True, type=click.FloatRange(0, 1),
               help="Fraction of training inputs given pasted blob defects to repair (0 = plain reconstruction).")
-@click.option("--standardize", type=click.Choice(STANDARDIZE), default="off", show_default=True, is_flag=False,
+@click.option("--standardize", type=click.Choice(STANDARDIZE), default=default(MapConfig, "standardize"), show_default=True, is_flag=False,
               flag_value="map", help="Z-score each pixel against the training images' maps at that pixel: "
                                      "'map' (alone: --standardize) the heatmap and score, 'score' the image score only.")
-@click.option("--reference-split", default=0.0, show_default=True, type=click.FloatRange(0),
+@click.option("--reference-split", default=default(Detector.fit, "reference_split"), show_default=True, type=click.FloatRange(0),
               help="With --standardize: hold out this fraction of the training images for the reference maps.")
 @model_options
-@click.option("--checkpoint-every", default=10, show_default=True, type=click.IntRange(0),
+@click.option("--checkpoint-every", default=default(TrainConfig, "checkpoint_every"), show_default=True, type=click.IntRange(0),
               help="Epochs between checkpoints.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
               help="Train on this many processes of this machine with DistributedDataParallel (one per GPU, or "
                    "CPU processes); they share each --batch-size batch. Across machines: torchrun (README).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
 @overwrite_option()
-@click.option("--calibration-split", default=0.0, show_default=True, type=click.FloatRange(0),
+@click.option("--calibration-split", default=default(Detector.fit, "calibration_split"), show_default=True, type=click.FloatRange(0),
               help="Hold out this fraction of the training images (chosen by --seed) and calibrate on them.")
-@click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="With --calibration-split: target false-reject rate.")
+@click.option("--target-frr", default=default(Detector.fit, "target_frr"), show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True), help="With --calibration-split: target false-reject rate.")
 @click.option("--min-area", default=None, type=click.FloatRange(0), help=MIN_AREA_HELP)
 @quiet_option()
 @config_option
@@ -217,8 +213,8 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
         train_config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, checkpoint_every=checkpoint_every,
                                    ssim_weight=ssim_weight, gms_weight=gms_weight, synthetic_defects=synthetic_defects)
         det = Detector(model_name, image_size, train_config=train_config,
-                       map_config=MapConfig(default_sigma(backbone) if sigma is None else sigma, pooling, map_metric,
-                                            standardize, map_scales), augment=augment,
+                       map_config=image_map_config(model_name, model_options, sigma, pooling=pooling, metric=map_metric,
+                                                   standardize=standardize, scales=map_scales), augment=augment,
                        model_options=model_options, normalization=normalization, resize_mode=resize_mode,
                        backbone_weights=backbone_weights)
     if nproc > 1:
@@ -548,7 +544,7 @@ def format_metrics(m: dict) -> str:
 @click.option("--categories", default="brick", show_default=True, help="Built-in categories, comma-separated.")
 @click.option("--models", default="patchcore,mmae", show_default=True,
               help="Models to fit and compare; the first is calibrated and inspects the test images.")
-@click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
+@click.option("--backbone", default=IMAGE_BACKBONE, show_default=True,
               help="Pretrained features for every model; 'none' trains the pixel models from scratch (e.g. --models mmae,ae).")
 @epochs_option(help="Training epochs (default: the demo preset).")
 @seed_option

@@ -13,7 +13,8 @@ import numpy as np
 from inspect_ad.atomic import atomic_path, atomic_write_json
 from inspect_ad.data.video import load_clip_folder, load_video_dataset
 from inspect_ad.detectors.bundle import CONFIG, check_model_options
-from inspect_ad.detectors.video import PRESET_NAMES, VIDEO_MODELS, VideoDetector, video_preset, video_train_config
+from inspect_ad.detectors.presets import PRESET_NAMES, VIDEO_MODELS, video_preset, video_train_config
+from inspect_ad.detectors.video import VideoDetector
 from inspect_ad.reports.video import VideoResult, evaluate as evaluate_videos
 from inspect_ad.scoring.video import anomaly_score
 from inspect_ad.training.device import resolve_device, torch_threads_from_env

@@ -28,6 +28,7 @@ from inspect_ad.scoring.calibration import (Judgement, calibrate, check_calibrat
                                             require_calibration_size)
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
+from inspect_ad.detectors.presets import IMAGE_MODEL, IMAGE_SIZE, image_map_config
 from inspect_ad.data.preprocess import (CachedTargets, InputImages, Preprocessing, TrainImages, augmentation,
                                         check_choices, decoded_inputs, detect_channels)
 from inspect_ad.training.batches import LoaderBatches
@@ -85,20 +86,24 @@ class Detector(BaseDetector):
 
     Parameters
     ----------
-    model : str, default "mmae"
+    model : str, default "patchcore"
         A registered image model: "ae", "memae", "mmae" or "patchcore" (``inspect_ad.models.IMAGE_MODELS``).
-    image_size : int
+        The defaults are the product's (:mod:`inspect_ad.detectors.presets`): ``Detector()`` is
+        ``inspect-ad fit`` with no options.
+    image_size : int, default 256
         The size images are resized to for the model (see :class:`~inspect_ad.data.preprocess.Preprocessing`).
     channels : int or None, default None
         1 (grey) or 3 (RGB); None: detected from the training images.
     train_config : TrainConfig
         Optimisation settings (epochs, batch, learning rate, seed, device, the pixel loss terms).
-    map_config : MapConfig
-        How the model's output becomes a pixel map and an image score (smoothing, pooling, metric).
+    map_config : MapConfig or None, default None
+        How the model's output becomes a pixel map and an image score (smoothing, pooling, metric);
+        None: the preset's, σ = 8 on pretrained features and 4 on pixels.
     augment : str, default "none"
         Training augmentation of the pixel models (``inspect_ad.data.preprocess.augmentation``).
     model_options : dict
-        The model config's options, e.g. ``{"backbone": "efficientnet_lite0"}`` or ``{"num_scales": 3}``.
+        The model config's options, e.g. ``{"backbone": "efficientnet_lite0"}`` (mmae, memae, ae on
+        features; patchcore has that backbone by default) or ``{"num_scales": 3}``.
     normalization : {"divide_by_255", "stretch"}, default "divide_by_255"
         Pixel values to [0, 1] by the file's bit depth, or by each image's own contrast.
     resize_mode : {"squash", "pad"}, default "squash"
@@ -130,11 +135,11 @@ class Detector(BaseDetector):
         The bundle this detector was loaded from or last saved to.
     """
 
-    model: str = "mmae"
-    image_size: int = 256
+    model: str = IMAGE_MODEL
+    image_size: int = IMAGE_SIZE
     channels: int | None = None          # None: detected from the training images
     train_config: TrainConfig = field(default_factory=TrainConfig)
-    map_config: MapConfig = field(default_factory=MapConfig)
+    map_config: MapConfig | None = None  # None: the preset's for this model
     augment: str = "none"
     model_options: dict = field(default_factory=dict)
     normalization: str = "divide_by_255"  # or "stretch": per-image contrast (see data.preprocess)
@@ -163,6 +168,8 @@ class Detector(BaseDetector):
         check_choices(self.normalization, self.resize_mode, InspectError)  # the CLI's one-line error
         if not 8 <= self.image_size <= 4096:
             raise ConfigError(f"image_size is {self.image_size}; it must lie in [8, 4096]")
+        if self.map_config is None:
+            self.map_config = image_map_config(self.model, self.model_options)
 
     # --- fitting -----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.detectors.bundle import save_bundle
+from inspect_ad.detectors.presets import oneclass_train_config
 from inspect_ad.training.batches import TensorBatches
 from inspect_ad.training.device import model_device, resolve_device
 from inspect_ad.training.loop import TrainConfig, train
@@ -28,11 +29,6 @@ from inspect_ad.scoring.normalize import minmax
 log = logging.getLogger(__name__)
 
 ERRORS = ("mse", "relative")
-
-
-def oneclass_train_config(**overrides) -> TrainConfig:
-    """MemAE §4: Adam, learning rate 1e-4, no weight decay; epochs and batch size are ours."""
-    return TrainConfig(**{"epochs": 10, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.0, **overrides})
 
 
 def _on_model_device(model: nn.Module, images: np.ndarray) -> Tensor:

@@ -14,6 +14,7 @@ from torch import nn
 from inspect_ad.data.tabular import KDD_ANOMALY_RATIO, ProtocolSplit
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.detectors.bundle import save_bundle
+from inspect_ad.detectors.presets import tabular_train_config
 from inspect_ad.training.batches import TensorBatches
 from inspect_ad.training.device import model_device, seed_everything
 from inspect_ad.training.loop import TrainConfig, train
@@ -22,12 +23,6 @@ from inspect_ad.models import create_model, make_config
 from inspect_ad.scoring.metrics import flag_top_fraction, precision_recall_f1
 
 log = logging.getLogger(__name__)
-
-
-def tabular_train_config(**overrides) -> TrainConfig:
-    """MemAE §4: Adam, learning rate 1e-4, no weight decay; batch 1024 as DAGMM §4.2 on
-    KDDCUP99; the paper does not give the epochs."""
-    return TrainConfig(**{"epochs": 10, "batch_size": 1024, "lr": 1e-4, "weight_decay": 0.0, **overrides})
 
 
 @torch.no_grad()

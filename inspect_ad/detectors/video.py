@@ -16,7 +16,7 @@ from torch import nn
 from inspect_ad.data.frames import Video
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.detectors.bundle import save_bundle
-from inspect_ad.errors import InspectError
+from inspect_ad.detectors.presets import VIDEO_MODEL, video_train_config
 from inspect_ad.models import create_model, make_config
 from inspect_ad.scoring.video import RawScores, anomaly_score, load_frames, score_frames, score_ranges
 from inspect_ad.training.batches import ClipBatches
@@ -25,64 +25,6 @@ from inspect_ad.training.loop import TrainConfig, train
 from inspect_ad.training.objectives import VideoObjective
 
 log = logging.getLogger(__name__)
-
-VIDEO_MODELS = ("memae3d", "mnad-recon", "mnad-pred", "prototype")
-PRESET_NAMES = ("paper", "cpu", "tiny")
-
-# The papers' learning rates (Adam, cosine annealing as MNAD §4.1 for every model).
-PAPER_LR = {"memae3d": 1e-4,      # MemAE §4: 1e-4
-            "mnad-recon": 2e-5,   # MNAD §4.1: 2e-5 for reconstruction
-            "mnad-pred": 2e-4,    # MNAD §4.1: 2e-4 for prediction
-            "prototype": 2e-4}    # Lai et al. §III-E: 2e-4
-
-# Training presets per model. "paper": the papers' settings (GPU-sized); "cpu": a 2-core CPU
-# budget (64×64 grey, narrow nets); "tiny": the synthetic set and tests (64×64, the synthetic
-# frames' own size, for 2D models; 32×32 cuboids for MemAE-3D). ``lr`` defaults to PAPER_LR.
-_CPU_2D = dict(image_size=64, in_channels=1, widths=(8, 16, 32, 64))
-_TINY_2D = dict(image_size=64, in_channels=1, widths=(8, 16, 16, 32))
-VIDEO_PRESETS: dict[str, dict[str, dict]] = {
-    "memae3d": {
-        "paper": dict(model={}, epochs=60, batch_size=4),   # epochs: not given in §4.2
-        # 10 epochs: at 3 the memory model scored below its no-memory ablation (ped2.md)
-        "cpu": dict(model=dict(image_size=64, widths=(8, 16, 32, 32)), epochs=10, batch_size=4),
-        "tiny": dict(model=dict(image_size=32, widths=(8, 16, 16, 16), memory_slots=50), epochs=4, batch_size=4),
-    },
-    "mnad-recon": {
-        "paper": dict(model={}, epochs=60, batch_size=4),   # §4.1: 60 epochs on Ped2, batch 4
-        # 3 epochs: 10 scored lower with and without memory (0.809 / 0.737 vs 0.882 / 0.859, ped2.md)
-        "cpu": dict(model=_CPU_2D, epochs=3, batch_size=4, lr=2e-4),
-        "tiny": dict(model=_TINY_2D, epochs=10, batch_size=8, lr=1e-3),
-    },
-    "mnad-pred": {
-        "paper": dict(model={}, epochs=60, batch_size=4),
-        "cpu": dict(model=_CPU_2D, epochs=10, batch_size=4),    # 10: +0.055 AUC over 3 (ped2.md)
-        "tiny": dict(model=_TINY_2D, epochs=10, batch_size=8, lr=1e-3),
-    },
-    "prototype": {
-        "paper": dict(model={}, epochs=60, batch_size=4),   # epochs: not given in §III-E
-        "cpu": dict(model=_CPU_2D, epochs=10, batch_size=4),    # 10: +0.04 AUC over 3 (ped2.md)
-        "tiny": dict(model=dict(_TINY_2D, memory_slots=20), epochs=6, batch_size=8, lr=1e-3),
-    },
-}
-
-
-def video_preset(model: str, preset: str) -> dict:
-    """The model options, epochs, batch size and learning rate of ``model`` at ``preset``."""
-    if model not in VIDEO_PRESETS:
-        raise InspectError(f"unknown video model {model!r}; choose one of: {', '.join(VIDEO_MODELS)}")
-    if preset not in PRESET_NAMES:
-        raise InspectError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESET_NAMES)}")
-    return {"lr": PAPER_LR[model], **VIDEO_PRESETS[model][preset]}
-
-
-def video_train_config(model: str, preset: str = "cpu", **overrides) -> TrainConfig:
-    """The preset's epochs, batch size and learning rate; Adam without weight decay, cosine
-    annealing over all steps (MNAD §4.1); ``overrides`` (None values ignored) win."""
-    st = video_preset(model, preset)
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return TrainConfig(**{"epochs": st["epochs"], "batch_size": st["batch_size"], "lr": st["lr"],
-                          "weight_decay": 0.0, "schedule": "cosine", **given})
-
 
 # ---- the detector --------------------------------------------------------------------------
 
@@ -107,12 +49,12 @@ class VideoDetector(BaseDetector):
 
     Parameters
     ----------
-    model : str, default "mnad-pred"
+    model : str, default ``presets.VIDEO_MODEL`` ("mnad-pred")
         The video model: "memae3d", "mnad-recon", "mnad-pred" or "prototype".
     model_options : dict
-        The model config's options (a preset's: :func:`video_preset`).
-    train_config : TrainConfig, default ``video_train_config("mnad-pred")``
-        Optimisation settings (:func:`video_train_config` gives each preset's).
+        The model config's options (a preset's: :func:`~inspect_ad.detectors.presets.video_preset`).
+    train_config : TrainConfig, default ``video_train_config(VIDEO_MODEL)``
+        Optimisation settings (:func:`~inspect_ad.detectors.presets.video_train_config` gives each preset's).
     test_time_update : bool, default True
         MNAD's memory update while scoring labelled test videos in evaluation (§3.1).
 
@@ -131,9 +73,9 @@ class VideoDetector(BaseDetector):
         What the fit recorded (settings, data, time, device).
     """
 
-    model: str = "mnad-pred"
+    model: str = VIDEO_MODEL
     model_options: dict = field(default_factory=dict)
-    train_config: TrainConfig = field(default_factory=lambda: video_train_config("mnad-pred"))
+    train_config: TrainConfig = field(default_factory=lambda: video_train_config(VIDEO_MODEL))
     test_time_update: bool = True
 
     model_: nn.Module | None = field(default=None, init=False, repr=False)

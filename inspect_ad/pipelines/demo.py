@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from inspect_ad.atomic import atomic_write_json
-from inspect_ad.models.backbones import DEFAULT_BACKBONE
 from inspect_ad.data.datasets import GOOD, ImageSet, Sample, from_mvtec
 from inspect_ad.data.io import list_images, read_mask
 from inspect_ad.data.synthetic import CALIBRATION, write_mvtec
 from inspect_ad.detectors.image import Detector
+from inspect_ad.detectors.presets import (DEMO_DATA, DEMO_FEATURE_PRESET, DEMO_PIXEL_PRESET, DEMO_TARGET_FRR,
+                                         IMAGE_BACKBONE, image_map_config)
 from inspect_ad.errors import InspectError
 from inspect_ad.reports.batch import HTML, JSONL, inspect_images, read_rows
 from inspect_ad.reports.evaluation import evaluate, save_comparison_plots
@@ -32,18 +33,6 @@ from inspect_ad.models import ablation_options
 from inspect_ad.reports.visualize import colour_scale, save_overlay, shown, verdict
 from inspect_ad.scoring.calibration import ERROR, FAIL, INVALID, PASS
 
-# Small enough for a 2-core laptop CPU in a few minutes, large enough to show the memory's effect;
-# 96 test images (40 good, 8 per defect type) keep the AUROCs from hinging on a handful of images.
-# 100 calibration images: the fewest that allow the default 1% false-reject target (99) and a round
-# number; scoring them costs patchcore a few seconds.
-DEMO_DATA = dict(size=128, n_train=200, n_test_good=40, n_test_per_defect=8, n_calibration=100)
-TARGET_FRR = 0.01
-# Pretrained features see the images at their own 128 px (their coarsest stage is 8 × 8 there);
-# the pixel models (--backbone none) train from scratch at 64 px.
-FEATURE_PRESET = dict(image_size=128, epochs=20, batch_size=16, lr=1e-3, model_options={})
-PIXEL_PRESET = dict(image_size=64, epochs=40, batch_size=16, lr=1e-3,
-                    model_options=dict(grid_stride=8, latent_channels=32, base_channels=16, max_channels=64,
-                                       num_scales=3))
 SUMMARY_KEYS = ("image_auroc", "pixel_auroc", "aupro")
 CALIBRATION_KEYS = ("n", "target_frr", "image_threshold", "pixel_threshold", "min_area", "guarantee")
 
@@ -136,7 +125,7 @@ def _qa(det: Detector, data: ImageSet, category_dir: Path, report: Path, progres
     """Calibrate ``det`` on the category's held-out good images, then inspect its test images as a
     user would (the report is the demo's own, so a rerun replaces it)."""
     good = category_dir / CALIBRATION
-    cal = det.calibrate(list_images(good), TARGET_FRR, source=str(good), progress=progress)
+    cal = det.calibrate(list_images(good), DEMO_TARGET_FRR, source=str(good), progress=progress)
     s = inspect_images(det, [category_dir / "test"], report, overwrite=True, progress=progress)
     labels = {sample.image.resolve(): sample.label for sample in data.test}
     return {"model": det.model, "bundle": str(det.bundle_path_), "report": str(report / HTML),
@@ -159,14 +148,14 @@ def qa_lines(result: dict) -> list[str]:
 
 def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | None = None, seed: int = 0,
              progress: bool = True, echo: Callable[[str], None] = lambda s: None,
-             backbone: str | None = DEFAULT_BACKBONE, device: str = "auto", data_spec: dict = DEMO_DATA) -> dict:
+             backbone: str | None = IMAGE_BACKBONE, device: str = "auto", data_spec: dict = DEMO_DATA) -> dict:
     """``backbone=None`` trains the pixel models from scratch (``patchcore`` needs a backbone). The
     first of ``models`` is calibrated and inspects the test images (``qa`` in the result)."""
     t0 = time.perf_counter()
     removed = remove_stale(out, categories, models)
     if removed:
         echo("removed what the earlier run made and this one does not: " + ", ".join(map(str, removed)))
-    p = FEATURE_PRESET if backbone else PIXEL_PRESET
+    p = DEMO_FEATURE_PRESET if backbone else DEMO_PIXEL_PRESET
     options = {**p["model_options"], **({"backbone": backbone} if backbone else {})}
     train_cfg = TrainConfig(epochs or p["epochs"], p["batch_size"], p["lr"], seed=seed, device=device,
                             checkpoint_every=0)
@@ -177,7 +166,9 @@ def run_demo(out: Path, categories: list[str], models: list[str], epochs: int | 
         per_cat[cat] = {}
         for name in models:
             echo(f"[{cat}] fitting {name} on {len(data.train)} images ...")
-            det = Detector(name, p["image_size"], train_config=train_cfg, model_options=ablation_options(name, options))
+            model_options = ablation_options(name, options)
+            det = Detector(name, p["image_size"], train_config=train_cfg, model_options=model_options,
+                           map_config=image_map_config(name, model_options, p["sigma"]))
             det.fit(data.train, out=out / "models" / cat / name, progress=progress, dataset=data.name)
             if name == models[0]:
                 echo(f"[{cat}] calibrating {name} on held-out good images and inspecting the test images ...")

@@ -8,7 +8,8 @@ import torch
 from conftest import write_fake_mnist
 
 from inspect_ad.data.oneclass import load_mnist, one_class_split
-from inspect_ad.detectors.oneclass import OneClassDetector, oneclass_train_config, reconstruction_errors, scale_scores
+from inspect_ad.detectors.oneclass import OneClassDetector, reconstruction_errors, scale_scores
+from inspect_ad.detectors.presets import oneclass_train_config
 from inspect_ad.models import get_spec
 from inspect_ad.models.outputs import ReconstructionOutput
 from inspect_ad.scoring.metrics import auroc

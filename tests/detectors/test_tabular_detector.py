@@ -7,7 +7,8 @@ import pytest
 from conftest import toy_table as toy
 
 from inspect_ad.data.tabular import load_kddcup99, protocol_split, subsample
-from inspect_ad.detectors.tabular import TabularDetector, evaluate_on_split, tabular_train_config
+from inspect_ad.detectors.presets import tabular_train_config
+from inspect_ad.detectors.tabular import TabularDetector, evaluate_on_split
 from inspect_ad.models import get_spec
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kddcup99" / "kdd_cup.npz"

@@ -6,7 +6,8 @@ import pytest
 from conftest import FIXTURES
 
 from inspect_ad.data.synthetic_video import make_synthetic_video_set
-from inspect_ad.detectors.video import VideoDetector, video_preset, video_train_config
+from inspect_ad.detectors.presets import video_preset, video_train_config
+from inspect_ad.detectors.video import VideoDetector
 
 
 OLD_VIDEO_BUNDLE = FIXTURES / "bundle_0.1_video_mnad_pred"
