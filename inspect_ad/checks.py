@@ -1,10 +1,14 @@
-"""The value checks every config runs in ``__post_init__``: each raises the one-line
-:class:`~inspect_ad.errors.ConfigError` naming the option, its value and what it must be."""
+"""The one vocabulary of value checks. A config dataclass declares a constraint per field in its
+``_constraints`` table (as scikit-learn's ``_parameter_constraints``) and calls :func:`validate`
+in ``__post_init__``; bundle loading checks a saved config against the same table, and the command
+line builds its option types from it (``cli.common.option_type``). Each failed check raises the
+one-line :class:`~inspect_ad.errors.ConfigError` naming the option, its value and what it must be."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, Iterable
+from typing import Any, Callable
 
 from inspect_ad.errors import ConfigError
 
@@ -23,38 +27,89 @@ def require(ok: bool, name: str, value: Any, must: str) -> None:
         raise ConfigError(f"{name}={value!r}: must be {must}")
 
 
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
-    choices = tuple(choices)
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+@dataclass(frozen=True)
+class Constraint:
+    """What a value must be (``what``, for messages) and the test. ``kind``, ``low``, ``high`` and
+    ``choices`` describe integer and number ranges and choices for the command line's option types."""
+
+    what: str
+    test: Callable[[Any], bool]
+    kind: str = "other"            # "int", "number", "choice", "flag" or "other"
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple = ()
+
+    def ok(self, value: Any) -> bool:
+        return bool(self.test(value))
+
+    def check(self, name: str, value: Any) -> None:
+        if self.kind == "choice" and not self.ok(value):
+            raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(map(str, self.choices))}")
+        require(self.ok(value), name, value, self.what)
 
 
-def check_int(name: str, value: Any, low: int = 1) -> None:
-    require(is_int(value) and value >= low, name, value, f"an integer >= {low}")
+def Int(low: int = 1, high: int | None = None) -> Constraint:
+    what = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+    return Constraint(what, lambda v: is_int(v) and low <= v and (high is None or v <= high), "int", low, high)
 
 
-def check_ints(name: str, values: Any, low: int = 1, allow_empty: bool = False) -> None:
-    """A sequence of integers >= ``low`` (layer widths, stages)."""
-    ok = isinstance(values, (tuple, list)) and (allow_empty or len(values) > 0)
-    require(ok and all(is_int(v) and v >= low for v in values), name, values,
-            f"a {'' if allow_empty else 'non-empty '}list of integers >= {low}")
+def Number(low: float = 0.0, high: float = math.inf, *, open_low: bool = False, open_high: bool = False) -> Constraint:
+    if high == math.inf:
+        what = "a finite number" if low == -math.inf else f"a finite number {'>' if open_low else '>='} {low:g}"
+    else:
+        what = f"a finite number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+    def test(v):
+        return is_number(v) and (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
+    return Constraint(what, test, "number", low, high, open_low, open_high)
 
 
-def check_number(name: str, value: Any, low: float = 0.0, high: float = math.inf, *,
-                 open_low: bool = False, open_high: bool = False) -> None:
-    above = value > low if open_low else value >= low
-    below = value < high if open_high else value <= high
-    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high or high == math.inf else ']'}"
-    require(is_number(value) and above and below, name, value, f"a finite number in {interval}")
+def Options(*choices: Any) -> Constraint:
+    return Constraint(f"one of {', '.join(map(str, choices))}", lambda v: isinstance(v, str) and v in choices,
+                      "choice", choices=tuple(choices))
 
 
-def check_power_of_two(name: str, value: Any) -> None:
-    require(is_int(value) and value >= 1 and not value & (value - 1), name, value, "a power of 2 (1, 2, 4, 8, 16, ...)")
+def Ints(low: int = 1, allow_empty: bool = False) -> Constraint:
+    """A list (or tuple) of integers >= ``low``: layer widths, stages, scales."""
+    return Constraint(f"a {'' if allow_empty else 'non-empty '}list of integers >= {low}",
+                      lambda v: isinstance(v, (tuple, list)) and (allow_empty or len(v) > 0)
+                      and all(is_int(x) and x >= low for x in v))
 
 
-def check_odd(name: str, value: Any) -> None:
-    require(is_int(value) and value >= 1 and value % 2 == 1, name, value, "an odd integer >= 1 (1, 3, 5, ...)")
+def Odd() -> Constraint:
+    return Constraint("an odd integer >= 1 (1, 3, 5, ...)", lambda v: is_int(v) and v >= 1 and v % 2 == 1)
 
 
-def check_multiple(name: str, value: Any, base: int, why: str) -> None:
-    require(is_int(value) and value >= base and value % base == 0, name, value, f"a multiple of {base} ({why})")
+def PowerOfTwo() -> Constraint:
+    return Constraint("a power of 2 (1, 2, 4, 8, 16, ...)", lambda v: is_int(v) and v >= 1 and not v & (v - 1))
+
+
+def MultipleOf(base: int, why: str) -> Constraint:
+    return Constraint(f"a multiple of {base} ({why})", lambda v: is_int(v) and v >= base and v % base == 0)
+
+
+def Flag() -> Constraint:
+    return Constraint("true or false", lambda v: isinstance(v, bool), "flag")
+
+
+def Text() -> Constraint:
+    return Constraint("a string", lambda v: isinstance(v, str))
+
+
+def Satisfies(what: str, test: Callable[[Any], bool]) -> Constraint:
+    """A rule the others do not spell (``in_channels`` 1 or 3, an object of numbers)."""
+    return Constraint(what, test)
+
+
+def Optional(inner: Constraint) -> Constraint:
+    """None, or a value ``inner`` accepts (its range stays for the command line's types)."""
+    return Constraint(f"null or {inner.what}", lambda v: v is None or inner.ok(v), inner.kind, inner.low, inner.high,
+                      inner.open_low, inner.open_high, inner.choices)
+
+
+def validate(config: Any) -> None:
+    """Check every field of ``config`` that its class's ``_constraints`` table names."""
+    for name, constraint in type(config)._constraints.items():
+        constraint.check(name, getattr(config, name))

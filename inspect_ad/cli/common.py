@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,9 +13,13 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from inspect_ad.checks import Constraint
 from inspect_ad.training.device import DEVICE_HELP
 from inspect_ad.errors import InspectError, one_line
 from inspect_ad.models import parse_overrides
+from inspect_ad.scoring.anomaly_map import MapConfig, parse_scales
+from inspect_ad.scoring.calibration import CALIBRATION_CONSTRAINTS, TARGET_FRR
+from inspect_ad.training.loop import TrainConfig
 
 CONFIG_FILE = "inspect_ad.config_file"   # ctx.meta key: the file a command's default map was read from
 STATE_ENV = "INSPECT_AD_STATE"           # where the last fitted bundle is recorded (default: XDG state folder)
@@ -143,6 +148,29 @@ def default(owner, name: str):
     return inspect.signature(owner).parameters[name].default
 
 
+def option_type(constraint: Constraint) -> click.ParamType:
+    """The click type of a config field's constraint (``Config._constraints[name]``): the command
+    line refuses what the config would, before anything runs, naming the range or the choices."""
+    if constraint.kind == "int":
+        return click.IntRange(constraint.low, constraint.high)
+    if constraint.kind == "number":
+        return click.FloatRange(None if constraint.low == -math.inf else constraint.low,
+                                None if constraint.high == math.inf else constraint.high,
+                                min_open=constraint.open_low, max_open=constraint.open_high)
+    if constraint.kind == "choice":
+        return click.Choice(constraint.choices)
+    raise ValueError(f"no command-line type for {constraint.what}")
+
+
+def field_option(flag: str, owner, field: str, *, param: str | None = None, overrides: bool = False, **kwargs):
+    """``flag`` for field ``field`` of config dataclass ``owner`` (given to the command as
+    ``param``, else as the flag's name): its type from the field's constraint, its default the
+    field's (``overrides``: none, a given value overrides a loaded bundle's)."""
+    if not overrides and "default" not in kwargs:
+        kwargs.update(default=default(owner, field), show_default=True)
+    return click.option(flag, *([param] if param else []), type=option_type(owner._constraints[field]), **kwargs)
+
+
 def model_options(f):
     """``-o/--option KEY=VALUE`` (repeatable), given to the command as a dict ``options``; ``--set``
     is the video commands' older name, still accepted."""
@@ -208,18 +236,61 @@ def overwrite_option(help: str = "Replace an existing bundle in --out."):
 
 
 def epochs_option(default: int | None = None, help: str | None = None):
-    return click.option("--epochs", type=click.IntRange(1), default=default, show_default=default is not None,
-                        help=help)
+    return field_option("--epochs", TrainConfig, "epochs", default=default, show_default=default is not None,
+                          help=help)
 
 
 def batch_size_option(default: int | None = None, help: str | None = None):
-    return click.option("--batch-size", type=click.IntRange(1), default=default, show_default=default is not None,
-                        help=help)
+    return field_option("--batch-size", TrainConfig, "batch_size", default=default,
+                          show_default=default is not None, help=help)
 
 
 def lr_option(default: float | None = None, help: str | None = "Learning rate."):
-    return click.option("--lr", type=click.FloatRange(0, min_open=True), default=default,
-                        show_default=default is not None, help=help)
+    return field_option("--lr", TrainConfig, "lr", default=default, show_default=default is not None, help=help)
+
+
+def target_frr_option(help: str = "Target false-reject rate on good parts."):
+    return click.option("--target-frr", default=TARGET_FRR, show_default=True,
+                        type=option_type(CALIBRATION_CONSTRAINTS["target_frr"]), help=help)
+
+
+def min_area_option(f):
+    return click.option("--min-area", default=None, type=option_type(CALIBRATION_CONSTRAINTS["min_area"]),
+                        help="Smallest defect region reported besides the peak's: a fraction of the image (e.g. "
+                             "0.005), or pixels of the calibration images (e.g. 400), kept as a fraction "
+                             "(default: calibrated).")(f)
+
+
+MAP_HELP = {
+    "sigma": "Gaussian smoothing of anomaly maps (pixels; default: 8 on pretrained features, 4 on pixels).",
+    "pooling": "Image score from the smoothed map: its maximum (one small defect fails a part) or mean.",
+    "scales": "Comma-separated pooling factors whose squared errors are averaged (e.g. 1,2,4).",
+    "metric": "Anomaly map: squared error (the papers'), 1 - SSIM, or 1 - multi-scale gradient similarity.",
+    "standardize": "Z-score each pixel against the training images' maps at that pixel: 'map' (alone: "
+                   "--standardize) the heatmap and score, 'score' the image score only.",
+}
+
+
+def map_options(overrides: bool = False):
+    """``--sigma``, ``--pooling``, ``--map-scales``, ``--map-metric``, ``--standardize``: the
+    MapConfig fields, with its defaults (``--sigma``: the preset's), or with ``overrides`` none, a
+    given value overriding a loaded bundle's."""
+    def say(field: str) -> str:
+        return f"Override the bundle's setting. {MAP_HELP[field]}" if overrides else MAP_HELP[field]
+
+    def scales(ctx, param, value):
+        return value and parse_scales(value)
+
+    def decorate(f):
+        f = field_option("--standardize", MapConfig, "standardize", overrides=overrides, is_flag=False,
+                           flag_value="map", help=say("standardize"))(f)
+        f = field_option("--map-metric", MapConfig, "metric", overrides=overrides, help=say("metric"))(f)
+        f = click.option("--map-scales", callback=scales, help=say("scales"),
+                         **({} if overrides else {"default": ",".join(map(str, default(MapConfig, "scales"))),
+                                                  "show_default": True}))(f)
+        f = field_option("--pooling", MapConfig, "pooling", overrides=overrides, help=say("pooling"))(f)
+        return field_option("--sigma", MapConfig, "sigma", default=None, help=say("sigma"))(f)
+    return decorate
 
 
 def runtime_options(f):

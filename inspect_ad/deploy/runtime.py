@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from inspect_ad.checks import check_choice
+from inspect_ad.checks import Options
 from inspect_ad.deploy.export import FORMATS, INPUT, require
 from inspect_ad.deploy.graph import ScoringGraph
 from inspect_ad.errors import InspectError
@@ -41,7 +41,7 @@ class TorchRuntime:
 
     def __init__(self, graph: ScoringGraph, precision: str = "fp32", compile: bool = False,
                  channels_last: bool = False):
-        check_choice("precision", precision, PRECISIONS)
+        Options(*PRECISIONS).check("precision", precision)
         self.device = next(graph.parameters(), next(graph.buffers(), torch.empty(0))).device
         self.precision, self.channels_last, self.map_config = precision, channels_last, graph.map_config
         self.fn: Callable = torch.compile(graph, dynamic=False) if compile else graph
@@ -76,7 +76,7 @@ class OpenVinoRuntime:
 
     def __init__(self, file: Path, device: torch.device, threads: int, precision: str):
         ov = require("openvino", "--runtime openvino")
-        check_choice("precision", precision, PRECISIONS)
+        Options(*PRECISIONS).check("precision", precision)
         # OpenVINO's CPU plugin infers in bf16 where the CPU has it unless told otherwise: the maps
         # then differ from the torch path by about 1% of their range
         config = {"INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
@@ -106,7 +106,7 @@ class TorchScriptRuntime:
 
 def exported_file(folder: Path, runtime: str) -> Path:
     """The file ``runtime`` runs in an export folder; OpenVINO also reads an ONNX export."""
-    check_choice("runtime", runtime, RUNTIMES[1:])
+    Options(*RUNTIMES[1:]).check("runtime", runtime)
     names = [FORMATS[runtime]] + ([FORMATS["onnx"]] if runtime == "openvino" else [])
     for name in names:
         if (folder / name).is_file():

@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from inspect_ad.checks import Options
 from inspect_ad.detectors.bundle import Bundle, load_bundle
 from inspect_ad.training.device import resolve_device
-from inspect_ad.errors import ConfigError, InspectError, NotFittedError
+from inspect_ad.errors import InspectError, NotFittedError
 from inspect_ad.models import list_models
-from inspect_ad.scoring.calibration import conformal_threshold, decisions
+from inspect_ad.scoring.calibration import CALIBRATION_CONSTRAINTS, TARGET_FRR, conformal_threshold, decisions
 
 
 class BaseDetector:
@@ -62,9 +63,7 @@ class BaseDetector:
     calibration_: dict | None = None
 
     def _check_model_name(self) -> None:
-        names = list_models(self.registry_family)
-        if self.model not in names:
-            raise ConfigError(f"unknown {self.family} model {self.model!r}; choose one of: {', '.join(names)}")
+        Options(*list_models(self.registry_family)).check(f"{self.family} model", self.model)
 
     @classmethod
     def _load(cls, path: str | Path, device: str) -> Bundle:
@@ -100,10 +99,11 @@ class BaseDetector:
     def _calibration_scores(self, X) -> np.ndarray:
         return np.asarray(self.score_samples(X), dtype=np.float64)
 
-    def calibrate(self, X, target_frr: float = 0.01) -> dict:
+    def calibrate(self, X, target_frr: float = TARGET_FRR) -> dict:
         """A threshold from normal data the fit did not see, with the split-conformal guarantee
         of :mod:`inspect_ad.scoring.calibration`; returns the calibration section. It is kept in
         memory: ``save(path)`` writes it into a bundle."""
+        CALIBRATION_CONSTRAINTS["target_frr"].check("target_frr", target_frr)
         scores = self._calibration_scores(X)
         self.calibration_ = {"image_threshold": conformal_threshold(scores, target_frr), "target_frr": target_frr,
                              "n": int(scores.size)}

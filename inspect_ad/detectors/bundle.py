@@ -30,6 +30,7 @@ from inspect_ad import __version__
 from inspect_ad.atomic import (atomic_write_json, current_umask, finish_file, fsync_dir, remove_leftovers,
                                staging_folder)
 from inspect_ad.deploy.export import FORMATS, MODEL_FILES
+from inspect_ad.checks import Constraint, Flag, Int, Number, Options, Satisfies, Text, is_int, is_number
 from inspect_ad.errors import InspectError, one_line
 from inspect_ad.memory.config import DOTTED, FIELD_RULES, FLAT_NAMES
 from inspect_ad.models import IMAGE_MODELS, create_model, get_spec, list_models, model_config_class, saved_config
@@ -203,66 +204,37 @@ def _drop_moved_options(meta: dict) -> None:
 
 # --- validation of config.json -----------------------------------------------------------------
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
-
-
-def _int_in(lo: int, hi: int | None = None) -> tuple[str, Any]:
-    what = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
-    return what, lambda v: _is_int(v) and lo <= v and (hi is None or v <= hi)
-
-
-def _number_in(lo: float = -math.inf, hi: float = math.inf, open_ends: bool = False) -> tuple[str, Any]:
-    inside = (lambda v: lo < v < hi) if open_ends else (lambda v: lo <= v <= hi)
-    what = "a finite number" + ("" if (lo, hi) == (-math.inf, math.inf) else
-                                f" {'strictly ' if open_ends else ''}between {lo:g} and {hi:g}")
-    return what, lambda v: _is_number(v) and inside(v)
-
-
-def _choice(*choices) -> tuple[str, Any]:
-    return f"one of {', '.join(map(str, choices))}", lambda v: isinstance(v, str) and v in choices
-
-
-_TEXT = ("a string", lambda v: isinstance(v, str))
-_NUMBER = _number_in()
-_SCALES = ("a list of integers >= 1", lambda v: isinstance(v, list) and v and all(_is_int(x) and x >= 1 for x in v))
+_NUMBER = Number(-math.inf)
 _MAP_FIELDS = {"sigma", "pooling", "metric", "standardize", "scales"}
-_NUMBERS = ("an object of finite numbers", lambda v: isinstance(v, dict) and all(map(_is_number, v.values())))
+_NUMBERS = Satisfies("an object of finite numbers", lambda v: isinstance(v, dict) and all(map(is_number, v.values())))
 
 
 def _image_rules() -> dict[str, tuple[set, dict]]:
-    """Per section of an image bundle: (required keys, {key: (what it must be, check)})."""
-    from inspect_ad.scoring.anomaly_map import METRICS, POOLINGS, STANDARDIZE
-    from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
+    """Per section of an image bundle: (required keys, {key: constraint}); the sections that are
+    configs are checked against their class's own table."""
+    from inspect_ad.scoring.anomaly_map import STANDARDIZE, MapConfig
+    from inspect_ad.data.preprocess import Preprocessing
+    from inspect_ad.scoring.calibration import CALIBRATION_CONSTRAINTS
+    map_rules = {**MapConfig._constraints,   # bundles before "score" existed saved a bool
+                 "standardize": Satisfies("one of " + ", ".join(STANDARDIZE),
+                                          lambda v: isinstance(v, bool) or MapConfig._constraints["standardize"].ok(v))}
     return {
-        # image_size above 4096 would need gigabytes per image before the first result
-        "preprocessing": ({"image_size", "channels"}, {
-            "image_size": _int_in(8, 4096), "channels": ("1 or 3", lambda v: _is_int(v) and v in (1, 3)),
-            "normalization": _choice(*NORMALIZATIONS), "resize_mode": _choice(*RESIZE_MODES)}),
-        "anomaly_map": (set(), {
-            "sigma": _number_in(0, 1000), "pooling": _choice(*POOLINGS), "metric": _choice(*METRICS),
-            "standardize": ("one of " + ", ".join(STANDARDIZE),
-                            lambda v: isinstance(v, bool) or isinstance(v, str) and v in STANDARDIZE),
-            "scales": _SCALES}),
-        "map_reference": ({"metric", "sigma", "scales"}, {
-            "metric": _choice(*METRICS), "sigma": _number_in(0, 1000), "scales": _SCALES}),
+        "preprocessing": ({"image_size", "channels"}, Preprocessing._constraints),
+        "anomaly_map": (set(), map_rules),
+        "map_reference": ({"metric", "sigma", "scales"}, {k: map_rules[k] for k in ("metric", "sigma", "scales")}),
         "calibration": ({"image_threshold", "pixel_threshold", "min_area", "target_frr", "n"}, {
-            "version": _int_in(1), "target_frr": _number_in(0, 1, open_ends=True), "n": _int_in(1),
-            "rank": _int_in(1), "image_threshold": _NUMBER, "pixel_threshold": _NUMBER, "min_area": _int_in(0),
-            "min_area_fraction": _number_in(0, 1),
+            "version": Int(1), "target_frr": CALIBRATION_CONSTRAINTS["target_frr"], "n": Int(1),
+            "rank": Int(1), "image_threshold": _NUMBER, "pixel_threshold": _NUMBER, "min_area": Int(0),
+            "min_area_fraction": Number(0, 1),
             "expected_frr_bound": _NUMBER, "prob_frr_within_target": _NUMBER, "frr_95": _NUMBER,
-            **{k: _TEXT for k in ("min_area_source", "guarantee", "normalized_score", "source", "date",
-                                  "inspect_ad_version")}}),
-        "reference": (set(), {"n": _int_in(0), "pixel_p50": _NUMBER, "pixel_p99": _number_in(0), "score_median": _NUMBER,
+            **{k: Text() for k in ("min_area_source", "guarantee", "normalized_score", "source", "date",
+                                   "inspect_ad_version")}}),
+        "reference": (set(), {"n": Int(0), "pixel_p50": _NUMBER, "pixel_p99": Number(0), "score_median": _NUMBER,
                               "score_max": _NUMBER, "input": _NUMBERS}),
         "training": (set(), {}),
         "export": ({"format", "file", "anomaly_map"}, {
-            "format": _choice(*FORMATS), "file": _choice(*FORMATS.values()),
-            "anomaly_map": ("an object of map settings", lambda v: isinstance(v, dict) and set(v) <= _MAP_FIELDS)}),
+            "format": Options(*FORMATS), "file": Options(*FORMATS.values()),
+            "anomaly_map": Satisfies("an object of map settings", lambda v: isinstance(v, dict) and set(v) <= _MAP_FIELDS)}),
     }
 
 
@@ -279,26 +251,27 @@ def _check_section(cfg_file: Path, name: str, section: Any, required: set, rules
     if missing:
         raise InspectError(f"{cfg_file}: '{name}' lacks {', '.join(missing)}; the bundle is damaged or was "
                            f"edited: re-run 'inspect-ad fit' (or 'inspect-ad calibrate')")
-    for key, (what, ok) in rules.items():
-        if key in section and not ok(section[key]):
-            raise InspectError(f"{cfg_file}: {name}.{key} is {json.dumps(section[key])[:60]}, but must be {what}; "
+    for key, rule in rules.items():
+        if key in section and not rule.ok(section[key]):
+            raise InspectError(f"{cfg_file}: {name}.{key} is {json.dumps(section[key])[:60]}, but must be {rule.what}; "
                                f"the bundle is damaged or was edited: re-run 'inspect-ad fit'")
 
 
-def _field_check(default: Any) -> tuple[str, Any] | None:
-    """The type a model config field must have, from its default (None: anything goes)."""
+def _field_check(default: Any) -> Constraint | None:
+    """The type a model config field the config's table does not name must have, from its default
+    (None: anything goes)."""
     if isinstance(default, bool):
-        return "true or false", lambda v: isinstance(v, bool)
+        return Flag()
     if isinstance(default, int):
         # every int field with a positive default is a size (channels, slots, scales, stride):
         # 0 or less builds no model or fails deep inside torch
-        return _int_in(1) if default > 0 else ("an integer", _is_int)
+        return Int(1) if default > 0 else Satisfies("an integer", is_int)
     if isinstance(default, float):
-        return "a finite number", _is_number
+        return _NUMBER
     if isinstance(default, str):
-        return _TEXT
+        return Text()
     if isinstance(default, (tuple, list)):
-        return "a list", lambda v: isinstance(v, (list, tuple))  # JSON gives lists, Python settings tuples
+        return Satisfies("a list", lambda v: isinstance(v, (list, tuple)))  # JSON gives lists, Python settings tuples
     return None
 
 
@@ -328,8 +301,9 @@ def _flat_view(cfg: Any) -> Any:
 
 
 def _model_rules(name: str, cfg: Any) -> tuple[dict, set]:
-    """{option: (what it must be, check)} for the model's config fields (the memory's under their
-    flat and dotted names), and the option names a saved config may hold."""
+    """{option: constraint} for the model's config fields (its config's table; for a field the
+    table does not name, a type from its default), the memory's under their flat and dotted
+    names, and the option names a saved config may hold."""
     config_cls = model_config_class(name, cfg if isinstance(cfg, dict) else {})
     defaults = {}
     for f in fields(config_cls):
@@ -337,9 +311,10 @@ def _model_rules(name: str, cfg: Any) -> tuple[dict, set]:
             defaults[f.name] = f.default
         elif f.default_factory is not MISSING:
             defaults[f.name] = f.default_factory()
-    rules = {k: rule for k, d in defaults.items() if (rule := _field_check(d)) is not None}
+    table = getattr(config_cls, "_constraints", {})
+    rules = {k: rule for k, d in defaults.items() if (rule := table.get(k) or _field_check(d)) is not None}
     if "memory" in defaults:
-        rules["memory"] = ("an object of memory settings", lambda v: isinstance(v, dict))
+        rules["memory"] = Satisfies("an object of memory settings", lambda v: isinstance(v, dict))
         # a saved memory holds every field (the config refuses those its model does not read, if set)
         rules.update({DOTTED + k: rule for k, rule in FIELD_RULES.items()})
         rules.update({flat: FIELD_RULES[k] for flat, k in FLAT_NAMES.items() if k in config_cls.memory_fields})
@@ -355,8 +330,8 @@ def check_model_options(name: str, options: dict, flag: str = "-o") -> None:
         return  # the Detector names the image models to choose from
     rules, _ = _model_rules(name, options)
     for key, value in _flat_view(options).items():
-        if key in rules and not rules[key][1](value):
-            raise InspectError(f"{flag} {key}={json.dumps(value)[:40]}: {key} must be {rules[key][0]}")
+        if key in rules and not rules[key].ok(value):
+            raise InspectError(f"{flag} {key}={json.dumps(value)[:40]}: {key} must be {rules[key].what}")
 
 
 def validate_meta(meta: dict, cfg_file: Path) -> None:

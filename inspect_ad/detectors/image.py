@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,25 +19,25 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from inspect_ad.scoring.anomaly_map import MapConfig, model_maps, reference_maps
-from inspect_ad.checks import check_choice
+from inspect_ad.checks import Options, validate
 from inspect_ad.deploy.export import export_graph
 from inspect_ad.deploy.graph import ScoringGraph
 from inspect_ad.deploy.runtime import RUNTIMES, TorchRuntime, open_runtime
 from inspect_ad.detectors.bundle import read_bundle_config, save_bundle, save_export, update_bundle_sections
-from inspect_ad.scoring.calibration import (Judgement, calibrate, check_calibration, holdout_split, judge,
+from inspect_ad.scoring.calibration import (TARGET_FRR, Judgement, calibrate, check_calibration, holdout_split, judge,
                                             require_calibration_size)
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.detectors.presets import IMAGE_MODEL, IMAGE_SIZE, image_map_config
-from inspect_ad.data.preprocess import (CachedTargets, InputImages, Preprocessing, TrainImages, augmentation,
-                                        check_choices, decoded_inputs, detect_channels)
+from inspect_ad.data.preprocess import (AUGMENTATIONS, CachedTargets, InputImages, Preprocessing, TrainImages, augmentation,
+                                        decoded_inputs, detect_channels)
 from inspect_ad.training.batches import LoaderBatches
 from inspect_ad.training.device import check_workers, model_device, resolve_device
 from inspect_ad.training.distributed import (check_shares, is_main, on_rank0, per_rank_batch, rank,
                                           world_size)
 from inspect_ad.training.loop import TrainConfig, train
 from inspect_ad.training.objectives import feature_objective, memae_objective
-from inspect_ad.errors import ConfigError, InspectError, printable
+from inspect_ad.errors import InspectError, printable
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config, saved_config
 from inspect_ad.models.protocols import FrozenFeatureModel, MemoryBankModel
 from inspect_ad.data.io import distinct_images, to_uint8
@@ -161,13 +161,14 @@ class Detector(BaseDetector):
     export_: dict | None = field(default=None, init=False, repr=False)  # an exported graph's section, when loaded from one
     kept_sections_: dict = field(default_factory=dict, init=False, repr=False)  # a loaded bundle's other sections
     family = registry_family = "image"
+    # what fit's Preprocessing will refuse, refused before any image is read
+    _constraints: ClassVar[dict] = {"model": Options(*IMAGE_MODELS), "image_size": Preprocessing._constraints["image_size"],
+                                    "augment": Options(*AUGMENTATIONS),
+                                    "normalization": Preprocessing._constraints["normalization"],
+                                    "resize_mode": Preprocessing._constraints["resize_mode"]}
 
     def __post_init__(self):
-        if self.model not in IMAGE_MODELS:
-            raise InspectError(f"unknown model {self.model!r}; choose one of: {', '.join(IMAGE_MODELS)}")
-        check_choices(self.normalization, self.resize_mode, InspectError)  # the CLI's one-line error
-        if not 8 <= self.image_size <= 4096:
-            raise ConfigError(f"image_size is {self.image_size}; it must lie in [8, 4096]")
+        validate(self)
         if self.map_config is None:
             self.map_config = image_map_config(self.model, self.model_options)
 
@@ -175,7 +176,7 @@ class Detector(BaseDetector):
 
     def fit(self, images: Sequence[Path], out: str | Path | None = None, resume: bool = False,
             progress: bool = True, dataset: str = "", calibration_split: float = 0.0,
-            target_frr: float = 0.01, min_area: float | None = None, reference_split: float = 0.0) -> "Detector":
+            target_frr: float = TARGET_FRR, min_area: float | None = None, reference_split: float = 0.0) -> "Detector":
         """``calibration_split`` > 0 holds out that fraction (or count, if ≥ 1) of ``images``,
         chosen by the seed, and calibrates on them at the end (see :meth:`calibrate`).
         ``reference_split`` > 0 (standardized maps only) holds out another part of the rest for
@@ -335,7 +336,7 @@ class Detector(BaseDetector):
 
     # --- calibration -------------------------------------------------------------------
 
-    def calibrate(self, images: Sequence[str | Path], target_frr: float = 0.01, min_area: float | None = None,
+    def calibrate(self, images: Sequence[str | Path], target_frr: float = TARGET_FRR, min_area: float | None = None,
                   source: str = "", batch_size: int = 16, progress: bool = True, save: bool | None = None,
                   force: bool = False) -> dict:
         """Set thresholds from defect-free images not used for training (see
@@ -460,7 +461,7 @@ class Detector(BaseDetector):
         or torchscript run the graph in a folder written by :meth:`export` (see
         :mod:`inspect_ad.deploy.runtime`). ``precision="bf16"`` and ``compile`` are for the torch
         runtime on a GPU (openvino takes bf16 too)."""
-        check_choice("runtime", runtime, RUNTIMES)
+        Options(*RUNTIMES).check("runtime", runtime)
         if runtime != "torch":
             return cls._load_exported(Path(path), device, runtime, precision)
         b = cls._load(path, device)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from inspect_ad.checks import Options
 from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.detectors.bundle import save_bundle
 from inspect_ad.detectors.presets import oneclass_train_config
@@ -22,13 +23,14 @@ from inspect_ad.training.batches import TensorBatches
 from inspect_ad.training.device import model_device, resolve_device
 from inspect_ad.training.loop import TrainConfig, train
 from inspect_ad.training.objectives import memae_objective
-from inspect_ad.errors import ConfigError, InspectError
+from inspect_ad.errors import InspectError
 from inspect_ad.models import create_model, make_config
 from inspect_ad.scoring.normalize import minmax
 
 log = logging.getLogger(__name__)
 
 ERRORS = ("mse", "relative")
+ERROR = Options(*ERRORS)
 
 
 def _on_model_device(model: nn.Module, images: np.ndarray) -> Tensor:
@@ -43,8 +45,7 @@ def reconstruction_errors(model: nn.Module, images: np.ndarray, batch_size: int 
     divides it by the image's mean squared intensity: the squared error grows with the amount of
     ink (a thick 8 leaves more error than a thin 1 however well both are rebuilt); the relative
     error takes that size effect out (on MNIST it helps some digits and hurts others: mnist.md)."""
-    if error not in ERRORS:
-        raise ConfigError(f"unknown error {error!r}; choose one of: {', '.join(ERRORS)}")
+    ERROR.check("error", error)
     model.eval()
     x = _on_model_device(model, images)
     errs = []
@@ -114,8 +115,7 @@ class OneClassDetector(BaseDetector):
 
     def __post_init__(self):
         self._check_model_name()
-        if self.error not in ERRORS:
-            raise ConfigError(f"unknown error {self.error!r}; choose one of: {', '.join(ERRORS)}")
+        ERROR.check("error", self.error)
 
     def fit(self, images: np.ndarray, validation: np.ndarray, progress: bool = False) -> "OneClassDetector":
         """Adam on eq. 10 over normal ``images``; keeps the weights of the epoch with the lowest

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from inspect_ad.errors import InspectError
+from inspect_ad.checks import Options
 from inspect_ad.models import BACKBONE_MODELS
 from inspect_ad.models.backbones import DEFAULT_BACKBONE
 from inspect_ad.models.video import VIDEO_MODELS as _VIDEO_REGISTRY
 from inspect_ad.scoring.anomaly_map import MapConfig
+from inspect_ad.scoring.calibration import TARGET_FRR
 from inspect_ad.training.loop import TrainConfig
 
 # --- images ---------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ def image_map_config(model: str, model_options: Mapping, sigma: float | None = N
 # 100 calibration images: the fewest that allow the default 1% false-reject target (99) and a round
 # number; scoring them costs patchcore a few seconds.
 DEMO_DATA = dict(size=128, n_train=200, n_test_good=40, n_test_per_defect=8, n_calibration=100)
-DEMO_TARGET_FRR = 0.01
+DEMO_TARGET_FRR = TARGET_FRR
 # Pretrained features see the images at their own 128 px (their coarsest stage is 8 × 8 there);
 # the pixel models (--backbone none) train from scratch at 64 px. σ = 4 for both: the demo's
 # recorded numbers were made with it.
@@ -119,10 +120,8 @@ VIDEO_PRESETS: dict[str, dict[str, dict]] = {
 
 def video_preset(model: str, preset: str) -> dict:
     """The model options, epochs, batch size and learning rate of ``model`` at ``preset``."""
-    if model not in VIDEO_PRESETS:
-        raise InspectError(f"unknown video model {model!r}; choose one of: {', '.join(VIDEO_MODELS)}")
-    if preset not in PRESET_NAMES:
-        raise InspectError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESET_NAMES)}")
+    Options(*VIDEO_MODELS).check("video model", model)
+    Options(*PRESET_NAMES).check("preset", preset)
     return {"lr": PAPER_LR[model], **VIDEO_PRESETS[model][preset]}
 
 

@@ -8,11 +8,21 @@ form (``memory.similarity=dot``) and a whole or partial ``memory`` (a saved bund
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields, replace
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 from inspect_ad.errors import ConfigError
-from inspect_ad.checks import check_choice, is_int, is_number, require
+from inspect_ad.checks import Int, Number, Optional, Options, validate
 from inspect_ad.memory.memae import SIMILARITIES
+
+# {field: constraint}: MemoryConfig's table, which bundle loading checks saved memories against too
+FIELD_RULES = {
+    "slots": Int(1),
+    # λ >= 1 zeroes every softmax weight, so the read-out is 0 and the memory gets no gradient
+    "shrink_threshold": Optional(Number(0, 1, open_high=True)),
+    "similarity": Options(*SIMILARITIES),
+    "logit_scale": Number(0, open_low=True),
+    "init_std": Optional(Number(0, open_low=True)),
+}
 
 
 @dataclass
@@ -44,9 +54,10 @@ class MemoryConfig:
     logit_scale: float = 1.0                # multiplies eq. 5 inside eq. 4's softmax (1 = the paper)
     init_std: float | None = None           # slot init, paper silent: None = the authors' ±1/sqrt(C); else N(0, std²)
 
+    _constraints: ClassVar[dict] = FIELD_RULES
+
     def __post_init__(self):
-        for f in fields(self):
-            check_field(f.name, getattr(self, f.name))
+        validate(self)
 
     def updated(self, **changes: Any) -> "MemoryConfig":
         unknown = sorted(set(changes) - set(FIELDS))
@@ -63,20 +74,6 @@ class MemoryConfig:
                                   f"{', '.join(option_names(used))}")
 
 
-def _optional(rule: tuple[str, Callable[[Any], bool]]) -> tuple[str, Callable[[Any], bool]]:
-    what, ok = rule
-    return f"null or {what}", lambda v: v is None or ok(v)
-
-
-# {field: (what it must be, check)}, the form of the bundle's own rules (detectors/bundle.py)
-FIELD_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "slots": ("an integer >= 1", lambda v: is_int(v) and v >= 1),
-    # λ >= 1 zeroes every softmax weight, so the read-out is 0 and the memory gets no gradient
-    "shrink_threshold": _optional(("a finite number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1)),
-    "similarity": (f"one of {', '.join(SIMILARITIES)}", lambda v: v in SIMILARITIES),
-    "logit_scale": ("a finite number > 0", lambda v: is_number(v) and v > 0),
-    "init_std": _optional(("a finite number > 0", lambda v: is_number(v) and v > 0)),
-}
 FIELDS = tuple(FIELD_RULES)
 # the options' names in the model configs before MemoryConfig -> its fields
 FLAT_NAMES = {"memory_slots": "slots", "shrink_threshold": "shrink_threshold", "similarity": "similarity",
@@ -86,10 +83,7 @@ DOTTED = "memory."
 
 def check_field(field: str, value: Any, shown: str | None = None) -> None:
     """The check of MemoryConfig ``field``; the error names the option as the user wrote it (``shown``)."""
-    what, ok = FIELD_RULES[field]
-    if field == "similarity":
-        check_choice(shown or field, value, SIMILARITIES)
-    require(ok(value), shown or field, value, what)
+    FIELD_RULES[field].check(shown or field, value)
 
 
 def option_names(used: tuple[str, ...] = FIELDS) -> list[str]:

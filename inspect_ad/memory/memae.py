@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inspect_ad.errors import ConfigError
+from inspect_ad.checks import Options
 from inspect_ad.memory.base import Memory
 
 SIMILARITIES = ("cosine", "dot")
@@ -58,8 +58,7 @@ class MemAEMemory(Memory):
     def __init__(self, num_slots: int, dim: int, shrink_threshold: float | None = None,
                  similarity: str = "cosine", logit_scale: float = 1.0, init_std: float | None = None):
         super().__init__(num_slots, dim)
-        if similarity not in SIMILARITIES:
-            raise ConfigError(f"unknown similarity {similarity!r}; choose one of: {', '.join(SIMILARITIES)}")
+        Options(*SIMILARITIES).check("similarity", similarity)
         self.similarity = similarity
         self.logit_scale = float(logit_scale)
         self.shrink_threshold = 1.0 / num_slots if shrink_threshold is None else float(shrink_threshold)

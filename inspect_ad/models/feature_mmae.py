@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import MemAEMemory, MemoryConfig
-from inspect_ad.checks import (check_choice, check_int, check_ints, check_number, check_odd, check_power_of_two,
-                                      require)
+from inspect_ad.checks import (Flag, Int, Ints, Number, Odd, Options, PowerOfTwo, Satisfies, Text, is_int, require,
+                               validate)
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import SLOPE, attention_fuse, memory_on_grid
 from inspect_ad.models.outputs import FeatureOutput
@@ -88,13 +88,20 @@ class FeatureMMAEConfig:
     # half a cell off): on the demo, pixel AUROC 0.922 -> 0.948 and AUPRO 0.712 -> 0.772, no retraining
     align_grid: bool = True
 
+    _constraints: ClassVar[dict] = {
+        "in_channels": Satisfies("1 or 3 (the backbone reads RGB)", lambda v: is_int(v) and v in (1, 3)),
+        "image_size": Int(1), "backbone": Text(), "stages": Ints(0), "scale_source": Options(*SCALE_SOURCES),
+        "num_scales": Int(1), "scale_factor": Number(0, 1, open_low=True, open_high=True), "patch_size": Odd(),
+        "use_memory": Flag(), "entropy_weight": Number(0), "latent_channels": Int(1), "grid_stride": PowerOfTwo(),
+        "decoder_channels": Int(1),
+        "kernel_size": Odd(),   # "same" padding k // 2 keeps the grid only for odd k
+        "align_grid": Flag()}
+
     def __post_init__(self):
         self.memory = as_memory_config(self.memory, self.memory_fields, "the feature MMAE")
-        check_ints("stages", self.stages, low=0)
+        validate(self)
         require(len(set(self.stages)) == len(self.stages), "stages", self.stages, "distinct backbone stages")
         self.stages = tuple(int(s) for s in self.stages)
-        check_choice("scale_source", self.scale_source, SCALE_SOURCES)
-        check_int("num_scales", self.num_scales)
         if self.scale_source == "stages":
             if self.num_scales < len(self.stages):
                 # kept as it was (recorded runs depend on it), but said: stages=[1,2,3] with K = 2
@@ -103,14 +110,6 @@ class FeatureMMAEConfig:
                             self.num_scales, self.num_scales, list(self.stages), len(self.stages))
                 self.stages = self.stages[:self.num_scales]
             self.num_scales = len(self.stages)
-        require(self.in_channels in (1, 3), "in_channels", self.in_channels, "1 or 3 (the backbone reads RGB)")
-        for name in ("image_size", "latent_channels", "decoder_channels"):
-            check_int(name, getattr(self, name))
-        check_number("scale_factor", self.scale_factor, 0, 1, open_low=True, open_high=True)
-        check_number("entropy_weight", self.entropy_weight)
-        check_odd("patch_size", self.patch_size)
-        check_odd("kernel_size", self.kernel_size)   # "same" padding k // 2 keeps the grid only for odd k
-        check_power_of_two("grid_stride", self.grid_stride)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from inspect_ad.errors import ConfigError
 from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
-from inspect_ad.checks import check_int, check_multiple, check_number, check_power_of_two
+from inspect_ad.checks import Flag, Int, MultipleOf, Number, PowerOfTwo, validate
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import PixelShuffleDecoder, StridedEncoder, attention_fuse, memory_on_grid
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
@@ -62,15 +62,16 @@ class MMAEConfig:
     base_channels: int = 32
     max_channels: int = 128
 
+    _constraints: ClassVar[dict] = {
+        "in_channels": Int(1), "num_scales": Int(1), "scale_factor": Number(0, 1, open_low=True, open_high=True),
+        "use_memory": Flag(), "entropy_weight": Number(0), "latent_channels": Int(1), "grid_stride": PowerOfTwo(),
+        "base_channels": Int(1), "max_channels": Int(1)}
+
     def __post_init__(self):
         self.memory = as_memory_config(self.memory, self.memory_fields, "MMAE")
-        for name in ("in_channels", "num_scales", "latent_channels", "base_channels", "max_channels"):
-            check_int(name, getattr(self, name))
-        check_number("scale_factor", self.scale_factor, 0, 1, open_low=True, open_high=True)
-        check_number("entropy_weight", self.entropy_weight)
-        check_power_of_two("grid_stride", self.grid_stride)
+        validate(self)
         # the decoder upsamples the grid by grid_stride, so only such sizes come back whole
-        check_multiple("image_size", self.image_size, self.grid_stride, f"grid_stride={self.grid_stride}")
+        MultipleOf(self.grid_stride, f"grid_stride={self.grid_stride}").check("image_size", self.image_size)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from inspect_ad.errors import ConfigError
 from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
-from inspect_ad.checks import check_choice, check_int, check_number, is_int, require
+from inspect_ad.checks import Flag, Int, Number, Options, is_int, require, validate
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.outputs import ReconstructionOutput
 from inspect_ad.models.registry import ModelSpec, register_model
@@ -59,17 +59,17 @@ class OneClassConfig:
     use_memory: bool = True                 # False: the AE baseline (§4.1)
     entropy_weight: float = 0.0002          # eq. 10 α; 0 for MemAE-nonSpar (§4.1)
 
+    _constraints: ClassVar[dict] = {"in_channels": Int(1), "image_size": Int(1), "memory_layout": Options(*MEMORY_LAYOUTS),
+                                    "use_memory": Flag(), "entropy_weight": Number(0)}
+
     def __post_init__(self):
         self.memory = as_memory_config(self.memory, self.memory_fields, "the one-class MemAE")
         self.encoder = layers("encoder", self.encoder)   # JSON round-trips turn the tuples into lists
         self.decoder = layers("decoder", self.decoder)
-        check_int("in_channels", self.in_channels)
-        check_int("image_size", self.image_size)
-        check_number("entropy_weight", self.entropy_weight)
+        validate(self)
         if len(self.encoder) != len(self.decoder):
             raise ConfigError(f"decoder={self.decoder}: needs as many layers as encoder={self.encoder} (the decoder "
                               f"mirrors the encoder's strides)")
-        check_choice("memory_layout", self.memory_layout, MEMORY_LAYOUTS)
         require(self.decoder[-1][2] == self.in_channels, "decoder", self.decoder,
                 f"layers whose last outputs in_channels={self.in_channels}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Iterable
+from typing import ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import CoresetMemory
-from inspect_ad.checks import check_int, check_ints, check_number, check_odd, is_int, require
+from inspect_ad.checks import Flag, Int, Ints, Number, Odd, Satisfies, Text, is_int, require, validate
 from inspect_ad.models.outputs import FeatureOutput
 from inspect_ad.models.protocols import MemoryBankModel
 from inspect_ad.ops.grid import resize_grid
@@ -67,18 +67,20 @@ class PatchCoreConfig:
     align_grid: bool = True
     bank_slots: int = 1               # fitted state: the bank's size, set by fit_memory
 
+    _constraints: ClassVar[dict] = {
+        "in_channels": Satisfies("1 or 3 (the backbone reads RGB)", lambda v: is_int(v) and v in (1, 3)),
+        "image_size": Int(1), "backbone": Text(), "stages": Ints(0), "patch_size": Odd(),
+        "coreset_ratio": Number(0, 1, open_low=True), "max_slots": Int(1), "max_candidates": Int(1),
+        "pad_input": Flag(), "align_grid": Flag(), "bank_slots": Int(1)}
+
     def __post_init__(self):
-        check_ints("stages", self.stages, low=0)
+        validate(self)
         require(len(set(self.stages)) == len(self.stages), "stages", self.stages, "distinct backbone stages")
         self.stages = tuple(int(s) for s in self.stages)  # JSON gives a list
-        require(self.in_channels in (1, 3), "in_channels", self.in_channels, "1 or 3 (the backbone reads RGB)")
-        for name in ("image_size", "max_slots", "max_candidates", "bank_slots"):
-            check_int(name, getattr(self, name))
-        check_number("coreset_ratio", self.coreset_ratio, 0, 1, open_low=True)
-        check_odd("patch_size", self.patch_size)
-        # the k nearest of a bank of at most max_slots
-        require(is_int(self.num_neighbours) and 1 <= self.num_neighbours <= self.max_slots,
-                "num_neighbours", self.num_neighbours, f"an integer from 1 to max_slots={self.max_slots}")
+        # the k nearest of a bank of at most max_slots: a bound the table cannot hold
+        at_most = Int(1, self.max_slots)
+        Satisfies(f"an integer from 1 to max_slots={self.max_slots}", at_most.test).check("num_neighbours",
+                                                                                          self.num_neighbours)
 
     def to_dict(self) -> dict:
         return asdict(self)

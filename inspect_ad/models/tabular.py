@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
-from inspect_ad.checks import check_int, check_ints, check_number
+from inspect_ad.checks import Flag, Int, Ints, Number, validate
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.outputs import ReconstructionOutput
 from inspect_ad.models.registry import ModelSpec, register_model
@@ -53,13 +53,13 @@ class TabularMemAEConfig:
     entropy_weight: float = 0.0002               # eq. 10: α = 0.0002
     latent_tanh: bool = False                    # §4.3 "Tanh after every FC but the last"; see above
 
+    _constraints: ClassVar[dict] = {"in_features": Int(1), "hidden": Ints(1, allow_empty=True), "latent_dim": Int(1),
+                                    "use_memory": Flag(), "entropy_weight": Number(0), "latent_tanh": Flag()}
+
     def __post_init__(self):
         self.memory = as_memory_config(self.memory, self.memory_fields, "the tabular MemAE")
-        check_ints("hidden", self.hidden, allow_empty=True)
+        validate(self)
         self.hidden = tuple(self.hidden)
-        check_int("in_features", self.in_features)
-        check_int("latent_dim", self.latent_dim)
-        check_number("entropy_weight", self.entropy_weight)
 
     def to_dict(self) -> dict:
         return asdict(self)

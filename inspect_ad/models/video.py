@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from inspect_ad.memory import (MemAEMemory, MemoryConfig, MNADMemory, PrototypeMemory, addressing_entropy,
                                build_with_memory, compactness_loss, discriminative_loss, separateness_loss)
-from inspect_ad.checks import check_choice, check_int, check_ints, check_multiple, check_number, require
+from inspect_ad.checks import Flag, Int, Ints, MultipleOf, Number, Options, require, validate
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.errors import ConfigError
 from inspect_ad.models.registry import ModelSpec, register_model
@@ -53,16 +53,18 @@ class _ConfigMixin:
 
     def _check_common(self) -> None:
         self.memory = as_memory_config(self.memory, self.memory_fields, type(self).__name__)
-        check_ints("widths", self.widths)
+        validate(self)
         self.widths = tuple(self.widths)    # JSON gives a list
-        for name in ("in_channels", "clip_length", "image_size"):
-            check_int(name, getattr(self, name))
+
+
+# the fields every video config has
+_COMMON = {"in_channels": Int(1), "clip_length": Int(1), "image_size": Int(1), "widths": Ints(1), "use_memory": Flag()}
 
 
 def _check_unet(config) -> None:
     """The 2D U-Nets: four widths, three max-pools that the decoder's up-convolutions must undo."""
     require(len(config.widths) == 4, "widths", config.widths, "4 U-Net widths (3 levels and the bottom)")
-    check_multiple("image_size", config.image_size, 8, "three 2x max-pools and their up-convolutions")
+    MultipleOf(8, "three 2x max-pools and their up-convolutions").check("image_size", config.image_size)
 
 
 @dataclass
@@ -84,13 +86,14 @@ class MemAE3DConfig(_ConfigMixin):
     use_memory: bool = True                    # False = the "AE" row of Table 2
     entropy_weight: float = 0.0002             # eq. 10: α = 0.0002
 
+    _constraints: ClassVar[dict] = {**_COMMON, "entropy_weight": Number(0)}
+
     def __post_init__(self):
         self._check_common()
-        check_number("entropy_weight", self.entropy_weight)
         # each stride-2 conv halves time and space, each transposed one doubles them back
-        why = f"{len(self.widths)} stride-2 3D convolutions, one per width"
-        check_multiple("image_size", self.image_size, 2 ** len(self.widths), why)
-        check_multiple("clip_length", self.clip_length, 2 ** len(self.widths), why)
+        size = MultipleOf(2 ** len(self.widths), f"{len(self.widths)} stride-2 3D convolutions, one per width")
+        size.check("image_size", self.image_size)
+        size.check("clip_length", self.clip_length)
 
 
 MNAD_TASKS = ("recon", "pred")
@@ -117,20 +120,20 @@ class MNADConfig(_ConfigMixin):
     score_weight: float = 0.7                  # eq. 16: λ (0.6 for pred)
     update_threshold: float = 0.015            # §3.1 test-time update gate γ (0.01 for pred)
 
+    _constraints: ClassVar[dict] = {
+        "task": Options(*MNAD_TASKS), **_COMMON, "compactness_weight": Number(0), "separateness_weight": Number(0),
+        "margin": Number(0), "score_weight": Number(0, 1), "update_threshold": Number(0)}
+
     def __post_init__(self):
-        check_choice("task", self.task, MNAD_TASKS)
         self._check_common()
         _check_unet(self)
         if self.task == "recon":
             require(self.clip_length == 1, "clip_length", self.clip_length,
                     "1 for task recon (one frame in, the same out)")
         else:
-            check_int("clip_length", self.clip_length, 2)    # at least one input frame and the target
+            Int(2).check("clip_length", self.clip_length)    # at least one input frame and the target
         if self.use_memory:   # the separateness loss (eq. 12) takes the two nearest items
-            check_int("memory_slots", self.memory.slots, 2)
-        for name in ("compactness_weight", "separateness_weight", "margin", "update_threshold"):
-            check_number(name, getattr(self, name))
-        check_number("score_weight", self.score_weight, 0, 1)
+            Int(2).check("memory_slots", self.memory.slots)
 
 
 @dataclass
@@ -152,13 +155,14 @@ class PrototypeConfig(_ConfigMixin):
     dis_weight: float = 1.0                    # eq. 18: λ_dis = 1
     score_weight: float = 0.6                  # eq. 25: γ = 0.6
 
+    _constraints: ClassVar[dict] = {
+        **_COMMON, "clip_length": Int(2),   # at least one input frame and the target
+        "learn_items": Flag(), "update_items": Flag(), "pred_weight": Number(0), "diff_weight": Number(0),
+        "dis_weight": Number(0), "score_weight": Number(0, 1)}
+
     def __post_init__(self):
         self._check_common()
         _check_unet(self)
-        check_int("clip_length", self.clip_length, 2)        # at least one input frame and the target
-        for name in ("pred_weight", "diff_weight", "dis_weight"):
-            check_number(name, getattr(self, name))
-        check_number("score_weight", self.score_weight, 0, 1)
 
 
 def build_mnad_config(variant: str, /, **overrides) -> MNADConfig:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from inspect_ad.checks import Ints, Number, Options, validate
 from inspect_ad.errors import ConfigError, InspectError
 from inspect_ad.ops.gms import msgms_map
 from inspect_ad.ops.grid import resize_grid
@@ -67,17 +69,15 @@ class MapConfig:
     standardize: str = "off"
     scales: tuple[int, ...] = (1,)
 
+    _constraints: ClassVar[dict] = {
+        "sigma": Number(0, 1000), "pooling": Options(*POOLINGS), "metric": Options(*METRICS),
+        "standardize": Options(*STANDARDIZE), "scales": Ints(1)}
+
     def __post_init__(self):
         if isinstance(self.standardize, bool):      # bundles before "score" existed saved a bool
             object.__setattr__(self, "standardize", "map" if self.standardize else "off")
-        for name, choices in (("standardize", STANDARDIZE), ("pooling", POOLINGS), ("metric", METRICS)):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"unknown map {name} {getattr(self, name)!r}; choose one of: {', '.join(choices)}")
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not 0 <= self.sigma <= 1000:
-            raise ConfigError(f"map sigma is {self.sigma!r}; it must be a number in [0, 1000] (0: no smoothing)")
+        validate(self)
         object.__setattr__(self, "scales", tuple(int(v) for v in self.scales))   # JSON gives a list
-        if not self.scales or min(self.scales) < 1:
-            raise ConfigError(f"map scales must be pooling factors >= 1 (e.g. 1,2,4), got {self.scales}")
         if self.metric != "l2" and self.scales != (1,):
             raise ConfigError("--map-scales applies to the l2 map metric only (gms is multi-scale by "
                               "definition); drop --map-scales or use --map-metric l2")

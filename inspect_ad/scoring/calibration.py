@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 
 from inspect_ad import __version__
+from inspect_ad.checks import Number, Optional
 from inspect_ad.errors import InspectError
 
 CALIBRATION_VERSION = 2     # 2: min_area_fraction; the normalised score is s / τ (1 at the threshold)
@@ -278,11 +279,18 @@ def area_fraction(min_area: float, areas: Sequence[int]) -> float:
     return float(min_area) if min_area < 1 else float(min_area) / float(np.median(areas))
 
 
-def calibrate(scores: Sequence[float], maps: Sequence[np.ndarray], target_frr: float = 0.01,
+TARGET_FRR = 0.01   # every calibration's default false-reject target
+# what a calibration's settings must be; the command line's --target-frr and --min-area are built from it
+CALIBRATION_CONSTRAINTS = {"target_frr": Number(0, 1, open_low=True, open_high=True), "min_area": Optional(Number(0))}
+
+
+def calibrate(scores: Sequence[float], maps: Sequence[np.ndarray], target_frr: float = TARGET_FRR,
               min_area: float | None = None, source: str = "") -> dict:
     """The bundle's "calibration" section from good images' scores and maps (at their own size).
     ``min_area``: a fraction of the image (< 1) or pixels of the calibration images (≥ 1); None
     calibrates it."""
+    for name, value in (("target_frr", target_frr), ("min_area", min_area)):
+        CALIBRATION_CONSTRAINTS[name].check(name, value)
     g = guarantee(len(scores), target_frr)
     bad = int(np.sum(~np.isfinite(np.asarray(scores, dtype=np.float64))))
     bad += sum(not np.isfinite(m).all() for m in maps)

@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from inspect_ad.training.checkpoint import load_checkpoint, save_checkpoint
 from inspect_ad.training.distributed import all_sum, is_main, on_rank0, world_size
 from inspect_ad.training.device import resolve_device, seed_everything
-from inspect_ad.errors import ConfigError, InspectError
+from inspect_ad.checks import Int, Number, Optional, Options, Text, validate
+from inspect_ad.errors import InspectError
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +79,14 @@ class TrainConfig:
     gms_weight: float = 0.0          # > 0 adds a gradient-similarity term (idem)
     synthetic_defects: float = 0.0   # > 0: this fraction of training inputs get pasted defects
 
+    _constraints: ClassVar[dict] = {
+        "epochs": Int(1), "batch_size": Int(1), "lr": Number(0, open_low=True), "weight_decay": Number(0),
+        "seed": Int(0), "device": Text(), "checkpoint_every": Int(0), "schedule": Options(*SCHEDULES),
+        "max_steps_per_epoch": Optional(Int(1)), "ssim_weight": Number(0), "gms_weight": Number(0),
+        "synthetic_defects": Number(0, 1)}
+
     def __post_init__(self):
-        for name, lo, hi in (("epochs", 1, math.inf), ("batch_size", 1, math.inf), ("lr", 1e-300, math.inf),
-                             ("weight_decay", 0, math.inf), ("checkpoint_every", 0, math.inf),
-                             ("ssim_weight", 0, math.inf), ("gms_weight", 0, math.inf),
-                             ("synthetic_defects", 0, 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi \
-                    or value == math.inf:  # NaN fails the comparison too
-                raise ConfigError(f"{name} is {value!r}; it must be a number in [{lo:g}, {hi:g}]")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        if self.max_steps_per_epoch is not None and (not isinstance(self.max_steps_per_epoch, int)
-                                                     or self.max_steps_per_epoch < 1):
-            raise ConfigError(f"max_steps_per_epoch is {self.max_steps_per_epoch!r}; it must be an integer >= 1")
+        validate(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

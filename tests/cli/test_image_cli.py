@@ -135,6 +135,14 @@ def test_evaluate_writes_report(tiny_mvtec, tmp_path, mvtec_bundle):
     assert {r.split(",")[1] for r in rows[1:]} == {"good", "scratch"}
 
 
+def test_evaluate_quiet_prints_the_metrics_and_the_report_only(tiny_mvtec, tmp_path, mvtec_bundle):
+    copy_bundle(mvtec_bundle[2], tmp_path / "m")
+    r = run("evaluate", "--model", tmp_path / "m", "--data-root", tiny_mvtec, "--category", "widget",
+            "--out", tmp_path / "ev", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert len(r.output.strip().splitlines()) == 2 and "image_auroc=" in r.output and "report:" in r.output
+
+
 def test_map_scales_are_saved_and_checked(tiny_mvtec, tmp_path):
     r = run("fit", "--data-root", tiny_mvtec, "--category", "widget", "--out", tmp_path / "m", "--map-scales", "1,2",
             *FAST)

@@ -87,7 +87,7 @@ def test_multiscale_map_compares_local_means():
 
 
 def test_multiscale_map_options_are_checked():
-    with pytest.raises(InspectError, match="pooling factors"):
+    with pytest.raises(InspectError, match="scales=.*: must be a non-empty list of integers >= 1"):
         MapConfig(scales=(0, 2))
     with pytest.raises(InspectError, match="l2 map metric"):
         MapConfig(metric="ssim", scales=(1, 2))
