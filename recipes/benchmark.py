@@ -57,12 +57,14 @@ OWNED = ("--out", "--data-root", "--category", "--manifest", "--train-dir", "--s
 
 
 class Source(NamedTuple):
-    """Where one set's images are: a manifest, or an MVTec-layout root and category."""
+    """Where one set's images are: a manifest, or an MVTec-layout root and category; ``own``: given
+    as NAME=PATH rather than found in the shared folder."""
 
     name: str
     manifest: Path | None = None
     data_root: Path | None = None
     category: str | None = None
+    own: bool = False
 
     def fit_args(self) -> list[str]:
         if self.manifest is not None:
@@ -97,9 +99,9 @@ def brick_data(root: Path) -> Path:
 
 def own_set(name: str, path: Path) -> Source:
     if path.is_file():
-        return Source(name, manifest=path)
+        return Source(name, manifest=path, own=True)
     if (path / "train").is_dir():
-        return Source(name, data_root=path.parent, category=path.name)
+        return Source(name, data_root=path.parent, category=path.name, own=True)
     raise InspectError(f"set {name}: {path} is neither a manifest JSON nor an MVTec-layout category folder "
                        f"(one with train/good/); check the path")
 
@@ -129,7 +131,7 @@ def load(source: Source, shared: Path):
         data.has_masks()
         return data
     except InspectError as e:
-        hint = "" if "=" in source.name else f" (--shared or ${SHARED_ENV}: {shared})"
+        hint = "" if source.own else f" (--shared or ${SHARED_ENV}: {shared})"
         raise InspectError(f"set {source.name}{hint}: {e}") from None
 
 
