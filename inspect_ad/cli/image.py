@@ -511,8 +511,9 @@ def export(bundle, fmt, out, overwrite):
                    "computed from the training images.")
 def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigma, map_metric, map_scales,
              pooling, standardize):
-    """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots; several --bundle:
-    each model's report and their ROC and PRO curves in one figure each."""
+    """Image/pixel AUROC, AUPRO@30%, F1-max and recall at 1% FRR on a labelled test set, with plots
+    (without defect masks: the image metrics only); several --bundle: each model's report and their
+    ROC and PRO curves in one figure each."""
     from dataclasses import replace
     from os.path import abspath
 
@@ -537,16 +538,21 @@ def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigm
             det.map_config = replace(det.map_config, **overrides)
         if det.map_config.standardized and not det.reference_is_current():
             det.fit_reference(data.require_train().train)
-        click.echo(format_metrics(run_evaluation(det, data, report)))
+        result = run_evaluation(det, data, report)
+        click.echo(format_metrics(result))
+        if result.get("pixel_metrics_reason"):
+            click.echo(result["pixel_metrics_reason"])
         click.echo(f"report: {report / 'metrics.json'}")
     if len(bundle) > 1:
         click.echo("models compared: " + ", ".join(str(f) for f in save_comparison_plots(reports, out)))
 
 
 def format_metrics(m: dict) -> str:
-    keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
+    keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max", "recall_at_1pct_frr")
+    point = m.get("operating_point")
+    calibrated = f", recall={point['tpr']:.4f} at the calibrated threshold (FPR {point['fpr']:.4f})" if point else ""
     return f"{m['model']} on {m['dataset']} ({m['n_images']} images): " + ", ".join(
-        f"{k}={m[k]:.4f}" for k in keys if k in m)
+        f"{k}={m[k]:.4f}" for k in keys if m.get(k) is not None) + calibrated
 
 
 # --- demo ------------------------------------------------------------------------------------
