@@ -1,0 +1,85 @@
+"""Non-square inputs and tiles through the Detector, its bundle, export and the CLI (issue: hold up on real
+parts of other shapes and sizes)."""
+import numpy as np
+import pytest
+
+from conftest import one_line_error, run_cli, write_png
+
+from inspect_ad import Detector
+from inspect_ad.engine.loop import TrainConfig
+from inspect_ad.errors import InspectError
+from inspect_ad.scoring.anomaly_map import MapConfig
+
+TINY = dict(stages=(1, 2))   # lite0's stride-4 and -8 stages: a fast forward pass
+
+
+def _parts(root, n, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return [write_png(root / f"{seed}_{i}.png", rng.integers(90, 110, shape, dtype=np.uint8)) for i in range(n)]
+
+
+def _patchcore(**kwargs) -> Detector:
+    return Detector("patchcore", train_config=TrainConfig(batch_size=4), model_options=TINY,
+                    map_config=MapConfig(sigma=1.0), **kwargs)
+
+
+def test_auto_gives_wide_parts_a_wide_input_and_maps_of_their_own_size(tmp_path):
+    train = _parts(tmp_path / "train", 4, (40, 100))
+    det = _patchcore().fit(train, out=tmp_path / "m", progress=False)
+    assert det.preprocessing_.shape == (256, 640) and det.preprocessing_.tile is None
+    test = _parts(tmp_path / "test", 2, (40, 100), seed=1)
+    loaded = Detector.load(tmp_path / "m", device="cpu")
+    assert loaded.preprocessing_.shape == (256, 640)
+    assert [m.shape for m in loaded.anomaly_maps(test)] == [(40, 100)] * 2
+    np.testing.assert_allclose(loaded.score_samples(test), det.score_samples(test), rtol=1e-6)
+
+
+def test_tiles_are_fitted_scored_and_stitched_at_the_photo_resolution(tmp_path, monkeypatch):
+    train = _parts(tmp_path / "train", 3, (100, 70))
+    det = _patchcore(image_size=32, tile=32).fit(train, progress=False)
+    assert det.preprocessing_.tile == 32
+    batches = []
+    score_batch = det.score_batch
+    monkeypatch.setattr(det, "score_batch", lambda x: batches.append(len(x)) or score_batch(x))
+    photo = np.random.default_rng(5).integers(90, 110, (100, 70, 1), dtype=np.uint8)
+    photo[40:48, 30:38] = 250
+    pred = next(det.predict_iter([photo], batch_size=4))
+    assert pred.map.shape == (100, 70)
+    assert pred.score == pytest.approx(float(pred.map.max()))
+    peak = np.unravel_index(pred.map.argmax(), pred.map.shape)
+    assert 36 <= peak[0] <= 52 and 26 <= peak[1] <= 42       # the bright square, found in its tile
+    assert sum(batches) == 4 * 3 and max(batches) <= 4       # 12 tiles, never more than a batch at once
+
+
+def test_an_exported_non_square_model_gives_the_torch_scores(tmp_path):
+    pytest.importorskip("onnxruntime")
+    train = _parts(tmp_path / "train", 4, (40, 100))
+    det = _patchcore(image_size=(32, 64)).fit(train, out=tmp_path / "m", progress=False)
+    det.export(tmp_path / "x", "onnx")
+    exported = Detector.load(tmp_path / "x", runtime="onnx")
+    test = _parts(tmp_path / "test", 2, (40, 100), seed=1)
+    np.testing.assert_allclose(exported.score_samples(test), det.score_samples(test), rtol=1e-4)
+
+
+def test_tiles_with_standardized_maps_are_refused():
+    with pytest.raises(InspectError, match="--standardize"):
+        Detector("patchcore", tile=256, map_config=MapConfig(standardize="map"))
+
+
+@pytest.mark.parametrize("flag,value,needle", [("--image-size", "abc", "height,width"),
+                                               ("--image-size", "64,5000", "height,width"),
+                                               ("--tile", "big", "tile side")])
+def test_a_bad_size_or_tile_is_one_line(tmp_path, flag, value, needle):
+    _parts(tmp_path / "train", 2, (40, 100))
+    r = run_cli("fit", "--train-dir", tmp_path / "train", "--out", tmp_path / "m", flag, value)
+    one_line_error(r, needle)
+
+
+def test_fit_records_the_size_it_chose_and_a_retrain_from_the_record_chooses_it_again(tmp_path):
+    _parts(tmp_path / "train", 4, (40, 100))
+    r = run_cli("fit", "--train-dir", tmp_path / "train", "--out", tmp_path / "m", "--image-size", "32,64",
+                "-o", "stages=[1,2]", "--quiet", catch_exceptions=False)
+    assert r.exit_code == 0 and "input 32×64" in r.output
+    r = run_cli("fit", "--config", tmp_path / "m" / "config.json", "--out", tmp_path / "m2", "--quiet",
+                catch_exceptions=False)
+    assert r.exit_code == 0 and Detector.load(tmp_path / "m2").preprocessing_.shape == (32, 64)
