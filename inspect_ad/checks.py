@@ -8,6 +8,8 @@ from typing import Any, Iterable
 
 from inspect_ad.errors import ConfigError
 
+MAX_SIZE = 4096   # an input side above it would need gigabytes per image before the first result
+
 
 def is_int(value: Any) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
@@ -58,3 +60,27 @@ def check_odd(name: str, value: Any) -> None:
 
 def check_multiple(name: str, value: Any, base: int, why: str) -> None:
     require(is_int(value) and value >= base and value % base == 0, name, value, f"a multiple of {base} ({why})")
+
+
+def as_size(value: Any) -> Any:
+    """An input size as configs hold it: one side (square) or a (height, width) tuple; a JSON list
+    or a square pair becomes what a fit made, so a loaded bundle compares equal to its model."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(is_int, value)):
+        h, w = (int(v) for v in value)
+        return h if h == w else (h, w)
+    return value
+
+
+def size_shape(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of an input size."""
+    return (size, size) if is_int(size) else (int(size[0]), int(size[1]))
+
+
+def check_size(name: str, value: Any, multiple: int = 1, why: str = "", error: type[Exception] = ConfigError) -> None:
+    """An input size: one side, or a (height, width) pair, each in [8, MAX_SIZE] and a multiple
+    of ``multiple``."""
+    sides = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not (len(sides) in (1, 2) and all(is_int(v) and 8 <= v <= MAX_SIZE and v % multiple == 0 for v in sides)):
+        extra = f", multiples of {multiple}{f' ({why})' if why else ''}" if multiple > 1 else ""
+        raise error(f"{name}={value!r}: must be one side or a (height, width) pair of integers in "
+                    f"[8, {MAX_SIZE}]{extra}")

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from inspect_ad import __version__
+from inspect_ad.checks import MAX_SIZE, size_shape
 from inspect_ad.atomic import (atomic_write_json, current_umask, finish_file, fsync_dir, remove_leftovers,
                                staging_folder)
 from inspect_ad.deploy.export import FORMATS, MODEL_FILES
@@ -228,6 +229,9 @@ def _choice(*choices) -> tuple[str, Any]:
 
 
 _TEXT = ("a string", lambda v: isinstance(v, str))
+# a side above MAX_SIZE would need gigabytes per image before the first result
+_SIZE = (f"an integer or a [height, width] pair of integers in [8, {MAX_SIZE}]",
+         lambda v: all(_is_int(x) and 8 <= x <= MAX_SIZE for x in (v if isinstance(v, list) and len(v) == 2 else [v])))
 _NUMBER = _number_in()
 _SCALES = ("a list of integers >= 1", lambda v: isinstance(v, list) and v and all(_is_int(x) and x >= 1 for x in v))
 _MAP_FIELDS = {"sigma", "pooling", "metric", "standardize", "scales"}
@@ -239,10 +243,11 @@ def _image_rules() -> dict[str, tuple[set, dict]]:
     from inspect_ad.scoring.anomaly_map import METRICS, POOLINGS, STANDARDIZE
     from inspect_ad.data.preprocess import NORMALIZATIONS, RESIZE_MODES
     return {
-        # image_size above 4096 would need gigabytes per image before the first result
         "preprocessing": ({"image_size", "channels"}, {
-            "image_size": _int_in(8, 4096), "channels": ("1 or 3", lambda v: _is_int(v) and v in (1, 3)),
-            "normalization": _choice(*NORMALIZATIONS), "resize_mode": _choice(*RESIZE_MODES)}),
+            "image_size": _SIZE, "channels": ("1 or 3", lambda v: _is_int(v) and v in (1, 3)),
+            "normalization": _choice(*NORMALIZATIONS), "resize_mode": _choice(*RESIZE_MODES),
+            "tile": (f"null or an integer in [8, {MAX_SIZE}]", lambda v: v is None or _is_int(v) and 8 <= v <= MAX_SIZE),
+            "tile_overlap": _number_in(0, 0.9)}),
         "anomaly_map": (set(), {
             "sigma": _number_in(0, 1000), "pooling": _choice(*POOLINGS), "metric": _choice(*METRICS),
             "standardize": ("one of " + ", ".join(STANDARDIZE),
@@ -338,6 +343,8 @@ def _model_rules(name: str, cfg: Any) -> tuple[dict, set]:
         elif f.default_factory is not MISSING:
             defaults[f.name] = f.default_factory()
     rules = {k: rule for k, d in defaults.items() if (rule := _field_check(d)) is not None}
+    if name in IMAGE_MODELS:   # one side or (height, width), which a default of one int does not say
+        rules["image_size"] = _SIZE
     if "memory" in defaults:
         rules["memory"] = ("an object of memory settings", lambda v: isinstance(v, dict))
         # a saved memory holds every field (the config refuses those its model does not read, if set)
@@ -430,9 +437,10 @@ def _check_extra(file: Path, tensors: dict[str, torch.Tensor], meta: dict) -> No
     if ref is None:
         return
     size = meta.get("preprocessing", {}).get("image_size")
-    if (size is not None and tuple(ref.shape) != (2, size, size)) or not ref.is_floating_point() \
+    shape = (2, *size_shape(size)) if size is not None else None
+    if (shape is not None and tuple(ref.shape) != shape) or not ref.is_floating_point() \
             or _non_finite(tensors) or not bool((ref[1] > 0).all()):
-        raise InspectError(f"{file}: map_reference must be finite (2, {size}, {size}) means and positive stds, "
+        raise InspectError(f"{file}: map_reference must be finite {shape} means and positive stds, "
                            f"got shape {list(ref.shape)}; the bundle is damaged: re-run 'inspect-ad fit'")
 
 

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import MemAEMemory, MemoryConfig
-from inspect_ad.checks import (check_choice, check_int, check_ints, check_number, check_odd, check_power_of_two,
-                                      require)
+from inspect_ad.checks import (as_size, check_choice, check_int, check_ints, check_number, check_odd,
+                               check_power_of_two, check_size, require)
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import SLOPE, attention_fuse, memory_on_grid
 from inspect_ad.models.outputs import FeatureOutput
@@ -68,7 +68,7 @@ class FeatureMMAEConfig:
     memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
 
     in_channels: int = 3
-    image_size: int = 256
+    image_size: int | tuple[int, int] = 256   # one side, or (height, width)
     backbone: str = "efficientnet_lite0"
     stages: tuple[int, ...] = (2, 3)
     scale_source: str = "stages"
@@ -104,7 +104,9 @@ class FeatureMMAEConfig:
                 self.stages = self.stages[:self.num_scales]
             self.num_scales = len(self.stages)
         require(self.in_channels in (1, 3), "in_channels", self.in_channels, "1 or 3 (the backbone reads RGB)")
-        for name in ("image_size", "latent_channels", "decoder_channels"):
+        self.image_size = as_size(self.image_size)   # JSON gives a list
+        check_size("image_size", self.image_size)
+        for name in ("latent_channels", "decoder_channels"):
             check_int(name, getattr(self, name))
         check_number("scale_factor", self.scale_factor, 0, 1, open_low=True, open_high=True)
         check_number("entropy_weight", self.entropy_weight)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from inspect_ad.errors import ConfigError
 from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
-from inspect_ad.checks import check_int, check_multiple, check_number, check_power_of_two
+from inspect_ad.checks import as_size, check_int, check_number, check_power_of_two, check_size
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import PixelShuffleDecoder, StridedEncoder, attention_fuse, memory_on_grid
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
@@ -49,7 +49,7 @@ class MMAEConfig:
     memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
 
     in_channels: int = 3
-    image_size: int = 256              # §4.1: inputs zoomed to 256×256
+    image_size: int | tuple[int, int] = 256   # §4.1: inputs zoomed to 256×256
     num_scales: int = 5                # §4.1: K = 5
     scale_factor: float = 0.5          # §4.1: γ = 0.5 -> resolutions 256, 128, 64, 32, 16
     # §4.1: memory size 60; eq. 4 softmax over raw cosines (logit_scale 1); MemAE eq. 7 λ = 1/N;
@@ -70,7 +70,8 @@ class MMAEConfig:
         check_number("entropy_weight", self.entropy_weight)
         check_power_of_two("grid_stride", self.grid_stride)
         # the decoder upsamples the grid by grid_stride, so only such sizes come back whole
-        check_multiple("image_size", self.image_size, self.grid_stride, f"grid_stride={self.grid_stride}")
+        self.image_size = as_size(self.image_size)   # one side, or (height, width); JSON gives a list
+        check_size("image_size", self.image_size, self.grid_stride, f"grid_stride={self.grid_stride}")
 
     def to_dict(self) -> dict:
         return asdict(self)

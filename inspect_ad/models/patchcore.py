@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import CoresetMemory
-from inspect_ad.checks import check_int, check_ints, check_number, check_odd, is_int, require
+from inspect_ad.checks import as_size, check_int, check_ints, check_number, check_odd, check_size, is_int, require
 from inspect_ad.models.outputs import FeatureOutput
 from inspect_ad.models.protocols import MemoryBankModel
 from inspect_ad.ops.grid import resize_grid
@@ -55,7 +55,7 @@ class PatchCoreConfig:
     """
 
     in_channels: int = 3
-    image_size: int = 256
+    image_size: int | tuple[int, int] = 256   # one side, or (height, width)
     backbone: str = "efficientnet_lite0"
     stages: tuple[int, ...] = (2, 3)
     patch_size: int = 3               # §3.1: neighbourhood size p = 3
@@ -72,7 +72,9 @@ class PatchCoreConfig:
         require(len(set(self.stages)) == len(self.stages), "stages", self.stages, "distinct backbone stages")
         self.stages = tuple(int(s) for s in self.stages)  # JSON gives a list
         require(self.in_channels in (1, 3), "in_channels", self.in_channels, "1 or 3 (the backbone reads RGB)")
-        for name in ("image_size", "max_slots", "max_candidates", "bank_slots"):
+        self.image_size = as_size(self.image_size)   # JSON gives a list
+        check_size("image_size", self.image_size)
+        for name in ("max_slots", "max_candidates", "bank_slots"):
             check_int(name, getattr(self, name))
         check_number("coreset_ratio", self.coreset_ratio, 0, 1, open_low=True)
         check_odd("patch_size", self.patch_size)
