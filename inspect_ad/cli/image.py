@@ -189,7 +189,7 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
               help="Epochs between checkpoints.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
               help="Train on this many processes of this machine with DistributedDataParallel (one per GPU, or "
-                   "CPU processes); they share each --batch-size batch. Across machines: torchrun (README).")
+                   "CPU processes); they share each --batch-size batch. Across machines: torchrun (docs/scale-out.md).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
 @overwrite_option()
 @click.option("--calibration-split", default=0.0, show_default=True, type=click.FloatRange(0),

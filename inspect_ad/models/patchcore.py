@@ -50,7 +50,7 @@ class PatchCoreConfig:
       and left only: on the built-in brick at 128 px the bottom and right borders of good
       images' maps were 8% above the interior and 95 of 100 good maps peaked there.
       ``align_grid``: grids are resized from where their cells are (:mod:`inspect_ad.ops.grid`),
-      not half a cell off. Both were measured together on the demo (README, "Walk-through").
+      not half a cell off. Both were measured together on the demo (docs/results.md, "The demo").
       Bundles saved before these fields load with both off, as they were made (``LEGACY``).
     """
 
