@@ -23,42 +23,50 @@ def _patchcore(**kwargs) -> Detector:
                     map_config=MapConfig(sigma=1.0), **kwargs)
 
 
-def test_auto_gives_wide_parts_a_wide_input_and_maps_of_their_own_size(tmp_path):
-    train = _parts(tmp_path / "train", 4, (40, 100))
-    det = _patchcore().fit(train, out=tmp_path / "m", progress=False)
-    assert det.preprocessing_.shape == (256, 640) and det.preprocessing_.tile is None
-    test = _parts(tmp_path / "test", 2, (40, 100), seed=1)
-    loaded = Detector.load(tmp_path / "m", device="cpu")
-    assert loaded.preprocessing_.shape == (256, 640)
+def test_auto_gives_wide_parts_a_wide_input_and_square_ones_the_square(tmp_path):
+    assert _patchcore().input_size(_parts(tmp_path / "wide", 3, (40, 100))) == ((256, 640), None)
+    assert _patchcore().input_size(_parts(tmp_path / "square", 3, (60, 60))) == (256, None)
+    assert _patchcore(image_size=64).input_size(_parts(tmp_path / "big", 3, (200, 200))) == (64, 64)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wide")
+    det = _patchcore(image_size=(32, 80)).fit(_parts(root / "train", 4, (40, 100)), out=root / "m", progress=False)
+    return root, det, _parts(root / "test", 2, (40, 100), seed=1)
+
+
+def test_a_non_square_model_maps_each_part_at_its_own_size_after_loading(wide):
+    root, det, test = wide
+    loaded = Detector.load(root / "m", device="cpu")
+    assert loaded.preprocessing_.shape == (32, 80)
     assert [m.shape for m in loaded.anomaly_maps(test)] == [(40, 100)] * 2
     np.testing.assert_allclose(loaded.score_samples(test), det.score_samples(test), rtol=1e-6)
 
 
+def test_an_exported_non_square_model_gives_the_torch_scores(wide):
+    pytest.importorskip("onnxruntime")
+    root, det, test = wide
+    det.export(root / "x", "onnx")
+    exported = Detector.load(root / "x", runtime="onnx")
+    np.testing.assert_allclose(exported.score_samples(test), det.score_samples(test), rtol=1e-4)
+
+
 def test_tiles_are_fitted_scored_and_stitched_at_the_photo_resolution(tmp_path, monkeypatch):
-    train = _parts(tmp_path / "train", 3, (100, 70))
+    train = _parts(tmp_path / "train", 3, (64, 48))
     det = _patchcore(image_size=32, tile=32).fit(train, progress=False)
     assert det.preprocessing_.tile == 32
     batches = []
     score_batch = det.score_batch
     monkeypatch.setattr(det, "score_batch", lambda x: batches.append(len(x)) or score_batch(x))
-    photo = np.random.default_rng(5).integers(90, 110, (100, 70, 1), dtype=np.uint8)
-    photo[40:48, 30:38] = 250
-    pred = next(det.predict_iter([photo], batch_size=4))
-    assert pred.map.shape == (100, 70)
+    photo = np.random.default_rng(5).integers(90, 110, (64, 48, 1), dtype=np.uint8)
+    photo[36:42, 20:26] = 250
+    pred = next(det.predict_iter([photo], batch_size=3))
+    assert pred.map.shape == (64, 48)
     assert pred.score == pytest.approx(float(pred.map.max()))
     peak = np.unravel_index(pred.map.argmax(), pred.map.shape)
-    assert 36 <= peak[0] <= 52 and 26 <= peak[1] <= 42       # the bright square, found in its tile
-    assert sum(batches) == 4 * 3 and max(batches) <= 4       # 12 tiles, never more than a batch at once
-
-
-def test_an_exported_non_square_model_gives_the_torch_scores(tmp_path):
-    pytest.importorskip("onnxruntime")
-    train = _parts(tmp_path / "train", 4, (40, 100))
-    det = _patchcore(image_size=(32, 64)).fit(train, out=tmp_path / "m", progress=False)
-    det.export(tmp_path / "x", "onnx")
-    exported = Detector.load(tmp_path / "x", runtime="onnx")
-    test = _parts(tmp_path / "test", 2, (40, 100), seed=1)
-    np.testing.assert_allclose(exported.score_samples(test), det.score_samples(test), rtol=1e-4)
+    assert 32 <= peak[0] <= 46 and 16 <= peak[1] <= 30       # the bright square, found in its tile
+    assert sum(batches) == 4 and max(batches) <= 3           # 4 tiles, never more than a batch at once
 
 
 def test_tiles_with_standardized_maps_are_refused():
@@ -76,8 +84,8 @@ def test_a_bad_size_or_tile_is_one_line(tmp_path, flag, value, needle):
 
 
 def test_fit_records_the_size_it_chose_and_a_retrain_from_the_record_chooses_it_again(tmp_path):
-    _parts(tmp_path / "train", 4, (40, 100))
-    r = run_cli("fit", "--train-dir", tmp_path / "train", "--out", tmp_path / "m", "--image-size", "32,64",
+    _parts(tmp_path / "train", 2, (40, 100))
+    r = run_cli("fit", "--train-dir", tmp_path / "train", "--out", tmp_path / "m", "--image-size", "32x64",
                 "-o", "stages=[1,2]", "--quiet", catch_exceptions=False)
     assert r.exit_code == 0 and "input 32×64" in r.output
     r = run_cli("fit", "--config", tmp_path / "m" / "config.json", "--out", tmp_path / "m2", "--quiet",
