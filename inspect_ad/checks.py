@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from inspect_ad.errors import ConfigError
 
+MAX_SIZE = 4096   # an input side above it would need gigabytes per image before the first result
+
 
 def is_int(value: Any) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
@@ -101,6 +103,31 @@ def Text() -> Constraint:
 def Satisfies(what: str, test: Callable[[Any], bool]) -> Constraint:
     """A rule the others do not spell (``in_channels`` 1 or 3, an object of numbers)."""
     return Constraint(what, test)
+
+
+def as_size(value: Any) -> Any:
+    """An input size as configs hold it: one side (square) or a (height, width) tuple; a JSON list
+    or a square pair becomes what a fit made, so a loaded bundle compares equal to its model."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(is_int, value)):
+        h, w = (int(v) for v in value)
+        return h if h == w else (h, w)
+    return value
+
+
+def size_shape(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of an input size."""
+    return (size, size) if is_int(size) else (int(size[0]), int(size[1]))
+
+
+def Size(multiple: int = 1, why: str = "") -> Constraint:
+    """An input size: one side, or a (height, width) pair, each in [8, MAX_SIZE] and a multiple
+    of ``multiple``."""
+    extra = f", multiples of {multiple}{f' ({why})' if why else ''}" if multiple > 1 else ""
+
+    def test(value):
+        sides = list(value) if isinstance(value, (list, tuple)) else [value]
+        return len(sides) in (1, 2) and all(is_int(v) and 8 <= v <= MAX_SIZE and v % multiple == 0 for v in sides)
+    return Constraint(f"one side or a (height, width) pair of integers in [8, {MAX_SIZE}]{extra}", test)
 
 
 def Optional(inner: Constraint) -> Constraint:

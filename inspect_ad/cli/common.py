@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+
+from inspect_ad.checks import MAX_SIZE
 from click.core import ParameterSource
 
 from inspect_ad.checks import Constraint
@@ -217,6 +219,43 @@ def last_bundle() -> str:
             f" ({path} is gone)" if path else "") + "; pass --bundle DIR, or run 'inspect-ad fit' first")
     click.echo(f"using the last fitted bundle {path} (--bundle chooses another)", err=True)
     return path
+
+
+class InputSize(click.ParamType):
+    """``auto``, one side (``256``) or ``H,W`` (``128,320``); a config file's number or
+    ``[H, W]`` list too."""
+
+    name = "auto|S|H,W"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        text = str(value).strip().lower().replace("x", ",")
+        if text == "auto":
+            return "auto"
+        try:
+            sides = [int(v) for v in text.split(",")]
+        except ValueError:
+            sides = []
+        if len(sides) not in (1, 2) or not all(8 <= v <= MAX_SIZE for v in sides):
+            self.fail(f"{value!r}: give auto, one side (e.g. 256) or height,width (e.g. 128,320), each in "
+                      f"[8, {MAX_SIZE}]", param, ctx)
+        return sides[0] if len(sides) == 1 or sides[0] == sides[1] else tuple(sides)
+
+
+class TileSize(click.ParamType):
+    """``auto``, ``off`` or a tile side in pixels."""
+
+    name = "auto|off|S"
+
+    def convert(self, value, param, ctx):
+        text = "off" if value is None else str(value).strip().lower()
+        if text in ("auto", "off"):
+            return text
+        if not text.isdigit() or not 8 <= int(text) <= MAX_SIZE:
+            self.fail(f"{value!r}: give auto, off or a tile side in pixels (e.g. 256) in [8, {MAX_SIZE}]",
+                      param, ctx)
+        return int(text)
 
 
 def device_option(f):

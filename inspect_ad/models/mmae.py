@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from inspect_ad.errors import ConfigError
 from inspect_ad.memory import MemAEMemory, MemoryConfig, build_with_memory
-from inspect_ad.checks import Flag, Int, MultipleOf, Number, PowerOfTwo, validate
+from inspect_ad.checks import Flag, Int, Number, PowerOfTwo, Size, as_size, validate
 from inspect_ad.memory.config import as_memory_config
 from inspect_ad.models.blocks import PixelShuffleDecoder, StridedEncoder, attention_fuse, memory_on_grid
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
@@ -49,7 +49,7 @@ class MMAEConfig:
     memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
 
     in_channels: int = 3
-    image_size: int = 256              # §4.1: inputs zoomed to 256×256
+    image_size: int | tuple[int, int] = 256   # §4.1: inputs zoomed to 256×256
     num_scales: int = 5                # §4.1: K = 5
     scale_factor: float = 0.5          # §4.1: γ = 0.5 -> resolutions 256, 128, 64, 32, 16
     # §4.1: memory size 60; eq. 4 softmax over raw cosines (logit_scale 1); MemAE eq. 7 λ = 1/N;
@@ -63,15 +63,16 @@ class MMAEConfig:
     max_channels: int = 128
 
     _constraints: ClassVar[dict] = {
-        "in_channels": Int(1), "num_scales": Int(1), "scale_factor": Number(0, 1, open_low=True, open_high=True),
+        "in_channels": Int(1), "image_size": Size(), "num_scales": Int(1), "scale_factor": Number(0, 1, open_low=True, open_high=True),
         "use_memory": Flag(), "entropy_weight": Number(0), "latent_channels": Int(1), "grid_stride": PowerOfTwo(),
         "base_channels": Int(1), "max_channels": Int(1)}
 
     def __post_init__(self):
         self.memory = as_memory_config(self.memory, self.memory_fields, "MMAE")
+        self.image_size = as_size(self.image_size)   # one side, or (height, width); JSON gives a list
         validate(self)
         # the decoder upsamples the grid by grid_stride, so only such sizes come back whole
-        MultipleOf(self.grid_stride, f"grid_stride={self.grid_stride}").check("image_size", self.image_size)
+        Size(self.grid_stride, f"grid_stride={self.grid_stride}").check("image_size", self.image_size)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from inspect_ad.models.backbones import FeatureExtractor
 from inspect_ad.memory import CoresetMemory
-from inspect_ad.checks import Flag, Int, Ints, Number, Odd, Satisfies, Text, is_int, require, validate
+from inspect_ad.checks import Flag, Int, Ints, Number, Odd, Satisfies, Size, Text, as_size, is_int, require, validate
 from inspect_ad.models.outputs import FeatureOutput
 from inspect_ad.models.protocols import MemoryBankModel
 from inspect_ad.ops.grid import resize_grid
@@ -50,12 +50,12 @@ class PatchCoreConfig:
       and left only: on the built-in brick at 128 px the bottom and right borders of good
       images' maps were 8% above the interior and 95 of 100 good maps peaked there.
       ``align_grid``: grids are resized from where their cells are (:mod:`inspect_ad.ops.grid`),
-      not half a cell off. Both were measured together on the demo (README, "Walk-through").
+      not half a cell off. Both were measured together on the demo (docs/results.md, "The demo").
       Bundles saved before these fields load with both off, as they were made (``LEGACY``).
     """
 
     in_channels: int = 3
-    image_size: int = 256
+    image_size: int | tuple[int, int] = 256   # one side, or (height, width)
     backbone: str = "efficientnet_lite0"
     stages: tuple[int, ...] = (2, 3)
     patch_size: int = 3               # §3.1: neighbourhood size p = 3
@@ -69,11 +69,12 @@ class PatchCoreConfig:
 
     _constraints: ClassVar[dict] = {
         "in_channels": Satisfies("1 or 3 (the backbone reads RGB)", lambda v: is_int(v) and v in (1, 3)),
-        "image_size": Int(1), "backbone": Text(), "stages": Ints(0), "patch_size": Odd(),
+        "image_size": Size(), "backbone": Text(), "stages": Ints(0), "patch_size": Odd(),
         "coreset_ratio": Number(0, 1, open_low=True), "max_slots": Int(1), "max_candidates": Int(1),
         "pad_input": Flag(), "align_grid": Flag(), "bank_slots": Int(1)}
 
     def __post_init__(self):
+        self.image_size = as_size(self.image_size)   # JSON gives a list
         validate(self)
         require(len(set(self.stages)) == len(self.stages), "stages", self.stages, "distinct backbone stages")
         self.stages = tuple(int(s) for s in self.stages)  # JSON gives a list

@@ -1,6 +1,8 @@
 """Evaluate a fitted detector on a labelled test set and write the report.
 
-Writes ``metrics.json`` (image/pixel AUROC, AUPRO@30%, image/pixel F1-max, per defect label),
+Writes ``metrics.json`` (image/pixel AUROC, AUPRO@30%, image/pixel F1-max, recall at 1% FRR, per
+defect label; on a test set without defect masks the pixel metrics are null and
+``pixel_metrics_reason`` says why),
 ``scores.csv`` (each test image's label and score, for the user's own analysis), ``curves.npz``
 (the ROC and PRO curves, for :func:`save_comparison_plots`), ``roc.png``, ``pro_curve.png`` and
 ``gallery.png`` (the highest-scoring good images and the lowest-scoring defective ones — where the
@@ -33,6 +35,10 @@ from inspect_ad.scoring.calibration import FAIL, decide, normalized_score
 log = logging.getLogger(__name__)
 FPR_LIMIT = 0.3
 CURVES_FILE = "curves.npz"
+# recall where the test set's own good images put a 1% false-reject rate: comparable across
+# models whether or not a bundle is calibrated (that one's recall is the operating point's TPR)
+RECALL_FRR = 0.01
+PIXEL_METRICS = ("pixel_auroc", "pixel_f1max", "aupro")
 
 
 def collect(det: Detector, samples: list[Sample], progress: bool = True):
@@ -50,7 +56,8 @@ def collect(det: Detector, samples: list[Sample], progress: bool = True):
 
 def _metric_block(labels: np.ndarray, scores: np.ndarray, maps: list, masks: list) -> dict:
     has_region = any(m.any() for m in masks)
-    out = {"image_auroc": metrics.image_auroc(labels, scores), "image_f1max": metrics.image_f1max(labels, scores)}
+    out = {"image_auroc": metrics.image_auroc(labels, scores), "image_f1max": metrics.image_f1max(labels, scores),
+           "recall_at_1pct_frr": metrics.recall_at_frr(labels, scores, RECALL_FRR)}
     if has_region:
         out.update(pixel_auroc=metrics.pixel_auroc(masks, maps), pixel_f1max=metrics.pixel_f1max(masks, maps),
                    aupro=metrics.aupro(masks, maps, fpr_limit=FPR_LIMIT))
@@ -62,7 +69,8 @@ def compute_metrics(samples: list[Sample], scores: np.ndarray, maps: list, masks
     if labels.all() or not labels.any():
         raise InspectError("evaluation needs both good and defective test images; the test set has only "
                            + ("defective" if labels.all() else "good") + " ones")
-    result = _metric_block(labels, scores, maps, masks)
+    result = {**_metric_block(labels, scores, maps, masks), **_without_masks(samples),
+              "threshold_at_1pct_frr": metrics.threshold_at_frr(labels, scores, RECALL_FRR)}
     good = [i for i, s in enumerate(samples) if not s.is_anomalous]
     per_label = {}
     for lab in sorted({s.label for s in samples} - {GOOD}):
@@ -71,6 +79,16 @@ def compute_metrics(samples: list[Sample], scores: np.ndarray, maps: list, masks
                                                                       [maps[i] for i in idx], [masks[i] for i in idx])}
     return {**result, "per_label": per_label, "n_images": len(samples),
             "n_good": len(good), "n_defective": len(samples) - len(good)}
+
+
+def _without_masks(samples: list[Sample]) -> dict:
+    """Null pixel metrics and the reason, when no defective image has a mask; else nothing."""
+    defective = [s for s in samples if s.is_anomalous]
+    if any(s.mask is not None for s in defective):
+        return {}
+    return {**dict.fromkeys(PIXEL_METRICS), "pixel_metrics_reason":
+            f"pixel metrics ({', '.join(PIXEL_METRICS)}) need defect masks and none of the {len(defective)} "
+            f"defective test images has one: image metrics only"}
 
 
 def curves(samples: list[Sample], scores: np.ndarray, maps: list, masks: list) -> dict[str, np.ndarray]:
@@ -167,12 +185,13 @@ def write_plots(out: Path, name: str, samples, scores, maps, masks, scale: Colou
     labels = np.array([s.is_anomalous for s in samples])
     good = sorted((i for i in range(len(samples)) if not labels[i]), key=lambda i: -scores[i])[: n_gallery // 2]
     bad = sorted((i for i in range(len(samples)) if labels[i]), key=lambda i: scores[i])[: n_gallery - len(good)]
+    truth = "\n(dashed green: the true defect)" if "pixel_metrics_reason" not in result else ""
     threshold = (result.get("operating_point") or {}).get("image_threshold")
     rows = [(_caption(samples[i], scores[i], threshold), to_uint8(read_image(samples[i].image)), maps[i], masks[i])
             for i in good + bad]
     info = [shown(maps[i], scale, **({} if threshold is None else _judged(scores[i], threshold))) for i in good + bad]
-    save_gallery(out / "gallery.png", rows, scale, "hardest cases: highest-scoring good | lowest-scoring defective"
-                                                   "\n(dashed green: the true defect)", info)
+    save_gallery(out / "gallery.png", rows, scale,
+                 "hardest cases: highest-scoring good | lowest-scoring defective" + truth, info)
 
 
 def _judged(score: float, threshold: float) -> dict:
@@ -197,7 +216,7 @@ def scores_csv(samples: list[Sample], scores: np.ndarray) -> str:
 
 
 def evaluate(det: Detector, data: ImageSet, out: str | Path | None = None, progress: bool = True) -> dict:
-    data.require_test()
+    data.require_test().has_masks()   # a missing mask fails here, not after scoring the whole set
     t0 = time.perf_counter()
     scores, maps, masks = collect(det, data.test, progress)
     result = {"model": det.model, "dataset": data.name, **compute_metrics(data.test, scores, maps, masks),

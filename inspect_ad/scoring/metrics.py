@@ -11,6 +11,8 @@ defect when it is nonzero.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tqdm import tqdm
 
@@ -25,6 +27,8 @@ __all__ = [
     "f1_max",
     "image_f1max",
     "pixel_f1max",
+    "threshold_at_frr",
+    "recall_at_frr",
     "psnr",
     "pro_curve",
     "aupro",
@@ -215,6 +219,28 @@ def pixel_f1max(masks, maps) -> float:
     """Pixel-level F1-max over all pixels of all images pooled together."""
     labels, scores = _pixels(masks, maps)
     return _f1_max(labels, scores, "pixel_f1max (masks)")
+
+
+def threshold_at_frr(labels, scores, frr: float = 0.01) -> float:
+    """The lowest normal sample's score that leaves at most ``frr`` of the normal samples above it:
+    the threshold a test set's own good images allow at that false-reject rate. Below 1 / frr normal
+    samples that is their highest score (no false reject at all)."""
+    labels, scores = _labels_scores(labels, scores)
+    if not 0 < frr < 1:
+        raise MetricInputError(f"frr must be in (0, 1), got {frr}; e.g. 0.01 for 1%")
+    normal = np.sort(scores[~labels])
+    if normal.size == 0:
+        raise MetricInputError(f"threshold_at_frr needs normal samples; all {labels.size} are anomalous")
+    # 1e-9: 0.99 * 100 must give rank 99, not 100 by rounding
+    return float(normal[max(math.ceil(normal.size * (1 - frr) - 1e-9), 1) - 1])
+
+
+def recall_at_frr(labels, scores, frr: float = 0.01) -> float:
+    """Fraction of the anomalous samples scoring above :func:`threshold_at_frr`."""
+    labels, scores = _labels_scores(labels, scores)
+    if not labels.any():
+        raise MetricInputError(f"recall_at_frr needs at least one anomalous sample; all {labels.size} are normal")
+    return float((scores[labels] > threshold_at_frr(labels, scores, frr)).mean())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -315,4 +315,4 @@ def test_fit_says_where_the_images_came_from_and_counts_epochs_in_words(tiny_mvt
     r = run("fit", "--train-dir", tiny_mvtec / "widget/train/good", "--out", tmp_path / "m",
             *fast_fit_args(epochs=1))
     assert r.exit_code == 0, r.output
-    assert f"on 6 images from {tiny_mvtec / 'widget/train/good'}:" in r.output and "for 1 epoch (" in r.output
+    assert f"on 6 images from {tiny_mvtec / 'widget/train/good'} (input " in r.output and "for 1 epoch (" in r.output

@@ -43,7 +43,7 @@ def test_bundle_is_safetensors_and_json(fitted):
     cfg = read_bundle_config(path)
     assert cfg["bundle_version"] == BUNDLE_VERSION
     assert cfg["preprocessing"] == {"image_size": 32, "channels": 1, "normalization": "divide_by_255",
-                                    "resize_mode": "squash"}
+                                    "resize_mode": "squash", "tile": None, "tile_overlap": 0.0}
     assert cfg["training"]["n_train"] == 6 and cfg["training"]["lr"] == 1e-4
 
 

@@ -93,7 +93,7 @@ BAD_OPTIONS = [
     ("mmae", dict(grid_stride=12), "grid_stride=12: must be a power of 2"),
     ("mmae", dict(similarity="l2"), "unknown similarity 'l2'; choose one of: cosine, dot"),
     ("mmae", {"memory.similarity": "l2"}, "unknown memory.similarity 'l2'; choose one of: cosine, dot"),
-    ("mmae", dict(image_size=100), "image_size=100: must be a multiple of 16 (grid_stride=16)"),
+    ("mmae", dict(image_size=100), "image_size=100: must be one side or a (height, width) pair of integers in [8, 4096], multiples of 16 (grid_stride=16)"),
     ("memae", dict(num_scales=3), "num_scales=3: model 'memae' always has num_scales=1"),
     ("ae", dict(use_memory=True), "use_memory=True: model 'ae' always has use_memory=False"),
     ("mmae", dict(num_scales=0), "num_scales=0: must be an integer >= 1"),

@@ -4,7 +4,7 @@ import pytest
 from inspect_ad.errors import InspectError
 from inspect_ad.scoring.metrics import (aupro, aupro_reference, auroc, auroc_per_group, f1_max, flag_top_fraction,
                                         image_auroc, image_f1max, pixel_auroc, pixel_f1max, precision_recall_f1,
-                                        pro_curve, psnr, roc_curve)
+                                        pro_curve, psnr, recall_at_frr, roc_curve, threshold_at_frr)
 
 
 @pytest.fixture
@@ -229,6 +229,18 @@ def test_pixel_f1max(two_images):
 def test_f1_max_without_positives_is_an_error():
     with pytest.raises(ValueError, match="at least one anomalous"):
         f1_max([0, 0], [0.1, 0.2])
+
+
+def test_the_1pct_frr_threshold_leaves_one_of_100_good_scores_above_it():
+    labels, scores = np.r_[np.zeros(100), np.ones(4)], np.r_[np.arange(100.0), 98.5, 99.5, 50, 200]
+    assert threshold_at_frr(labels, scores, 0.01) == 98.0
+    assert recall_at_frr(labels, scores, 0.01) == 0.75       # 98.5, 99.5 and 200 are above 98
+
+
+def test_with_fewer_than_100_good_images_the_1pct_frr_threshold_is_their_highest_score():
+    labels, scores = np.r_[np.zeros(6), np.ones(2)], np.r_[np.arange(6.0), 4.5, 7]
+    assert threshold_at_frr(labels, scores, 0.01) == 5.0
+    assert recall_at_frr(labels, scores, 0.01) == 0.5
 
 
 def test_psnr_hand_cases():

@@ -1,0 +1,50 @@
+"""recipes/benchmark.py runs end to end on a tiny MVTec-layout set given as NAME=PATH."""
+import json
+import sys
+
+import numpy as np
+from conftest import RECIPES, load_recipe, write_png
+
+
+def tiny_category(root):
+    """root/part: 8 good training images (32 px), 2 good and 2 defective test images with masks."""
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        write_png(root / "train" / "good" / f"{i:03d}.png", rng.integers(90, 110, (32, 32), dtype=np.uint8))
+    for i in range(2):
+        write_png(root / "test" / "good" / f"{i:03d}.png", rng.integers(90, 110, (32, 32), dtype=np.uint8))
+        img, mask = rng.integers(90, 110, (32, 32), dtype=np.uint8), np.zeros((32, 32), np.uint8)
+        mask[8:16, 8:16] = 255
+        img[mask > 0] = 250
+        write_png(root / "test" / "dent" / f"{i:03d}.png", img)
+        write_png(root / "ground_truth" / "dent" / f"{i:03d}_mask.png", mask)
+    return root
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_the_benchmark_writes_a_row_per_set_and_the_worst_case(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(RECIPES))   # the recipe imports results_file beside it
+    results = tmp_path / "results" / "benchmark.md"
+    argv = ["--sets", f"part={tiny_category(tmp_path / 'part')}", "--fit-arg=--image-size 32 --device cpu",
+            "--device", "cpu", "--work", str(tmp_path / "work"), "--results", str(results)]
+    monkeypatch.setattr(sys, "argv", [str(RECIPES / "benchmark.py"), *argv])   # the command it records
+    assert load_recipe("benchmark").main(argv) == 0
+    lines = results.read_text().splitlines()
+    assert any(line.startswith("- command: `python") and "--sets part=" in line for line in lines[:4])
+    rows = [cells(line) for line in lines if line.startswith(("| part |", "| **worst case** |"))]
+    assert [r[0] for r in rows] == ["part", "**worst case**"]
+    for row in rows:
+        accuracy = [float(c.split()[0].strip("*")) for c in row[5:9]]   # image/pixel AUROC, AUPRO, recall
+        assert all(0 <= v <= 1 for v in accuracy), row
+        assert float(row[10].split()[0].strip("*")) > 0       # images/s
+    raw = json.loads(results.with_suffix(".json").read_text())
+    assert [(r["set"], r["config"], r["seed"]) for r in raw["rows"]] == [("part", "default", 0)]
+
+
+def test_an_unknown_set_is_one_line_listing_the_sets(tmp_path, capsys):
+    assert load_recipe("benchmark").main(["--sets", "frym", "--work", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown set 'frym'; choose one of: mtd, fryum, grid, hazelnut, brick" in err[0]
