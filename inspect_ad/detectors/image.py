@@ -41,7 +41,7 @@ from inspect_ad.training.objectives import feature_objective, memae_objective
 from inspect_ad.errors import InspectError, printable
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config, saved_config
 from inspect_ad.models.protocols import FrozenFeatureModel, MemoryBankModel
-from inspect_ad.data.io import distinct_images, to_uint8
+from inspect_ad.data.io import distinct_images, read_image, to_uint8
 from inspect_ad.data.sanity import calibration_problem, input_problem, input_stats
 
 log = logging.getLogger(__name__)
@@ -362,15 +362,20 @@ class Detector(BaseDetector):
         return (self.map_reference_ is not None
                 and self.map_reference_settings_ == self.map_config.raw_settings())
 
-    def _reference_stats(self, images: Sequence[Path], n: int = 32) -> dict:
-        """Map statistics on (up to n) training images: the scale for heatmap colour bars."""
-        preds = [p for p in self.predict_iter(images[:: max(1, len(images) // n)][:n], keep_image=True)
-                 if not p.error]
+    def _reference_stats(self, images: Sequence[Path], n: int = 32, inputs: int = 128) -> dict:
+        """Map statistics on (up to n) training images: the scale for heatmap colour bars; of
+        tiled photos, as many as give about ``inputs`` tiles (16 a 1024² photo: 8 photos), since
+        their tiles are what the bank was filled from; the inputs' statistics from all n."""
+        images = list(images[:: max(1, len(images) // n)][:n])
+        tiles = len(self.preprocessing_.boxes(image_shape(Path(images[0])))) if self.preprocessing_.tile else 1
+        mapped = images[:: max(1, round(len(images) * tiles / inputs))]
+        preds = [p for p in self.predict_iter(mapped, keep_image=True) if not p.error]
+        unmapped = [to_uint8(read_image(p, self.preprocessing_.channels)) for p in images if p not in set(mapped)]
         pixels = np.concatenate([p.map.ravel() for p in preds])
         return {"n": len(preds), "pixel_p50": float(np.median(pixels)), "pixel_p99": float(np.quantile(pixels, 0.99)),
                 "score_median": float(np.median([p.score for p in preds])),
                 "score_max": float(max(p.score for p in preds)),
-                "input": input_stats([p.image for p in preds])}
+                "input": input_stats([p.image for p in preds] + unmapped)}
 
     # --- calibration -------------------------------------------------------------------
 
