@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from inspect_ad.scoring.anomaly_map import MapConfig, model_maps, reference_maps
+from inspect_ad.scoring.anomaly_map import MapConfig, model_maps, reference_maps, smooth_image_map
 from inspect_ad.deploy.export import export_graph
 from inspect_ad.deploy.graph import ScoringGraph
 from inspect_ad.deploy.runtime import RUNTIMES, TorchRuntime, open_runtime
@@ -495,7 +495,15 @@ class Detector(BaseDetector):
         if self.map_config.standardized and not self.reference_is_current():
             raise InspectError(self._reference_problem())
         reference = self.map_reference_ if self.map_config.standardized else None
-        return ScoringGraph(model, self.map_config, reference)
+        return ScoringGraph(model, self.graph_map_config, reference)
+
+    @property
+    def graph_map_config(self) -> MapConfig:
+        """The map settings the model's graph applies to each input: all of them, or for tiles
+        none of the smoothing, which is applied once the tiles are stitched (smoothed one by one,
+        each tile's border showed as a seam across the photo's map)."""
+        tiled = self.preprocessing_ is not None and self.preprocessing_.tile
+        return replace(self.map_config, sigma=0.0) if tiled else self.map_config
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", runtime: str = "torch",
@@ -563,14 +571,14 @@ class Detector(BaseDetector):
         x = batch.to(self.device)
         if self.map_config.standardized and not self.reference_is_current():
             raise InspectError(self._reference_problem())
-        maps, scores = model_maps(x, self.model_(x), self.map_config,
-                                    self.map_reference_)
+        maps, scores = model_maps(x, self.model_(x), self.graph_map_config, self.map_reference_)
         return maps.float().cpu().numpy(), scores.float().cpu().numpy()
 
     def _check_runtime_settings(self) -> None:
         """A graph (exported or compiled) holds the map settings it was made with."""
+        # an export's section records the detector's settings, a compiled graph holds its own
         made_with = MapConfig(**self.export_["anomaly_map"]) if self.export_ else self.runtime_.map_config
-        if made_with != self.map_config:
+        if made_with != (self.map_config if self.export_ else self.graph_map_config):
             raise InspectError(f"the {'exported' if self.export_ else 'compiled'} graph computes maps with "
                                f"{made_with}, not {self.map_config}; export again with the new settings, or "
                                f"use the torch runtime")
@@ -633,7 +641,8 @@ class Detector(BaseDetector):
         if not prep.tile:
             return prep.map_to_image(maps[0], shape), float(score)
         boxes = prep.boxes(shape)
-        amap = stitch([prep.map_to_image(m, box[2:]) for m, box in zip(maps, boxes)], boxes, shape)
+        amap = smooth_image_map(stitch([prep.map_to_image(m, box[2:]) for m, box in zip(maps, boxes)], boxes, shape),
+                                self.map_config.sigma)
         return amap, float(amap.max() if self.map_config.pooling == "max" else amap.mean())
 
     def _checked(self, inputs) -> list[Prediction]:

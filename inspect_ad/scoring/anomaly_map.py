@@ -26,6 +26,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -159,6 +161,15 @@ def smooth(maps: Tensor, sigma: float) -> Tensor:
     k = gaussian_kernel_size(sigma, h, w)
     rows, cols = blur_matrix(h, k, float(sigma)), blur_matrix(w, k, float(sigma))
     return rows.to(maps) @ maps @ cols.to(maps).t()
+
+
+def smooth_image_map(m: np.ndarray, sigma: float) -> np.ndarray:
+    """:func:`smooth` of one (H, W) map of a photo's size (a stitched one), by OpenCV's separable
+    blur: the same taps and reflected border, without (H, H) and (W, W) matrices at 4000×3000."""
+    if sigma <= 0:
+        return m
+    k = gaussian_kernel_size(sigma, *m.shape)
+    return cv2.GaussianBlur(m, (k, k), sigma, borderType=cv2.BORDER_REFLECT_101)
 
 
 def pool(maps: Tensor, pooling: str) -> Tensor:

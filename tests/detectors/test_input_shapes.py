@@ -91,3 +91,10 @@ def test_fit_records_the_size_it_chose_and_a_retrain_from_the_record_chooses_it_
     r = run_cli("fit", "--config", tmp_path / "m" / "config.json", "--out", tmp_path / "m2", "--quiet",
                 catch_exceptions=False)
     assert r.exit_code == 0 and Detector.load(tmp_path / "m2").preprocessing_.shape == (32, 64)
+
+
+def test_a_stitched_map_is_smoothed_like_a_whole_map():
+    import torch
+    from inspect_ad.scoring.anomaly_map import smooth, smooth_image_map
+    m = np.random.default_rng(0).random((70, 90)).astype(np.float32)
+    np.testing.assert_allclose(smooth_image_map(m, 4.0), smooth(torch.from_numpy(m)[None], 4.0)[0].numpy(), atol=1e-5)
