@@ -138,7 +138,7 @@ class MNADConfig(_ConfigMixin):
 
 @dataclass
 class PrototypeConfig(_ConfigMixin):
-    """Seed 003's two-branch model; §III-E values (the learning rate, Adam 2e-4, is a training setting)."""
+    """Lai et al.'s two-branch model; §III-E values (the learning rate, Adam 2e-4, is a training setting)."""
 
     memory_fields = PrototypeMemory.config_fields
 
@@ -329,14 +329,14 @@ class PrototypeAE(nn.Module):
 # ---- losses --------------------------------------------------------------------------------
 
 def memae3d_loss(model: MemAE3D, out: VideoOutput, targets: dict) -> tuple[Tensor, dict]:
-    """Seed 000 eq. 10: cuboid MSE + α · addressing entropy."""
+    """MemAE eq. 10: cuboid MSE + α · addressing entropy."""
     mse = F.mse_loss(out.prediction, targets["target"])
     ent = addressing_entropy(out.weights) if out.weights is not None else mse.new_zeros(())
     return mse + model.config.entropy_weight * ent, {"mse": float(mse.detach()), "entropy": float(ent.detach())}
 
 
 def mnad_loss(model: MNAD, out: VideoOutput, targets: dict) -> tuple[Tensor, dict]:
-    """Seed 001 eq. 9: L_rec + λ_c L_compact + λ_s L_separate."""
+    """MNAD eq. 9: L_rec + λ_c L_compact + λ_s L_separate."""
     c = model.config
     rec = F.mse_loss(out.prediction, targets["target"])
     if out.queries is None:
@@ -349,7 +349,7 @@ def mnad_loss(model: MNAD, out: VideoOutput, targets: dict) -> tuple[Tensor, dic
 
 
 def prototype_loss(model: PrototypeAE, out: VideoOutput, targets: dict) -> tuple[Tensor, dict]:
-    """Seed 003 eq. 18: λ_pred L_pred + λ_diff L_diff + λ_dis L_dis."""
+    """Lai et al. eq. 18: λ_pred L_pred + λ_diff L_diff + λ_dis L_dis."""
     c = model.config
     pred = F.mse_loss(out.prediction, targets["target"])
     diff = F.mse_loss(out.diff, targets["diff"])
