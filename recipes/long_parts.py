@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from inspect_ad.data.preprocess import image_shape
+from inspect_ad.data.io import image_shape
 
 MIN_ASPECT = 1.8
 

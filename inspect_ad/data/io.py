@@ -369,6 +369,16 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
     return convert_channels(np.ascontiguousarray(img), channels, path)
 
 
+def image_shape(path: Path) -> tuple[int, int]:
+    """(height, width) from the file's header, as :func:`read_image` would decode it; a file
+    Pillow cannot size is decoded (and one that cannot be read raises its one line)."""
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:   # noqa: BLE001 - the decoder has the last word, and its message
+        return read_image(path).shape[:2]
+
+
 def convert_channels(img: np.ndarray, channels: int | None, path: Path | str = "<array>") -> np.ndarray:
     if img.ndim == 2:
         img = img[:, :, None]

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from inspect_ad.checks import MAX_SIZE, Int, Number, Optional, Options, Satisfies, Size, as_size, is_int, size_shape, validate
-from inspect_ad.data.io import as_pixels, convert_channels, full_scale, read_image
+from inspect_ad.data.io import as_pixels, convert_channels, full_scale, image_shape, read_image
 from inspect_ad.data.tiling import cut, tile_boxes
 from inspect_ad.errors import InspectError
 
@@ -173,17 +173,6 @@ class TrainImages(Dataset):
             img = self.augment(image=img)["image"]
             img = img[:, :, None] if img.ndim == 2 else img
         return self.prep.to_tensor(img)
-
-
-def image_shape(path: Path) -> tuple[int, int]:
-    """(height, width) from the file's header, as :func:`read_image` would decode it; a file
-    Pillow cannot size is decoded (and one that cannot be read raises its one line)."""
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except Exception:   # noqa: BLE001 - the decoder has the last word, and its message
-        return read_image(path).shape[:2]
 
 
 def choose_input(shapes: Sequence[tuple[int, int]], side: int = 256, multiple: int = 32,

@@ -30,7 +30,7 @@ from inspect_ad.detectors.base import BaseDetector
 from inspect_ad.checks import Options, Satisfies, as_size, size_shape, validate
 from inspect_ad.detectors.presets import IMAGE_MODEL, IMAGE_SIZE, IMAGE_TILE, image_map_config
 from inspect_ad.data.preprocess import (AUGMENTATIONS, CachedTargets, InputImages, Preprocessing, TrainImages,
-                                        augmentation, choose_input, decoded_inputs, detect_channels, image_shape)
+                                        augmentation, choose_input, decoded_inputs, detect_channels)
 from inspect_ad.data.tiling import stitch
 from inspect_ad.training.batches import LoaderBatches
 from inspect_ad.training.device import check_workers, model_device, resolve_device
@@ -41,7 +41,7 @@ from inspect_ad.training.objectives import feature_objective, memae_objective
 from inspect_ad.errors import InspectError, printable
 from inspect_ad.models import IMAGE_MODELS, FeatureMMAEConfig, create_model, make_config, saved_config
 from inspect_ad.models.protocols import FrozenFeatureModel, MemoryBankModel
-from inspect_ad.data.io import distinct_images, read_image, to_uint8
+from inspect_ad.data.io import distinct_images, image_shape, read_image, to_uint8
 from inspect_ad.data.sanity import calibration_problem, input_problem, input_stats
 
 log = logging.getLogger(__name__)
@@ -370,7 +370,8 @@ class Detector(BaseDetector):
         tiles = len(self.preprocessing_.boxes(image_shape(Path(images[0])))) if self.preprocessing_.tile else 1
         mapped = images[:: max(1, round(len(images) * tiles / inputs))]
         preds = [p for p in self.predict_iter(mapped, keep_image=True) if not p.error]
-        unmapped = [to_uint8(read_image(p, self.preprocessing_.channels)) for p in images if p not in set(mapped)]
+        seen = set(mapped)
+        unmapped = [to_uint8(read_image(p, self.preprocessing_.channels)) for p in images if p not in seen]
         pixels = np.concatenate([p.map.ravel() for p in preds])
         return {"n": len(preds), "pixel_p50": float(np.median(pixels)), "pixel_p99": float(np.quantile(pixels, 0.99)),
                 "score_median": float(np.median([p.score for p in preds])),
