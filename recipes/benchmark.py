@@ -293,6 +293,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='one more configuration: these fit options, e.g. "--image-size 512" (repeatable)')
     p.add_argument("--fit-arg", action="append", default=[], type=shlex.split,
                    help='fit options added to every configuration, e.g. --fit-arg="--image-size 64" (repeatable)')
+    p.add_argument("--no-default", action="store_true",
+                   help="leave the default fit out: only the --model / --variant configurations")
     p.add_argument("--seeds", type=seeds, default=[0], help="comma-separated fit seeds (default: 0)")
     p.add_argument("--shared", type=Path, help=f"folder holding mtd/, visa/, mvtec_subsets/ (default: ${SHARED_ENV}, "
                                                f"else ../shared/data beside the repository)")
@@ -307,10 +309,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def configurations(args) -> dict[str, list[str]]:
-    configs = {"default": [], **{f"--model {m}": ["--model", m] for m in args.model},
-               **{v: shlex.split(v) for v in args.variant}}
-    if len(configs) < 1 + len(args.model) + len(args.variant):
+    configs = {} if args.no_default else {"default": []}
+    configs.update({f"--model {m}": ["--model", m] for m in args.model})
+    configs.update({v: shlex.split(v) for v in args.variant})
+    if len(configs) < (not args.no_default) + len(args.model) + len(args.variant):
         raise InspectError("a configuration is given twice (--model / --variant); give each once")
+    if not configs:
+        raise InspectError("--no-default leaves nothing to run: add a --model or a --variant")
     for label, options in {**configs, "--fit-arg": args.fit_arg}.items():
         owned = next((o for o in options if o.split("=")[0] in OWNED), None)
         if owned:

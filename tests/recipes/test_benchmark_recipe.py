@@ -48,3 +48,15 @@ def test_an_unknown_set_is_one_line_listing_the_sets(tmp_path, capsys):
     assert load_recipe("benchmark").main(["--sets", "frym", "--work", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown set 'frym'; choose one of: mtd, fryum, grid, hazelnut, brick" in err[0]
+
+
+def test_no_default_with_nothing_else_is_one_line(tmp_path, capsys):
+    assert load_recipe("benchmark").main(["--sets", "brick", "--no-default", "--work", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--no-default leaves nothing to run" in err[0]
+
+
+def test_no_default_keeps_only_the_named_configurations():
+    bench = load_recipe("benchmark")
+    args = bench.parse_args(["--no-default", "--model", "mmae", "--variant", "--model ae --epochs 2"])
+    assert list(bench.configurations(args)) == ["--model mmae", "--model ae --epochs 2"]
