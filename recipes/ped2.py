@@ -58,6 +58,11 @@ def run_one(recipe: str, memory: bool, args, ds) -> dict:
             "device": describe_device(resolve_device(args.device))}
 
 
+def devices(rows: list[dict]) -> str:
+    """The devices the rows were run on, as recorded in each row."""
+    return ", ".join(sorted({r.get("device", "unrecorded") for r in rows})) or "none"
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
@@ -73,8 +78,9 @@ def write_table(rows: list[dict], path: Path, command: str, data_name: str) -> N
     kinds = () if ped2 else ANOMALY_KINDS
     lines = [f"# Video anomaly detection on {data_name}: frame-level AUC", "",
              f"Command: `{command}`", "",
-             "Device: CPU only (no GPU in this session), 1 torch thread, on a 2-core machine shared with "
-             "other jobs: wall times and fps compare poorly across rows.", "",
+             f"Device: {devices(rows)}, {torch.get_num_threads()} torch thread(s), {os.cpu_count()} CPU cores; "
+             "rows may come from separate runs on a shared machine, so wall times and fps compare poorly "
+             "across rows.", "",
              "| recipe | memory | ours AUC (per-video g) | ours AUC (calibrated g) |"
              + (" paper AUC |" if ped2 else "") + " PSNR term | D term |" + "".join(f" {k} |" for k in kinds)
              + " frames scored | fps (ours, CPU) |"
