@@ -110,8 +110,8 @@ def coreset_main(args) -> int:
     cmd = "python " + " ".join([sys.argv[0], *sys.argv[1:]])
     text = (f"## Greedy coreset selection: rounds against the plain loop\n\n- command: `{cmd}`\n"
             f"- pool: {what}; {len(pool)} candidates × {pool.shape[1]} channels, {n} chosen (projection to 64); "
-            f"{args.repeats} runs of each, in turns; device {describe_device(torch.device('cpu'))} "
-            f"({torch.get_num_threads()} torch threads), load average {os.getloadavg()[0]:.1f} at the end, "
+            f"{args.repeats} runs of each, in turns; device {describe_device(torch.device('cpu'))}, "
+            f"load average {os.getloadavg()[0]:.1f} at the end, "
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
             "| plain loop (s) | rounds (s) | speed-up (per pair of runs) | choices |\n|---|---|---|---|\n"
             f"| {span['plain']} | {span['rounds']} | {min(ratios):.1f}-{max(ratios):.1f}× | {first} |\n")

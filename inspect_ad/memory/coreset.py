@@ -85,9 +85,9 @@ def greedy_coreset(features: Tensor, n: int, seed: int = 0, projection_dim: int 
     below it, so the choice is the same argmax as the plain loop's (first index on ties). The
     distances are float32 either way, summed in another order by the matrix product than by the
     matrix-vector product, so a near-tie (within float32 rounding, ~1e-3 at MTD's squared norms) can
-    go the other way: on MTD's pool (877k candidates, 8767 chosen) both chose the same set, ~100 of
-    the picks one step apart, 13x faster (``shrink`` 0.8: 7x, 0.7: 3x, 0.95: as 0.9;
-    recipes/results/speed.md, "Greedy coreset selection")."""
+    go the other way: on MTD's pool (877k candidates, 8767 chosen) both chose the same set, 104 of
+    the picks one step apart, 10-21x faster in turns on a loaded CPU (recipes/results/speed.md,
+    "Greedy coreset selection"); ``shrink`` 0.95 took as long as 0.9, 0.8 twice, 0.7 four times."""
     n = min(n, len(features))
     gen = torch.Generator().manual_seed(seed)
     x = features
