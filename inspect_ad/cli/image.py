@@ -24,6 +24,7 @@ from inspect_ad.detectors.image import Detector
 from inspect_ad.detectors.presets import IMAGE_BACKBONE, IMAGE_MODEL, image_map_config
 from inspect_ad.models.backbones import WHEELS
 from inspect_ad.models import BACKBONE_MODELS, IMAGE_MODELS
+from inspect_ad.training.device import reuse_freed_memory
 from inspect_ad.training.loop import TrainConfig
 
 
@@ -33,6 +34,7 @@ from inspect_ad.training.loop import TrainConfig
 def main(verbose: bool) -> None:
     """Industrial visual inspection: train on defect-free images, find defects pixel by pixel."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    reuse_freed_memory()   # page faults took 40% of a fit's CPU time (see its docstring)
 
 
 DATA_ENV = "INSPECT_AD_DATA"   # the default --data-root

@@ -69,6 +69,24 @@ def checkpoint_path(bundle: str | Path) -> Path:
     return bundle.with_name(bundle.name + ".checkpoint")
 
 
+def _batches(inputs: list[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
+    """The (N, C, H, W) ``inputs`` of several images cut into batches of ``batch_size`` as if
+    concatenated, without the copy of them all that concatenating makes (a 4000×3000 photo's 192
+    tiles are 150 MB): a batch within one image's inputs is a view of them."""
+    parts, size = [], 0
+    for t in inputs:
+        start = 0
+        while start < len(t):
+            take = min(batch_size - size, len(t) - start)
+            parts.append(t[start:start + take])
+            size, start = size + take, start + take
+            if size == batch_size:
+                yield parts[0] if len(parts) == 1 else torch.cat(parts)
+                parts, size = [], 0
+    if parts:
+        yield parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 @dataclass
 class Prediction:
     """One image's result. ``error`` is set (and the rest empty) when the file could not be used."""
@@ -624,8 +642,7 @@ class Detector(BaseDetector):
     def _flush(self, pending, keep_image: bool, batch_size: int) -> Iterator[Prediction]:
         if not pending:
             return
-        x = torch.cat([t for _, t, _ in pending])
-        scored = [self.score_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        scored = [self.score_batch(x) for x in _batches([t for _, t, _ in pending], batch_size)]
         maps, scores = (np.concatenate(part) for part in zip(*scored))
         stats = (self.reference_ or {}).get("input")
         first = 0

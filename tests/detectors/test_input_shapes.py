@@ -2,10 +2,12 @@
 parts of other shapes and sizes)."""
 import numpy as np
 import pytest
+import torch
 
 from conftest import one_line_error, run_cli, write_png
 
 from inspect_ad import Detector
+from inspect_ad.detectors.image import _batches
 from inspect_ad.training.loop import TrainConfig
 from inspect_ad.errors import InspectError
 from inspect_ad.scoring.anomaly_map import MapConfig
@@ -67,6 +69,27 @@ def test_tiles_are_fitted_scored_and_stitched_at_the_photo_resolution(tmp_path, 
     peak = np.unravel_index(pred.map.argmax(), pred.map.shape)
     assert 32 <= peak[0] <= 46 and 16 <= peak[1] <= 30       # the bright square, found in its tile
     assert sum(batches) == 4 and max(batches) <= 3           # 4 tiles, never more than a batch at once
+
+
+def test_tiled_photos_score_the_same_whatever_the_batches_across_them(tmp_path):
+    # 3 photos of 4 tiles in batches of 3 and 5 (cut across photos) against each photo's tiles in
+    # one batch, stitched the same way; and the batches are the concatenation's slices
+    det = _patchcore(image_size=32, tile=32).fit(_parts(tmp_path / "train", 3, (64, 48)), progress=False)
+    rng = np.random.default_rng(6)
+    photos = [rng.integers(90, 110, (64, 48, 1), dtype=np.uint8) for _ in range(3)]
+    photos[1][36:42, 20:26] = 250
+    expected = []
+    for photo in photos:
+        maps, scores = det.score_batch(det.preprocessing_.inputs(photo))
+        expected.append(det._image_map(maps, scores[0], photo.shape[:2]))
+    for batch in (3, 5):
+        preds = list(det.predict_iter(photos, batch_size=batch))
+        for p, (amap, score) in zip(preds, expected):
+            np.testing.assert_allclose(p.map, amap, rtol=1e-6, atol=1e-7)
+            assert p.score == pytest.approx(score, rel=1e-6)
+    inputs = [torch.arange(n).float().view(n, 1, 1, 1) for n in (4, 1, 6)]
+    got = [b.flatten().tolist() for b in _batches(inputs, 3)]
+    assert got == [[0, 1, 2], [3, 0, 0], [1, 2, 3], [4, 5]]
 
 
 def test_tiles_with_standardized_maps_are_refused():

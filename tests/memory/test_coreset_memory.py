@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from inspect_ad.memory import CoresetMemory, greedy_coreset, nearest
+from inspect_ad.memory.coreset import _greedy_rounds
 
 
 def test_greedy_coreset_picks_one_point_per_far_cluster():
@@ -11,6 +12,45 @@ def test_greedy_coreset_picks_one_point_per_far_cluster():
     points = torch.cat([c + torch.randn(50, 2, generator=gen) for c in centres])
     chosen = greedy_coreset(points, 3)
     assert sorted(int(i) // 50 for i in chosen) == [0, 1, 2]
+
+
+def _plain_greedy(x: torch.Tensor, first: int, n: int) -> list[int]:
+    """PatchCore Alg. 1 as written: every step updates every candidate's distance to the chosen."""
+    chosen, min_dist = [first], torch.full((len(x),), float("inf"), dtype=x.dtype)
+    for _ in range(n - 1):
+        min_dist = torch.minimum(min_dist, (x - x[chosen[-1]]).pow(2).sum(1))
+        chosen.append(int(min_dist.argmax()))
+    return chosen
+
+
+@pytest.mark.parametrize("shape, n, shrink", [((3000, 8), 300, 0.8), ((2000, 80), 150, 0.8), ((1500, 3), 400, 0.5),
+                                              ((500, 5), 500, 0.95)])
+def test_greedy_coreset_in_rounds_chooses_as_the_plain_loop(shape, n, shrink):
+    # clustered points (rounds then hold few candidates, and stale ones come back in), in float64
+    # so that no two distances are within rounding of each other
+    gen = torch.Generator().manual_seed(n)
+    centres = 10 * torch.randn(20, shape[1], generator=gen, dtype=torch.float64)
+    points = centres[torch.randint(20, (shape[0],), generator=gen)] + torch.randn(*shape, generator=gen,
+                                                                                 dtype=torch.float64)
+    chosen = greedy_coreset(points, n, seed=3, shrink=shrink)
+    gen = torch.Generator().manual_seed(3)   # greedy_coreset's own draws: the projection, then the first point
+    x = points
+    if shape[1] > 64:
+        x = points @ (torch.randn(shape[1], 64, generator=gen) / 8).to(points)
+    first = int(torch.randint(len(x), (1,), generator=gen))
+    assert chosen.tolist() == _plain_greedy(x, first, n)
+
+
+def test_greedy_rounds_with_small_blocks_and_repeated_points():
+    # blocks of 7 rows and 5 centres: a stale row is brought up to date over several products.
+    # Every point three times: copies' distances may round apart by which product computed them, so
+    # either copy may be chosen, but the same points are (the bank holds the same features)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(200, 4, generator=gen, dtype=torch.float64).repeat(3, 1)
+    chosen = torch.empty(120, dtype=torch.long)
+    chosen[0] = 17
+    _greedy_rounds(x, chosen, shrink=0.7, block=7, centres=5)
+    assert (chosen % 200).tolist() == [i % 200 for i in _plain_greedy(x, 17, 120)]
 
 
 def test_nearest_matches_brute_force():
