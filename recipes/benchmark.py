@@ -326,11 +326,6 @@ def configurations(args) -> dict[str, list[str]]:
     return configs
 
 
-def slug(title: str) -> str:
-    """``title`` as a file name and section name: lower case, runs of other characters as one "-"."""
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "untitled"
-
-
 def child_env(args) -> dict:
     """The fits' environment: the inspect_ad this process scores with (not another install), a state
     folder of the benchmark's own (fit records the last bundle), and the thread count if one is given."""
