@@ -1,4 +1,5 @@
-"""How a fitted memory model reads its memories: addressing entropy, largest weight, slots per read.
+"""How a fitted memory model reads its memories: addressing entropy, largest weight, slots per read;
+for a multi-scale feature model also the fuser's mean weight and the training residual per scale.
 
     python recipes/memory_reads.py runs/brick/mmae ../shared/data/mvtec_subsets/hazelnut/train/good
 
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from inspect_ad import Detector
 from inspect_ad.data.preprocess import TrainImages
@@ -43,9 +45,15 @@ def main(argv=None) -> int:
     data = TrainImages(paths, det.preprocessing_)
     with torch.no_grad():
         out = det.model_.eval()(torch.stack([data[i] for i in range(len(data))]))
+    if getattr(out, "attention", None) is not None:
+        residual = [float((1 - F.cosine_similarity(t, r, dim=1, eps=1e-6)).mean())
+                    for t, r in zip(out.features, out.reconstructions)]
+        print(f"{args.bundle.name} fuser weight per scale "
+              + ", ".join(f"{a:.3f}" for a in out.attention.mean(dim=(0, 2, 3)).tolist())
+              + "; training 1 - cos per scale " + ", ".join(f"{r:.3f}" for r in residual))
     if not out.weights:
-        print(f"{args.bundle}: no memory", file=sys.stderr)
-        return 1
+        print(f"{args.bundle.name}: no memory")
+        return 0
     for k, w in enumerate(out.weights):
         s = read_stats(w)
         print(f"{args.bundle.name} memory {k}: entropy {s['entropy']:.3f} (uniform {s['uniform_entropy']:.3f}), "
