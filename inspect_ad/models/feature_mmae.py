@@ -67,9 +67,10 @@ class FeatureMMAEConfig:
     * Issue 29 (recipes/results/mmae.md; brick 2 seeds at 30 epochs, hazelnut 3 seeds at 100): the
       paper's soft read stays near uniform after training (addressing entropy 4.76 of log 256 = 5.55,
       ~117 non-zero weights per read, largest weight 0.011), so the memory bottlenecks nothing.
-      ``memory_top_k`` 4 with ``logit_scale`` 10 makes it one: MemAE's AUPRO rises above the AE's
-      (brick +0.029 / +0.020, hazelnut +0.012 ± ~0.02), but MMAE's stays 0.03-0.06 under the AE's,
-      whose fuser weighs the fine scale 0.997 where MMAE's splits ~0.5 / 0.5 between its reads.
+      ``memory_top_k`` 4 with ``logit_scale`` 10 makes it one: MemAE's AUPRO rose above the AE's on
+      brick seeds 0, 1 and hazelnut but collapsed on brick seed 2 (3-seed brick mean 0.853 ± 0.071
+      against the AE's 0.876 ± 0.021), and MMAE's stays 0.02-0.06 under the AE's, whose fuser weighs
+      the fine scale 0.997 where MMAE's splits ~0.5 / 0.5 between its reads.
       ``jitter_scale`` 20 (UniAD's α) lowered every model on brick (AE AUPRO 0.884 -> 0.827), 5 was
       neutral; ``slot_init="data"`` spread the reads over more slots but lowered MemAE's AUPRO
       0.913 -> 0.886. None is a default: no setting put MMAE above its ablations.
