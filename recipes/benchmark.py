@@ -241,9 +241,10 @@ def machine(device: str) -> dict:
             "python": platform.python_version(), "torch": torch.__version__}
 
 
-def section(command: str, sources: list[Source], about: dict, rows: list[dict], json_path: Path) -> str:
+def section(command: str, sources: list[Source], about: dict, rows: list[dict], json_path: Path,
+            title: str | None = None) -> str:
     several = len({r["seed"] for r in rows}) > 1
-    lines = ["### Benchmark: the default fit over the development sets", "",
+    lines = [f"### {title or 'Benchmark: the default fit over the development sets'}", "",
              f"- command: `{command}`",
              f"- {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time {about['wall_s'] / 60:.1f} min; "
              f"{about['machine']['device']}; {about['machine']['cpu_count']} CPUs, torch "
@@ -302,6 +303,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="scoring device (the fits use fit's default unless --fit-arg)")
     p.add_argument("--threads", type=int, help="torch threads for the fits and the scoring (default: torch's)")
     p.add_argument("--results", type=Path, help="Markdown file for the table (raw rows beside it as .json)")
+    p.add_argument("--title", help="the section's heading and name in --results, so that several runs share one "
+                                   "file (raw rows: RESULTS_<title as a file name>.json); default: the benchmark's own")
     args = p.parse_args(argv)
     args.fit_arg = [a for split in args.fit_arg for a in split]
     args.shared = args.shared or Path(os.environ.get(SHARED_ENV) or REPO.parent / "shared" / "data")
@@ -351,9 +354,12 @@ def main(argv=None) -> int:
     about = {"command": command, "machine": machine(args.device), "wall_s": time.perf_counter() - t0,
              "load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     json_path = args.results.with_suffix(".json") if args.results else args.work / "benchmark.json"
+    if args.title:
+        json_path = json_path.with_name(f"{json_path.stem}_{slug(args.title)}.json")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(json_path, {**about, "sets": {s.name: s.where() for s in sources}, "rows": rows})
-    publish(section(command, sources, about, rows, json_path), args.results, "benchmark")
+    publish(section(command, sources, about, rows, json_path, args.title), args.results,
+            f"benchmark: {slug(args.title)}" if args.title else "benchmark")
     return 0
 
 

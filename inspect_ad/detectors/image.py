@@ -318,6 +318,10 @@ class Detector(BaseDetector):
         objective = self._objective()
         if isinstance(self.model_, FrozenFeatureModel):
             data = CachedTargets(data, self.model_.to(device).targets, self.train_config.batch_size, device, progress)
+            seed_memories = getattr(self.model_, "seed_memories", None)
+            if seed_memories is not None and not resume:
+                seed_memories(LoaderBatches(data, self.train_config.batch_size, self.train_config.seed).epoch(0),
+                              self.train_config.seed)
         ckpt = checkpoint_path(out) if out is not None else None
         return train(self.model_, LoaderBatches(data, self.train_config.batch_size, self.train_config.seed),
                      self.train_config, objective, checkpoint_dir=ckpt, resume=resume, progress=progress,

@@ -22,6 +22,7 @@ FIELD_RULES = {
     "similarity": Options(*SIMILARITIES),
     "logit_scale": Number(0, open_low=True),
     "init_std": Optional(Number(0, open_low=True)),
+    "top_k": Optional(Int(1)),   # 1 would leave the addressing no gradient, but is a valid read
 }
 
 
@@ -46,6 +47,8 @@ class MemoryConfig:
         A temperature on the similarities inside the addressing softmax (1: the paper's).
     init_std : float or None, default None
         The slots' initial values: N(0, init_std²); None: uniform in ±1/sqrt(C), as MemAE's code.
+    top_k : int or None, default None
+        Each read keeps its k largest weights (not in MemAE; see ``keep_top_k``); None: all.
     """
 
     slots: int                              # MemAE eq. 3: N rows of M (MNAD §3.1 M items, Lai et al. eq. 8 N)
@@ -53,6 +56,7 @@ class MemoryConfig:
     similarity: str = "cosine"              # MemAE eq. 5: d(z, m_i) cosine; "dot" = the authors' code
     logit_scale: float = 1.0                # multiplies eq. 5 inside eq. 4's softmax (1 = the paper)
     init_std: float | None = None           # slot init, paper silent: None = the authors' ±1/sqrt(C); else N(0, std²)
+    top_k: int | None = None                # not in MemAE: k slots per read after eq. 7; None = all (the paper)
 
     _constraints: ClassVar[dict] = FIELD_RULES
 
@@ -77,7 +81,8 @@ class MemoryConfig:
 FIELDS = tuple(FIELD_RULES)
 # the options' names in the model configs before MemoryConfig -> its fields
 FLAT_NAMES = {"memory_slots": "slots", "shrink_threshold": "shrink_threshold", "similarity": "similarity",
-              "logit_scale": "logit_scale", "slot_init_std": "init_std"}
+              "logit_scale": "logit_scale", "slot_init_std": "init_std",
+              "memory_top_k": "top_k"}
 DOTTED = "memory."
 
 

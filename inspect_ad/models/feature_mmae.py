@@ -40,6 +40,7 @@ from inspect_ad.models.protocols import FrozenFeatureModel
 log = logging.getLogger(__name__)
 
 SCALE_SOURCES = ("stages", "input")
+SLOT_INITS = ("random", "data")
 
 
 @dataclass
@@ -63,6 +64,16 @@ class FeatureMMAEConfig:
     * ``kernel_size`` 3: 1 × 1 convolutions (per position, as DFR) did not help on MTD.
     * Loss and map: cosine distance, because feature norms vary with contrast across images and
       stages while their direction carries the pattern (RD4AD's choice); not compared with MSE.
+    * Issue 29 (recipes/results/mmae.md; brick 2 seeds at 30 epochs, hazelnut 3 seeds at 100): the
+      paper's soft read stays near uniform after training (addressing entropy 4.76 of log 256 = 5.55,
+      ~117 non-zero weights per read, largest weight 0.011), so the memory bottlenecks nothing.
+      ``memory_top_k`` 4 with ``logit_scale`` 10 makes it one: MemAE's AUPRO rose above the AE's on
+      brick seeds 0, 1 and hazelnut but collapsed on brick seed 2 (3-seed brick mean 0.853 ± 0.071
+      against the AE's 0.876 ± 0.021), and MMAE's stays 0.02-0.06 under the AE's, whose fuser weighs
+      the fine scale 0.997 where MMAE's splits ~0.5 / 0.5 between its reads.
+      ``jitter_scale`` 20 (UniAD's α) lowered every model on brick (AE AUPRO 0.884 -> 0.827), 5 was
+      neutral; ``slot_init="data"`` spread the reads over more slots but lowered MemAE's AUPRO
+      0.913 -> 0.886. None is a default: no setting put MMAE above its ablations.
     """
 
     memory_fields: ClassVar[tuple[str, ...]] = MemAEMemory.config_fields
@@ -87,6 +98,15 @@ class FeatureMMAEConfig:
     # the map resized from where its cells are (inspect_ad.ops.grid; bundles saved before: False,
     # half a cell off): on the demo, pixel AUROC 0.922 -> 0.948 and AUPRO 0.712 -> 0.772, no retraining
     align_grid: bool = True
+    # UniAD (You et al., NeurIPS 2022) §3.3 feature jitter, training only: the encoders read
+    # f + ε, ε ~ N(0, (α ||f|| / C)²) per position, with probability p per batch, and the clean f
+    # stays the target, so the identity map no longer minimises the loss. 0 = off (MMAE has none).
+    jitter_scale: float = 0.0          # UniAD's α (its default 20)
+    jitter_prob: float = 1.0           # UniAD's p (its default 1)
+    # "random": slots from ``memory.init_std`` (the paper); "data": before training, each memory's
+    # slots are its encoder's latents at randomly drawn training positions, so every slot starts
+    # where queries are and none is left unread (not in MemAE/MMAE)
+    slot_init: str = "random"
 
     _constraints: ClassVar[dict] = {
         "in_channels": Satisfies("1 or 3 (the backbone reads RGB)", lambda v: is_int(v) and v in (1, 3)),
@@ -95,7 +115,8 @@ class FeatureMMAEConfig:
         "use_memory": Flag(), "entropy_weight": Number(0), "latent_channels": Int(1), "grid_stride": PowerOfTwo(),
         "decoder_channels": Int(1),
         "kernel_size": Odd(),   # "same" padding k // 2 keeps the grid only for odd k
-        "align_grid": Flag()}
+        "align_grid": Flag(), "jitter_scale": Number(0), "jitter_prob": Number(0, 1),
+        "slot_init": Options(*SLOT_INITS)}
 
     def __post_init__(self):
         self.memory = as_memory_config(self.memory, self.memory_fields, "the feature MMAE")
@@ -184,7 +205,8 @@ class FeatureMMAE(nn.Module, FrozenFeatureModel):
         c = self.config
         h, w = size or (targets[0].shape[-2] * self.strides[0], targets[0].shape[-1] * self.strides[0])
         grid = (math.ceil(h / c.grid_stride), math.ceil(w / c.grid_stride))
-        latents, weights = memory_on_grid((enc(t) for enc, t in zip(self.encoders, targets)), grid, self.memories)
+        inputs = self.jittered(targets) if self.training and c.jitter_scale > 0 else targets
+        latents, weights = memory_on_grid((enc(t) for enc, t in zip(self.encoders, inputs)), grid, self.memories)
         fused, attention = attention_fuse(self.fuser, latents)
         trunk = self.trunk(fused)
         recons = []
@@ -194,6 +216,46 @@ class FeatureMMAE(nn.Module, FrozenFeatureModel):
                           F.interpolate(r, size=t.shape[-2:], mode="bilinear", align_corners=False))
         return FeatureOutput(self.discrepancy(targets, recons), targets, recons, weights, attention,
                              self.backbone.strides[0] if c.align_grid else None)
+
+    def jittered(self, targets: list[Tensor]) -> list[Tensor]:
+        """UniAD's feature jitter (see ``jitter_scale``): the encoders' noisy inputs; draws from
+        torch's global generator, which training seeds (``seed_everything``)."""
+        c = self.config
+        out = []
+        for t in targets:
+            if float(torch.rand(())) < c.jitter_prob:
+                scale = c.jitter_scale * t.norm(dim=1, keepdim=True) / t.shape[1]
+                t = t + torch.randn_like(t) * scale
+            out.append(t)
+        return out
+
+    @torch.no_grad()
+    def seed_memories(self, batches, seed: int = 0) -> bool:
+        """``slot_init="data"``: set each memory's slots to its encoder's latents (on the common
+        grid, as the memory reads them) at positions drawn from ``batches`` of :meth:`targets`
+        (seeded by ``seed``); returns whether it did (False without memories or for "random")."""
+        c = self.config
+        if c.slot_init != "data" or not self.memories:
+            return False
+        pools: list[list[Tensor]] = [[] for _ in self.memories]
+        for targets in batches:
+            h, w = targets[0].shape[-2] * self.strides[0], targets[0].shape[-1] * self.strides[0]
+            grid = (math.ceil(h / c.grid_stride), math.ceil(w / c.grid_stride))
+            for k, (enc, t) in enumerate(zip(self.encoders, targets)):
+                z = enc(t.to(self.memories[k].slots.device))
+                if z.shape[-2:] != grid:
+                    z = F.interpolate(z, size=grid, mode="bilinear", align_corners=False)
+                pools[k].append(z.movedim(1, -1).reshape(-1, z.shape[1]))
+        gen = torch.Generator().manual_seed(seed)
+        for memory, pool in zip(self.memories, pools):
+            queries = torch.cat(pool)
+            n = memory.slots.shape[0]
+            pick = torch.randperm(len(queries), generator=gen)[:n]
+            if len(pick) < n:   # fewer positions than slots: repeat them
+                pick = pick[torch.arange(n) % len(pick)]
+            memory.slots.copy_(queries[pick.to(queries.device)])
+        log.info("memory slots seeded from %d training positions", len(queries))
+        return True
 
     @staticmethod
     def discrepancy(targets: list[Tensor], recons: list[Tensor]) -> Tensor:

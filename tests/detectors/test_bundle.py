@@ -108,14 +108,14 @@ def _edit_model_config(path, edit):
 
 
 FLAT = {"slots": "memory_slots", "shrink_threshold": "shrink_threshold", "similarity": "similarity",
-        "logit_scale": "logit_scale", "init_std": "slot_init_std"}
+        "logit_scale": "logit_scale", "init_std": "slot_init_std", "top_k": "memory_top_k"}
 
 
 def test_new_bundles_nest_the_memory_and_flat_old_style_configs_score_the_same(fitted):
     det, paths, path = fitted
     saved = read_bundle_config(path)["model"]["config"]
     assert saved["memory"] == {"slots": 10, "shrink_threshold": None, "similarity": "cosine", "logit_scale": 1.0,
-                               "init_std": 1.0}
+                               "init_std": 1.0, "top_k": None}
     _edit_model_config(path, lambda c: c.update({FLAT[k]: v for k, v in c.pop("memory").items()}))
     loaded = Detector.load(path, device="cpu")
     assert loaded.model_config_.memory == det.model_config_.memory

@@ -154,6 +154,18 @@ def test_feature_mmae_fits_on_cached_features_and_reloads_identically(tiny_mvtec
     np.testing.assert_array_equal(det.score_samples(paths), again.score_samples(paths))
 
 
+def test_fit_seeds_the_memories_from_the_cached_features_before_training(tiny_mvtec, tmp_path, monkeypatch):
+    from inspect_ad.models import FeatureMMAE
+    calls, original = [], FeatureMMAE.seed_memories
+
+    def spy(model, batches, seed=0):
+        calls.append((seed, not model.training or all(p.grad is None for p in model.parameters())))
+        return original(model, batches, seed)
+    monkeypatch.setattr(FeatureMMAE, "seed_memories", spy)
+    fit_tiny("mmae", tiny_mvtec, tmp_path, **TINY_FEATURE, slot_init="data")
+    assert calls == [(0, True)]   # once, with the training seed, before any step
+
+
 @pytest.mark.parametrize("name", ["mmae", "patchcore"])
 def test_feature_models_refuse_pixel_only_training_terms(tiny_mvtec, name):
     data = from_mvtec(tiny_mvtec, "widget")

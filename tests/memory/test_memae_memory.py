@@ -81,3 +81,19 @@ def test_slot_init_scale_sets_read_size_not_cosine_weights():
     # cosine addressing is blind to slot norms: same weights, read-out scaled with the slots
     assert torch.allclose(unit(z).weights, scaled(z).weights, atol=1e-6)
     assert torch.allclose(5 * unit(z).features, scaled(z).features, atol=1e-5)
+
+
+def test_top_k_read_keeps_k_slots_per_query_with_gradient():
+    torch.manual_seed(0)
+    mem = MemAEMemory(num_slots=16, dim=4, logit_scale=5.0, shrink_threshold=0.0, top_k=3)   # λ could drop more
+    z = torch.randn(2, 4, 5, 3, requires_grad=True)
+    out = mem(z)
+    assert out.features.shape == z.shape and out.weights.shape == (30, 16)
+    assert ((out.weights > 0).sum(dim=-1) == 3).all()
+    assert torch.allclose(out.weights.sum(dim=-1), torch.ones(30))
+    full = MemAEMemory(num_slots=16, dim=4, logit_scale=5.0, shrink_threshold=0.0)
+    full.slots.data.copy_(mem.slots.data)   # the same slots: the kept slots are the full read's largest
+    assert torch.equal(full(z).weights.topk(3).indices.sort().values, out.weights.topk(3).indices.sort().values)
+    out.features.sum().backward()
+    read = (out.weights > 0).any(dim=0)
+    assert z.grad.abs().sum() > 0 and torch.equal(mem.slots.grad.abs().sum(dim=1) > 0, read)   # unread slots: none

@@ -43,3 +43,40 @@ def test_pixel_options_are_refused_for_a_feature_model():
 
 def test_feature_mmae_embeds_its_own_memory():
     assert make_config("mmae", backbone="efficientnet_lite0").memory == MemoryConfig(256, init_std=1.0)
+
+
+def test_jitter_changes_the_training_inputs_only_not_the_targets_or_scoring():
+    torch.manual_seed(0)
+    model = create_model("mmae", **TINY_FEATURE, jitter_scale=20.0)
+    plain = create_model("mmae", **TINY_FEATURE)
+    plain.load_state_dict(model.state_dict())
+    targets = model.targets(torch.rand(2, 3, 32, 32))
+    model.train(), plain.train()
+    torch.manual_seed(1)
+    jittered = model.reconstruct(targets)
+    assert all(torch.equal(f, t) for f, t in zip(jittered.features, targets))   # the clean features stay the target
+    assert not torch.allclose(jittered.reconstructions[0], plain.reconstruct(targets).reconstructions[0])
+    torch.manual_seed(1)
+    assert torch.equal(model.reconstruct(targets).anomaly_map, jittered.anomaly_map)   # seeded: the same draw
+    model.eval(), plain.eval()
+    assert torch.equal(model.reconstruct(targets).anomaly_map, plain.reconstruct(targets).anomaly_map)
+
+
+def test_data_seeded_slots_are_training_latents_and_deterministic():
+    x = torch.rand(3, 3, 32, 32)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = create_model("mmae", **TINY_FEATURE, slot_init="data")
+        assert model.seed_memories([model.targets(x)], seed=5)
+        models.append(model)
+    slots = models[0].memories[0].slots
+    assert torch.equal(slots, models[1].memories[0].slots)
+    targets = models[0].targets(x)
+    with torch.no_grad():
+        z = models[0].encoders[0](targets[0])
+        z = torch.nn.functional.interpolate(z, size=(4, 4), mode="bilinear", align_corners=False)
+    queries = z.movedim(1, -1).reshape(-1, z.shape[1])
+    assert all((queries - s).abs().sum(dim=1).min() < 1e-5 for s in slots)   # each slot is some query
+    torch.manual_seed(0)
+    assert not create_model("mmae", **TINY_FEATURE).seed_memories([targets])   # "random": left as drawn

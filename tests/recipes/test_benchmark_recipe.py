@@ -60,3 +60,20 @@ def test_no_default_keeps_only_the_named_configurations():
     bench = load_recipe("benchmark")
     args = bench.parse_args(["--no-default", "--model", "mmae", "--variant", "--model ae --epochs 2"])
     assert list(bench.configurations(args)) == ["--model mmae", "--model ae --epochs 2"]
+
+
+def test_titled_runs_keep_their_own_sections_and_rows_in_one_file(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(RECIPES))
+    bench = load_recipe("benchmark")
+    row = {"set": "part", "config": "--model ae", "seed": 0, "fit_s": 1.0, "model": "ae", "n_train": 8, "n_test": 4,
+           "images_per_s": 2.0, **{k: 0.5 for k in bench.ACCURACY}}
+    monkeypatch.setattr(bench, "load", lambda source, shared: None)    # no fit: the table's writing only
+    monkeypatch.setattr(bench, "run", lambda args, loaded, configs, env: [row])
+    results = tmp_path / "mmae.md"
+    for title in ("Run A: jitter", "Run B"):
+        argv = ["--sets", f"part={tiny_category(tmp_path / 'part')}", "--no-default", "--model", "ae",
+                "--work", str(tmp_path / "work"), "--results", str(results), "--title", title]
+        assert bench.main(argv) == 0
+    text = results.read_text()
+    assert "### Run A: jitter" in text and "### Run B" in text
+    assert (tmp_path / "mmae_Run_A_jitter.json").is_file() and (tmp_path / "mmae_Run_B.json").is_file()
