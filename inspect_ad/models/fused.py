@@ -124,20 +124,28 @@ class MMAEPatchCore(FeatureMMAE, MemoryBankModel):
     def fit_memory(self, batches: Iterable[Tensor], n_images: int, seed: int = 0, progress: bool = True,
                    sharded: bool = False) -> int:
         """After training: fill the bank from ``batches`` of the training images (as
-        :meth:`PatchCore.fit_memory`), then measure both maps' statistics on ``stats_images`` of
-        them; returns the number of slots. The bank's images are the statistics' images, so the
-        distances are those of patches the bank has seen, a little lower than a new good part's
-        (the MMAE's residuals likewise)."""
+        :meth:`PatchCore.fit_memory`), then :meth:`fit_statistics` on them; returns the number of slots."""
         c = self.config
         if sharded:
             raise InspectError("mmae_patchcore fits on one process; drop --nproc")
         device = next(self.backbone.buffers()).device
-        was_training = self.training
-        self.eval()
         n = fill_bank(self.bank, (self.patch_features(x.to(device)) for x in batches), n_images, c.coreset_ratio,
                       c.max_slots, c.max_candidates, seed, progress, sharded)
         self.bank.to(device)
-        self.config = c = replace(c, bank_slots=n)
+        self.config = replace(c, bank_slots=n)
+        self.fit_statistics(batches, n_images)
+        return n
+
+    @torch.no_grad()
+    def fit_statistics(self, batches: Iterable[Tensor], n_images: int) -> None:
+        """Each map's centre and scale (``config.normalisation``) over the cells of ``stats_images``
+        of the ``n_images`` in ``batches``, spread evenly. They are the bank's own images, so the
+        distances are those of patches the bank has seen, a little lower than a new good part's
+        (the MMAE's residuals likewise)."""
+        c = self.config
+        device = next(self.backbone.buffers()).device
+        was_training = self.training
+        self.eval()
         every = max(1, math.ceil(n_images / c.stats_images))
         residuals, distances, start = [], [], 0
         for x in batches:   # every every-th image, spread over the set as the reference maps'
@@ -149,4 +157,3 @@ class MMAEPatchCore(FeatureMMAE, MemoryBankModel):
         (mc, ms), (pc, ps) = (_stats(torch.cat(m), c.normalisation) for m in (residuals, distances))
         self.config = replace(c, mmae_centre=mc, mmae_scale=ms, patchcore_centre=pc, patchcore_scale=ps)
         self.train(was_training)
-        return n
