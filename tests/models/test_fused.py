@@ -85,3 +85,13 @@ def test_fusion_options_are_checked():
         make_config("mmae_patchcore", normalisation="max")
     with pytest.raises(ConfigError, match="patchcore_weight=-1"):
         make_config("mmae_patchcore", patchcore_weight=-1)
+
+
+def test_the_bank_is_the_one_patchcore_fills_from_the_same_images(fitted, train_images):
+    """One implementation path: the fused model's bank and distances are --model patchcore's."""
+    patchcore = Detector("patchcore", SIZE, train_config=TrainConfig(epochs=1, batch_size=4, seed=0, device="cpu"),
+                         model_options=tiny_model_options("patchcore")).fit(train_images, progress=False)
+    assert torch.equal(patchcore.model_.memory.slots, fitted.model_.bank.slots)
+    x = torch.cat([fitted._input(p) for p in train_images[:2]])
+    with torch.no_grad():
+        assert torch.allclose(patchcore.model_(x).anomaly_map, _raw_maps(fitted, train_images[:2])[1])
