@@ -9,14 +9,15 @@ detector does to it afterwards (resizing, tiles' stitching, Gaussian smoothing) 
 test image's map under any weights and scales is the same combination of two maps scored once:
 the residual R alone and the distance D alone (the bundle's model with weights 1:0 and 0:1, centres
 0, scales 1). The centres only add a constant, which changes none of the metrics; the scales are
-measured again on the training images by the model's own ``fit_statistics`` for each
-normalisation ("std" gives back the bundle's). Image scores are the combined map's maximum at the
+measured again on the training images as the model's own ``fit_statistics`` measures them, for
+each normalisation ("std" gives back the bundle's). Image scores are the combined map's maximum at the
 image's size (the detector takes it at the model's input size for untiled sets, a difference of
 interpolation only: compare the 1:1 std row with the benchmark's own).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from inspect_ad import Detector
 from inspect_ad.atomic import atomic_write_json
 from inspect_ad.data.preprocess import TrainImages
 from inspect_ad.errors import InspectError
+from inspect_ad.models.fused import map_statistics
 from inspect_ad.reports.evaluation import collect, compute_metrics
 from benchmark import ACCURACY, REPO, load, resolve_sets, slug
 from results_file import publish
@@ -48,15 +50,11 @@ def basis_maps(det: Detector, samples) -> tuple[list, list, list]:
     return maps[0], maps[1], masks
 
 
-def scales(det: Detector, images, normalisation: str) -> tuple[float, float]:
-    """(s₁, s₂) as a fit with ``normalisation`` measures them on the training images."""
-    model, fitted = det.model_, det.model_.config
-    model.config = replace(fitted, normalisation=normalisation)
+def scales(det: Detector, images, normalisations: list[str]) -> dict[str, tuple[float, float]]:
+    """{normalisation: (s₁, s₂)} as a fit with it measures them on the training images (one pass)."""
     data = TrainImages(images, det.preprocessing_)
-    model.fit_statistics(DataLoader(data, batch_size=16), len(data))
-    out = model.config.mmae_scale, model.config.patchcore_scale
-    model.config = fitted
-    return out
+    residual, distance = det.model_.training_maps(DataLoader(data, batch_size=16), len(data))
+    return {n: (map_statistics(residual, n)[1], map_statistics(distance, n)[1]) for n in normalisations}
 
 
 def weights(text: str) -> list[tuple[float, float]]:
@@ -76,8 +74,7 @@ def evaluate(args, source, data, seed: int) -> list[dict]:
         raise InspectError(f"{bundle} holds a {det.model} model, not mmae_patchcore")
     residual, distance, masks = basis_maps(det, data.test)
     rows = []
-    for normalisation in args.normalisations:
-        s1, s2 = scales(det, data.train, normalisation)
+    for normalisation, (s1, s2) in scales(det, data.train, args.normalisations).items():
         for w1, w2 in args.weights:
             maps = [w1 / s1 * r + w2 / s2 * d for r, d in zip(residual, distance)]
             scores = np.array([m.max() for m in maps])
@@ -129,6 +126,8 @@ def main(argv=None) -> int:
     p.add_argument("--normalisations", default="std,quantile", help="comma-separated: std, quantile")
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--results", type=Path, help="Markdown file for the table (raw rows beside it as .json)")
+    p.add_argument("--rows-from", type=Path, action="append", default=[],
+                   help="the JSON of an earlier run of this recipe whose rows join the table (other sets)")
     args = p.parse_args(argv)
     args.normalisations = args.normalisations.split(",")
     command = "python " + " ".join([sys.argv[0], *sys.argv[1:]])
@@ -139,10 +138,15 @@ def main(argv=None) -> int:
     except InspectError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    earlier = [r for f in args.rows_from for r in json.loads(f.read_text())["rows"]]
+    rows = [r for r in earlier if r["set"] not in {s.name for s in sources}] + rows
     json_path = args.results.with_suffix(".json") if args.results else args.work / "fusion_weights.json"
-    atomic_write_json(json_path, {"command": command, "rows": rows})
+    atomic_write_json(json_path, {"command": command, "rows": rows,
+                                  "rows_from": {str(f): json.loads(f.read_text())["command"] for f in args.rows_from}})
     text = "\n".join(["### The fused model's weights and normalisation (re-weighted bundles)", "",
-                      f"- command: `{command}`", f"- raw rows: `{json_path.name}`", "", *table(rows)])
+                      f"- command: `{command}`",
+                      *(f"- rows of {f.name} from: `{json.loads(f.read_text())['command']}`" for f in args.rows_from),
+                      f"- raw rows: `{json_path.name}`", "", *table(rows)])
     publish(text, args.results, "fusion_weights")
     return 0
 

@@ -83,7 +83,7 @@ class MMAEPatchCoreConfig(FeatureMMAEConfig):
                         num_neighbours=self.num_neighbours)
 
 
-def _stats(maps: Tensor, normalisation: str) -> tuple[float, float]:
+def map_statistics(maps: Tensor, normalisation: str) -> tuple[float, float]:
     """(centre, scale) of the training images' map cells; the scale is never 0 (a constant map)."""
     flat = maps.flatten().double()
     centre = float(flat.mean())
@@ -143,17 +143,23 @@ class MMAEPatchCore(FeatureMMAE, MemoryBankModel):
         distances are those of patches the bank has seen, a little lower than a new good part's
         (the MMAE's residuals likewise)."""
         c = self.config
+        (mc, ms), (pc, ps) = (map_statistics(m, c.normalisation) for m in self.training_maps(batches, n_images))
+        self.config = replace(c, mmae_centre=mc, mmae_scale=ms, patchcore_centre=pc, patchcore_scale=ps)
+
+    @torch.no_grad()
+    def training_maps(self, batches: Iterable[Tensor], n_images: int) -> tuple[Tensor, Tensor]:
+        """The unstandardised residual and distance maps of ``stats_images`` of the ``n_images`` in
+        ``batches``, spread evenly (every k-th image, as the reference maps' are)."""
         device = next(self.backbone.buffers()).device
         was_training = self.training
         self.eval()
-        every = max(1, math.ceil(n_images / c.stats_images))
+        every = max(1, math.ceil(n_images / self.config.stats_images))
         residuals, distances, start = [], [], 0
-        for x in batches:   # every every-th image, spread over the set as the reference maps'
+        for x in batches:
             x, start = x[(-start) % every::every], start + len(x)
             if len(x):
                 out, distance = self.maps(x.to(device))
                 residuals.append(out.anomaly_map.cpu())
                 distances.append(distance.cpu())
-        (mc, ms), (pc, ps) = (_stats(torch.cat(m), c.normalisation) for m in (residuals, distances))
-        self.config = replace(c, mmae_centre=mc, mmae_scale=ms, patchcore_centre=pc, patchcore_scale=ps)
         self.train(was_training)
+        return torch.cat(residuals), torch.cat(distances)
