@@ -131,7 +131,8 @@ FIT_RUN_ONLY = ("out", "overwrite", "resume", "nproc")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for the model bundle (default: models/<category, or the training folder's name>).")
 @click.option("--model", "model_name", default=IMAGE_MODEL, show_default=True,
-              help=f"One of: {', '.join(IMAGE_MODELS)} (mmae, memae, ae: on --backbone features, or pixels with 'none').")
+              help=f"One of: {', '.join(IMAGE_MODELS)} (mmae, memae, ae: on --backbone features, or pixels with 'none'; "
+                   "mmae_patchcore: the feature MMAE's residual + patchcore's distance, each standardised).")
 @click.option("--backbone", default=IMAGE_BACKBONE, show_default=True,
               help=f"Pretrained feature extractor ({', '.join(WHEELS)}, or any timm model with --backbone-weights); "
                    "'none' trains the pixel model from scratch (mmae, memae, ae only).")

@@ -106,7 +106,9 @@ class Detector(BaseDetector):
     Parameters
     ----------
     model : str, default "patchcore"
-        A registered image model: "ae", "memae", "mmae" or "patchcore" (``inspect_ad.models.IMAGE_MODELS``).
+        A registered image model: "ae", "memae", "mmae", "patchcore" or "mmae_patchcore" (feature
+        MMAE's residual + patchcore's nearest-slot distance, each standardised on the training
+        images; ``inspect_ad.models.IMAGE_MODELS``).
         The defaults are the product's (:mod:`inspect_ad.detectors.presets`): ``Detector()`` is
         ``inspect-ad fit`` with no options.
     image_size : int, (int, int) or "auto", default "auto"
@@ -304,17 +306,26 @@ class Detector(BaseDetector):
 
     def _fit_model(self, data: TrainImages, images: Sequence[Path], out, resume: bool, progress: bool) -> list[dict]:
         """Fill patchcore's bank in one pass, or train (a feature model on its backbone's
-        features, computed once); returns the training history. On W processes each fills a bank
+        features, computed once), or both, in that order (mmae_patchcore: its statistics need the
+        trained MMAE); returns the training history. On W processes each fills a bank
         from every W-th image and the banks are merged (``PatchCore.fit_memory``); each caches
         every image's backbone targets, since every image falls in its share in some epoch."""
         device = resolve_device(self.train_config.device)
+        trained = not isinstance(self.model_, MemoryBankModel) or isinstance(self.model_, FrozenFeatureModel)
+        history = self._train(data, images, out, resume, progress, device) if trained else []
+        if isinstance(self.model_, MemoryBankModel):   # patchcore; mmae_patchcore after its training
+            self._fill_memory(data, device, progress)
+        return history
+
+    def _fill_memory(self, data: TrainImages, device: torch.device, progress: bool) -> None:
         world = world_size()
-        if isinstance(self.model_, MemoryBankModel):
-            share = data if world == 1 else Subset(data, range(rank(), len(data), world))
-            loader = DataLoader(share, batch_size=per_rank_batch(self.train_config.batch_size, world))
-            self.model_.to(device).fit_memory(loader, len(data), self.train_config.seed, progress, sharded=world > 1)
-            self.model_config_ = self.model_.config   # now with the bank's fitted size
-            return []
+        share = data if world == 1 else Subset(data, range(rank(), len(data), world))
+        loader = DataLoader(share, batch_size=per_rank_batch(self.train_config.batch_size, world))
+        self.model_.to(device).fit_memory(loader, len(data), self.train_config.seed, progress, sharded=world > 1)
+        self.model_config_ = self.model_.config   # now with the bank's fitted size (and statistics)
+
+    def _train(self, data: TrainImages, images: Sequence[Path], out, resume: bool, progress: bool,
+               device: torch.device) -> list[dict]:
         objective = self._objective()
         if isinstance(self.model_, FrozenFeatureModel):
             data = CachedTargets(data, self.model_.to(device).targets, self.train_config.batch_size, device, progress)

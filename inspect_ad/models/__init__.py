@@ -4,15 +4,17 @@ from functools import partial
 import torch
 
 from inspect_ad.checks import size_shape
+from inspect_ad.memory.config import build_with_memory
 from inspect_ad.models.feature_mmae import FeatureMMAE, FeatureMMAEConfig
+from inspect_ad.models.fused import MMAEPatchCore, MMAEPatchCoreConfig
 from inspect_ad.models.mmae import MMAE, MMAEConfig, ablation_options, build_config, build_model, config_class
 from inspect_ad.models.outputs import FeatureOutput, ReconstructionOutput
 from inspect_ad.models.patchcore import LEGACY as PATCHCORE_LEGACY, PatchCore, PatchCoreConfig
 from inspect_ad.models.registry import (ModelSpec, config_class as model_config_class, create_model, get_spec, list_models, make_config, parse_overrides, saved_config,
                        register_model)
 
-IMAGE_MODELS = ("ae", "memae", "mmae", "patchcore")
-BACKBONE_MODELS = ("patchcore",)   # image models that need a backbone (the others take one optionally)
+IMAGE_MODELS = ("ae", "memae", "mmae", "patchcore", "mmae_patchcore")
+BACKBONE_MODELS = ("patchcore", "mmae_patchcore")   # image models that need a backbone (the others take one optionally)
 _TINY_IMAGE = dict(image_size=32, latent_channels=8, grid_stride=8, base_channels=4, max_channels=8, memory_slots=10)
 
 
@@ -31,8 +33,11 @@ for _name in ("ae", "memae", "mmae"):
                              config_class=config_class, legacy={"align_grid": False}))   # feature MMAE's
 register_model(ModelSpec("patchcore", PatchCoreConfig, PatchCore, dict(image_size=32, stages=(1, 2)),
                          _image_example, legacy=PATCHCORE_LEGACY))
+register_model(ModelSpec("mmae_patchcore", partial(build_with_memory, MMAEPatchCoreConfig), MMAEPatchCore,
+                         TINY_FEATURE, _image_example))
 
-__all__ = ["MMAE", "MMAEConfig", "ablation_options", "FeatureMMAE", "FeatureMMAEConfig", "PatchCore", "PatchCoreConfig",
+__all__ = ["MMAE", "MMAEConfig", "ablation_options", "FeatureMMAE", "FeatureMMAEConfig", "PatchCore", "PatchCoreConfig", "MMAEPatchCore",
+           "MMAEPatchCoreConfig",
            "FeatureOutput", "ReconstructionOutput", "BACKBONE_MODELS", "TINY_FEATURE", "model_config_class", "ModelSpec", "create_model", "get_spec",
            "list_models", "make_config", "parse_overrides", "saved_config", "register_model", "IMAGE_MODELS"]
 from inspect_ad.models import oneclass  # noqa: E402,F401  (registers one-class models)

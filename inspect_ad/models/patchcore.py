@@ -106,6 +106,46 @@ def local_patches(feats: list[Tensor], patch_size: int, strides: list[int] | Non
     return torch.cat(out, dim=1)
 
 
+def patch_features(backbone: FeatureExtractor, x: Tensor, patch_size: int, pad_input: bool = True,
+                   align_grid: bool = True) -> Tensor:
+    """(B, C, h, w) locally aware patch features of ``x`` on the finest stage's grid (§3.1; the
+    padding and alignment: see :class:`PatchCoreConfig`). A function, so that the fused
+    ``mmae_patchcore`` model reads its bank exactly as PatchCore does."""
+    strides = backbone.strides
+    aligned = strides if align_grid else None
+    if not pad_input:
+        return local_patches(backbone(x), patch_size, aligned)
+    pad, s = max(strides), strides[0]   # one deepest cell; a whole number of the finest
+    mode = "reflect" if pad < min(x.shape[-2:]) else "replicate"   # reflect needs the room
+    feats = local_patches(backbone(F.pad(x, (pad,) * 4, mode=mode)), patch_size, aligned)
+    o, (h, w) = pad // s, (math.ceil(n / s) for n in x.shape[-2:])
+    return feats[..., o:o + h, o:o + w]
+
+
+def nearest_distance(memory: CoresetMemory, feats: Tensor) -> Tensor:
+    """(B, C, h, w) patch features -> (B, h, w) distance to the nearest slot (the mean over the k
+    nearest, §3.3)."""
+    b, c, h, w = feats.shape
+    dist, _ = memory.nearest(feats.movedim(1, -1).reshape(-1, c))
+    return dist.mean(dim=1).sqrt().reshape(b, h, w)
+
+
+@torch.no_grad()
+def fill_bank(memory: CoresetMemory, feature_batches: Iterable[Tensor], n_images: int, ratio: float, max_slots: int,
+              max_candidates: int, seed: int = 0, progress: bool = True, sharded: bool = False) -> int:
+    """Fill ``memory`` with a coreset of the patches of ``feature_batches`` ((B, C, h, w) each, from
+    ``n_images`` images in all); at most max_candidates / n_images random patches of each image
+    are candidates. Returns the number of slots (see :meth:`PatchCore.fit_memory`)."""
+    gen = torch.Generator().manual_seed(seed)
+    per_image = max(1, -(-max_candidates // max(1, n_images)))
+    pool = []
+    for feats in tqdm(feature_batches, desc="memory bank", disable=not progress, unit="batch"):
+        flat = feats.movedim(1, -1).reshape(len(feats), -1, feats.shape[1]).cpu()
+        for f in flat:
+            pool.append(f if len(f) <= per_image else f[torch.randperm(len(f), generator=gen)[:per_image]])
+    return memory.fill(torch.cat(pool), ratio, max_slots, seed, max_candidates, sharded)
+
+
 class PatchCore(nn.Module, MemoryBankModel):
     """PatchCore on a frozen backbone: a greedy coreset of the training patches' features, each
     test patch scored by its distance to the nearest one (see the module docstring)."""
@@ -117,21 +157,12 @@ class PatchCore(nn.Module, MemoryBankModel):
         self.memory = CoresetMemory(c.bank_slots, sum(self.backbone.channels), c.num_neighbours)
 
     def patch_features(self, x: Tensor) -> Tensor:
-        c, strides = self.config, self.backbone.strides
-        aligned = strides if c.align_grid else None
-        if not c.pad_input:
-            return local_patches(self.backbone(x), c.patch_size, aligned)
-        pad, s = max(strides), strides[0]   # one deepest cell; a whole number of the finest
-        mode = "reflect" if pad < min(x.shape[-2:]) else "replicate"   # reflect needs the room
-        feats = local_patches(self.backbone(F.pad(x, (pad,) * 4, mode=mode)), c.patch_size, aligned)
-        o, (h, w) = pad // s, (math.ceil(n / s) for n in x.shape[-2:])
-        return feats[..., o:o + h, o:o + w]
+        c = self.config
+        return patch_features(self.backbone, x, c.patch_size, c.pad_input, c.align_grid)
 
     def forward(self, x: Tensor) -> FeatureOutput:
         feats = self.patch_features(x)
-        b, c, h, w = feats.shape
-        dist, _ = self.memory.nearest(feats.movedim(1, -1).reshape(-1, c))
-        amap = dist.mean(dim=1).sqrt().reshape(b, h, w)
+        amap = nearest_distance(self.memory, feats)
         return FeatureOutput(amap, [feats], stride=self.backbone.strides[0] if self.config.align_grid else None)
 
     @torch.no_grad()
@@ -144,16 +175,9 @@ class PatchCore(nn.Module, MemoryBankModel):
         several processes); the processes' coresets are merged into a bank of the size one
         process would fill, the same on every process (:meth:`CoresetMemory.fill`)."""
         c = self.config
-        gen = torch.Generator().manual_seed(seed)
-        per_image = max(1, -(-c.max_candidates // max(1, n_images)))
         device = next(self.backbone.buffers()).device
-        pool = []
-        for x in tqdm(batches, desc="memory bank", disable=not progress, unit="batch"):
-            feats = self.patch_features(x.to(device))
-            flat = feats.movedim(1, -1).reshape(len(x), -1, feats.shape[1]).cpu()
-            for f in flat:
-                pool.append(f if len(f) <= per_image else f[torch.randperm(len(f), generator=gen)[:per_image]])
-        n = self.memory.fill(torch.cat(pool), c.coreset_ratio, c.max_slots, seed, c.max_candidates, sharded)
+        n = fill_bank(self.memory, (self.patch_features(x.to(device)) for x in batches), n_images, c.coreset_ratio,
+                      c.max_slots, c.max_candidates, seed, progress, sharded)
         self.memory.to(device)
         self.config = replace(c, bank_slots=n)
         return n

@@ -10,7 +10,9 @@ from torch import Tensor
 
 class MemoryBankModel(ABC):
     """Fitted by filling a memory bank in one pass over the defect-free training images, with no
-    gradient step (PatchCore): the detector calls :meth:`fit_memory` instead of the training loop."""
+    gradient step (PatchCore): the detector calls :meth:`fit_memory` instead of the training loop.
+    A model that is also a :class:`FrozenFeatureModel` (``mmae_patchcore``) is trained first, then
+    filled: its bank's statistics need the trained model."""
 
     @abstractmethod
     def fit_memory(self, batches: Iterable[Tensor], n_images: int, seed: int = 0, progress: bool = True,

@@ -47,12 +47,13 @@ def _fitted(name: str, parts, **kwargs) -> Detector:
 
 @pytest.fixture(scope="module")
 def detectors(parts):
-    """patchcore, the pixel MMAE with z-scored maps (reference maps in the graph), and a bundle
+    """patchcore, the fused mmae_patchcore, the pixel MMAE with z-scored maps (reference maps in the graph), and a bundle
     saved before exports existed (inspect-ad 0.1), each calibrated."""
     old = Detector.load(FIXTURES / "bundle_0.1_pixel_mmae", "cpu")
     old.calibrate(parts[2], target_frr=0.2, progress=False, save=False)
     return {"patchcore": _fitted("patchcore", parts),
             "mmae_standardized": _fitted("mmae", parts, map_config=MapConfig(sigma=1.0, standardize="map")),
+            "mmae_patchcore": _fitted("mmae_patchcore", parts),
             "bundle_0.1": old}
 
 
@@ -62,7 +63,7 @@ def detectors(parts):
 # 1.2e-4 on the pixel MMAE's raw map; the decisions stay the same.
 CASES = [("patchcore", "onnx", "onnx", 1e-4), ("patchcore", "onnx", "openvino", 1e-4),
          ("patchcore", "openvino", "openvino", 1e-4), ("patchcore", "torchscript", "torchscript", 1e-4),
-         ("mmae_standardized", "onnx", "onnx", 1e-4), ("bundle_0.1", "onnx", "onnx", 1e-4),
+         ("mmae_standardized", "onnx", "onnx", 1e-4), ("mmae_patchcore", "onnx", "onnx", 1e-4), ("bundle_0.1", "onnx", "onnx", 1e-4),
          ("bundle_0.1", "openvino", "openvino", 3e-4)]
 
 
