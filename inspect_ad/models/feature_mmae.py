@@ -203,8 +203,7 @@ class FeatureMMAE(nn.Module, FrozenFeatureModel):
     def reconstruct(self, targets: list[Tensor], size: tuple[int, int] | None = None) -> FeatureOutput:
         """Encode, address, fuse and decode precomputed :meth:`targets` (training caches them)."""
         c = self.config
-        h, w = size or (targets[0].shape[-2] * self.strides[0], targets[0].shape[-1] * self.strides[0])
-        grid = (math.ceil(h / c.grid_stride), math.ceil(w / c.grid_stride))
+        grid = self.grid(targets, size)
         inputs = self.jittered(targets) if self.training and c.jitter_scale > 0 else targets
         latents, weights = memory_on_grid((enc(t) for enc, t in zip(self.encoders, inputs)), grid, self.memories)
         fused, attention = attention_fuse(self.fuser, latents)
@@ -216,6 +215,12 @@ class FeatureMMAE(nn.Module, FrozenFeatureModel):
                           F.interpolate(r, size=t.shape[-2:], mode="bilinear", align_corners=False))
         return FeatureOutput(self.discrepancy(targets, recons), targets, recons, weights, attention,
                              self.backbone.strides[0] if c.align_grid else None)
+
+    def grid(self, targets: list[Tensor], size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The common grid where the memories address, for an input of ``size`` (default: the
+        finest target's cells times their stride)."""
+        h, w = size or (targets[0].shape[-2] * self.strides[0], targets[0].shape[-1] * self.strides[0])
+        return math.ceil(h / self.config.grid_stride), math.ceil(w / self.config.grid_stride)
 
     def jittered(self, targets: list[Tensor]) -> list[Tensor]:
         """UniAD's feature jitter (see ``jitter_scale``): the encoders' noisy inputs; draws from
@@ -239,8 +244,7 @@ class FeatureMMAE(nn.Module, FrozenFeatureModel):
             return False
         pools: list[list[Tensor]] = [[] for _ in self.memories]
         for targets in batches:
-            h, w = targets[0].shape[-2] * self.strides[0], targets[0].shape[-1] * self.strides[0]
-            grid = (math.ceil(h / c.grid_stride), math.ceil(w / c.grid_stride))
+            grid = self.grid(targets)
             for k, (enc, t) in enumerate(zip(self.encoders, targets)):
                 z = enc(t.to(self.memories[k].slots.device))
                 if z.shape[-2:] != grid:
