@@ -312,6 +312,10 @@ class Detector(BaseDetector):
         every image's backbone targets, since every image falls in its share in some epoch."""
         device = resolve_device(self.train_config.device)
         trained = not isinstance(self.model_, MemoryBankModel) or isinstance(self.model_, FrozenFeatureModel)
+        if trained and isinstance(self.model_, MemoryBankModel) and world_size() > 1:
+            # refused before training, not after it: its map statistics are measured on one process
+            raise InspectError(f"{self.model} trains and then fills a bank, which runs on one process only; "
+                               "drop --nproc (or torchrun)")
         history = self._train(data, images, out, resume, progress, device) if trained else []
         if isinstance(self.model_, MemoryBankModel):   # patchcore; mmae_patchcore after its training
             self._fill_memory(data, device, progress)

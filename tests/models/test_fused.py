@@ -9,7 +9,7 @@ import torch
 from conftest import noise, tiny_model_options, write_png
 
 from inspect_ad.detectors.image import Detector
-from inspect_ad.errors import ConfigError
+from inspect_ad.errors import ConfigError, InspectError
 from inspect_ad.models import make_config
 from inspect_ad.models.patchcore import nearest_distance
 from inspect_ad.training.loop import TrainConfig
@@ -95,3 +95,12 @@ def test_the_bank_is_the_one_patchcore_fills_from_the_same_images(fitted, train_
     x = torch.cat([fitted._input(p) for p in train_images[:2]])
     with torch.no_grad():
         assert torch.allclose(patchcore.model_(x).anomaly_map, _raw_maps(fitted, train_images[:2])[1])
+
+
+def test_several_processes_are_refused_before_any_training(train_images, monkeypatch):
+    monkeypatch.setattr("inspect_ad.detectors.image.world_size", lambda: 2)
+    det = Detector("mmae_patchcore", SIZE, train_config=TrainConfig(epochs=2, batch_size=4, seed=0, device="cpu"),
+                   model_options=tiny_model_options("mmae_patchcore"))
+    monkeypatch.setattr(det, "_train", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(InspectError, match="one process only; drop --nproc"):
+        det.fit(train_images, progress=False)
